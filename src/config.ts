@@ -1,0 +1,208 @@
+/**
+ * The one schema over the environment. Parsed once at boot by the CLI; every module receives the typed
+ * `Config` (or the part of it it needs) from the composition root, never `process.env`.
+ *
+ * Variable names follow the integration runbook (DESIGN.md, "Environment"); `.env.example` documents each.
+ * A secret's value never appears in an error message: problems name the variable and what was expected.
+ */
+import { z } from 'zod';
+
+/** Variables whose values are secrets: never echoed in errors, and scrubbed from every log line. */
+export const SECRET_VARIABLES = [
+  'DATABASE_URL',
+  'PROJECTX_ENCRYPTION_KEY',
+  'SLACK_SIGNING_SECRET',
+  'SLACK_BOT_TOKEN',
+  'SLACK_CLIENT_SECRET',
+  'SLACK_APP_LEVEL_TOKEN',
+  'MICROSOFT_APP_PASSWORD',
+  'SERVICENOW_OAUTH_CLIENT_SECRET',
+  'SERVICENOW_PASSWORD',
+  'JIRA_OAUTH_CLIENT_SECRET',
+  'JIRA_WEBHOOK_SECRET',
+  'JIRA_PAT',
+  'ONETRUST_API_TOKEN',
+  'SMTP_PASSWORD',
+  'GENERIC_WEBHOOK_SECRET',
+  'AWS_EXTERNAL_ID',
+] as const;
+
+const secretSet: ReadonlySet<string> = new Set(SECRET_VARIABLES);
+
+/** Empty strings count as unset, as they do in `.env` files and most deployment tools. */
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
+
+const url = (protocols: readonly string[]) =>
+  z.string().superRefine((value, ctx) => {
+    if (!URL.canParse(value)) {
+      ctx.addIssue({ code: 'custom', message: `must be a URL (${protocols.join(' or ')})` });
+    } else if (!protocols.includes(new URL(value).protocol.replace(/:$/, ''))) {
+      ctx.addIssue({ code: 'custom', message: `must use ${protocols.join(' or ')}` });
+    }
+  });
+
+const portNumber = () =>
+  z.coerce
+    .number({ message: 'must be a whole number from 0 to 65535' })
+    .int({ message: 'must be a whole number from 0 to 65535' })
+    .min(0, { message: 'must be a whole number from 0 to 65535' })
+    .max(65535, { message: 'must be a whole number from 0 to 65535' });
+
+const text = optional(z.string().trim().min(1));
+
+/**
+ * `PROJECTX_ENCRYPTION_KEY`: one or more `keyId:base64Key` entries separated by commas, each key 32 bytes
+ * (AES-256). The first entry encrypts; every entry can decrypt, which is how rotation works.
+ */
+const encryptionKeys = optional(
+  z.string().transform((value, ctx) => {
+    const keys: { id: string; key: Buffer }[] = [];
+    for (const entry of value.split(',').map((part) => part.trim()).filter(Boolean)) {
+      const separator = entry.indexOf(':');
+      const id = separator > 0 ? entry.slice(0, separator) : '';
+      const key = Buffer.from(separator > 0 ? entry.slice(separator + 1) : '', 'base64');
+      if (!/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be comma-separated keyId:base64 entries, each key 32 bytes (e.g. k1:$(openssl rand -base64 32))',
+        });
+        return z.NEVER;
+      }
+      keys.push({ id, key });
+    }
+    if (keys.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'must hold at least one keyId:base64 entry' });
+      return z.NEVER;
+    }
+    return keys;
+  }),
+);
+
+const schema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DATABASE_URL: optional(url(['postgres', 'postgresql'])),
+  PROJECTX_DATA_DIR: z.string().trim().min(1).default('.data'),
+  HOST: z.string().trim().min(1).default('0.0.0.0'),
+  PORT: z.preprocess((value) => (value === '' ? undefined : value), portNumber().default(3000)),
+  PUBLIC_URL: optional(url(['http', 'https'])),
+  HTTP_BODY_LIMIT_BYTES: z.coerce
+    .number({ message: 'must be a whole number of bytes' })
+    .int({ message: 'must be a whole number of bytes' })
+    .min(1024, { message: 'must be at least 1024 bytes' })
+    .max(100 * 1024 * 1024, { message: 'must be at most 100 MiB' })
+    .default(1024 * 1024),
+  SHUTDOWN_TIMEOUT_MS: z.coerce
+    .number({ message: 'must be a whole number of milliseconds' })
+    .int({ message: 'must be a whole number of milliseconds' })
+    .min(100, { message: 'must be at least 100 ms' })
+    .max(60_000, { message: 'must be at most 60000 ms' })
+    .default(9000),
+
+  PROJECTX_ENCRYPTION_KEY: encryptionKeys,
+
+  SLACK_SIGNING_SECRET: text,
+  SLACK_BOT_TOKEN: optional(z.string().startsWith('xoxb-', { message: 'must be a bot token (xoxb-…)' })),
+  SLACK_CLIENT_ID: text,
+  SLACK_CLIENT_SECRET: text,
+  SLACK_APP_LEVEL_TOKEN: optional(z.string().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
+  SLACK_API_URL: optional(url(['http', 'https'])),
+
+  MICROSOFT_APP_ID: text,
+  MICROSOFT_APP_PASSWORD: text,
+  MICROSOFT_APP_TENANT_ID: text,
+
+  SERVICENOW_BASE_URL: optional(url(['http', 'https'])),
+  SERVICENOW_OAUTH_CLIENT_ID: text,
+  SERVICENOW_OAUTH_CLIENT_SECRET: text,
+  SERVICENOW_USER: text,
+  SERVICENOW_PASSWORD: text,
+
+  JIRA_BASE_URL: optional(url(['http', 'https'])),
+  JIRA_OAUTH_CLIENT_ID: text,
+  JIRA_OAUTH_CLIENT_SECRET: text,
+  JIRA_WEBHOOK_SECRET: text,
+  JIRA_AUTH_MODE: optional(z.enum(['oauth', 'pat', 'basic'], { message: 'must be one of oauth, pat, basic' })),
+  JIRA_PAT: text,
+  JIRA_USER_EMAIL: optional(z.email({ message: 'must be an email address' })),
+
+  ONETRUST_BASE_URL: optional(url(['http', 'https'])),
+  ONETRUST_API_TOKEN: text,
+  ONETRUST_REGION: text,
+  ONETRUST_TIMEOUT_SECONDS: optional(
+    z.coerce
+      .number({ message: 'must be a number of seconds from 1 to 300' })
+      .int({ message: 'must be a number of seconds from 1 to 300' })
+      .min(1, { message: 'must be a number of seconds from 1 to 300' })
+      .max(300, { message: 'must be a number of seconds from 1 to 300' }),
+  ),
+
+  SMTP_HOST: text,
+  SMTP_PORT: optional(portNumber()),
+  SMTP_USERNAME: text,
+  SMTP_PASSWORD: text,
+  SMTP_FROM_ADDRESS: optional(z.email({ message: 'must be an email address' })),
+  GENERIC_WEBHOOK_SECRET: text,
+
+  EVIDENCE_S3_BUCKET: text,
+  AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { message: 'must be an IAM role ARN' })),
+  AWS_EXTERNAL_ID: text,
+  SHAREPOINT_SITE_ID: text,
+  SHAREPOINT_LIBRARY_ID: text,
+  EVIDENCE_GOOGLE_DRIVE_FOLDER_ID: text,
+});
+
+export type Config = z.output<typeof schema>;
+
+/** Every variable the service reads (for documentation checks: `.env.example` must list each). */
+export const CONFIG_VARIABLES = Object.keys(schema.shape) as (keyof Config)[];
+export type EncryptionKey = NonNullable<Config['PROJECTX_ENCRYPTION_KEY']>[number];
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+/**
+ * Parses the environment into a `Config`, or lists every problem (one line per bad variable).
+ *
+ * @example
+ * const result = loadConfig(process.env);
+ * if (!result.ok) { console.error(result.problems.join('\n')); process.exit(1); }
+ */
+export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return { ok: true, config: parsed.data };
+  const problems = parsed.error.issues.map((issue) => {
+    const variable = String(issue.path[0] ?? '(environment)');
+    const raw = env[variable];
+    const shown = secretSet.has(variable) || raw === undefined ? '' : ` (got ${JSON.stringify(truncate(raw))})`;
+    return `${variable}: ${issue.message}${shown}`;
+  });
+  return { ok: false, problems: [...new Set(problems)] };
+}
+
+function truncate(value: string): string {
+  return value.length > 60 ? `${value.slice(0, 57)}...` : value;
+}
+
+/**
+ * The values of every secret variable that is set, for the log scrubber: whole values, plus the parts that
+ * can surface on their own (a database URL's password, each encryption key).
+ */
+export function secretValues(env: Record<string, string | undefined>): string[] {
+  const values: string[] = [];
+  for (const name of SECRET_VARIABLES) {
+    const value = env[name];
+    if (typeof value !== 'string' || value.length === 0) continue;
+    values.push(value);
+    if (name === 'DATABASE_URL' && URL.canParse(value)) {
+      const password = decodeURIComponent(new URL(value).password);
+      if (password) values.push(password);
+    }
+    if (name === 'PROJECTX_ENCRYPTION_KEY') {
+      for (const entry of value.split(',')) values.push(entry.slice(entry.indexOf(':') + 1).trim());
+    }
+  }
+  // Very short values would scrub ordinary words out of log lines; config validation keeps real secrets long.
+  return [...new Set(values.filter((value) => value.length >= 6))];
+}

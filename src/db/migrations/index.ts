@@ -1,0 +1,10 @@
+/**
+ * Every migration, by name, in one explicit list (no directory scanning: works the same under tsx, vitest and
+ * Node's type stripping). Names are timestamp-prefixed and sort in the order they must run.
+ */
+import type { Migration } from 'kysely/migration';
+import * as foundation from './20261122_0130_foundation.ts';
+
+export const migrations: Record<string, Migration> = {
+  '20261122_0130_foundation': foundation,
+};

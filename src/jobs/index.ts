@@ -1,0 +1,8 @@
+/**
+ * Every job of the service, in one explicit list. Add a job by defining it next to its feature and listing it
+ * here; queues, dead-letter queues, workers and schedules are all derived from this list.
+ */
+import type { AnyJob } from './runtime.ts';
+import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
+
+export const jobDefinitions: readonly AnyJob[] = [pruneInboundEvents];

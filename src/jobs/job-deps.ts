@@ -1,0 +1,14 @@
+/** What every job handler receives as `deps`; built by the composition root (src/main.ts). */
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import type { JobRuntime } from './runtime.ts';
+
+export interface JobDeps {
+  db: Db;
+  logger: Logger;
+  clock: Clock;
+  config: Config;
+  jobs: Pick<JobRuntime, 'enqueue'>;
+}

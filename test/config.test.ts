@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { CONFIG_VARIABLES, SECRET_VARIABLES, loadConfig, secretValues } from '../src/config.ts';
+import { INTEGRATIONS, describeIntegrations } from '../src/connectors/catalog.ts';
+
+function problemsFor(env: Record<string, string>): string[] {
+  const result = loadConfig(env);
+  if (result.ok) throw new Error('expected configuration problems');
+  return result.problems;
+}
+
+describe('loadConfig', () => {
+  it('accepts an empty environment with working defaults', () => {
+    const result = loadConfig({});
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.PORT).toBe(3000);
+    expect(result.config.PROJECTX_DATA_DIR).toBe('.data');
+    expect(result.config.HTTP_BODY_LIMIT_BYTES).toBe(1024 * 1024);
+    expect(result.config.DATABASE_URL).toBeUndefined();
+  });
+
+  it('treats empty strings as unset', () => {
+    const result = loadConfig({ PORT: '', DATABASE_URL: '', SLACK_BOT_TOKEN: '' });
+    expect(result.ok && result.config.PORT).toBe(3000);
+  });
+
+  it.each([
+    ['PORT', 'abc', /^PORT: must be a whole number from 0 to 65535 \(got "abc"\)$/],
+    ['PORT', '70000', /^PORT: must be a whole number from 0 to 65535/],
+    ['PORT', '80.5', /^PORT: must be a whole number/],
+    ['PUBLIC_URL', 'not a url', /^PUBLIC_URL: must be a URL \(http or https\) \(got "not a url"\)$/],
+    ['PUBLIC_URL', 'ftp://example.test', /^PUBLIC_URL: must use http or https/],
+    ['SERVICENOW_BASE_URL', 'example.service-now.com', /^SERVICENOW_BASE_URL: must be a URL/],
+    ['HTTP_BODY_LIMIT_BYTES', '10', /^HTTP_BODY_LIMIT_BYTES: must be at least 1024 bytes/],
+    ['LOG_LEVEL', 'loud', /^LOG_LEVEL: /],
+    ['JIRA_AUTH_MODE', 'magic', /^JIRA_AUTH_MODE: must be one of oauth, pat, basic/],
+    ['JIRA_USER_EMAIL', 'nobody', /^JIRA_USER_EMAIL: must be an email address/],
+    ['ONETRUST_TIMEOUT_SECONDS', '0', /^ONETRUST_TIMEOUT_SECONDS: must be a number of seconds/],
+    ['AWS_ROLE_ARN', 'role/foo', /^AWS_ROLE_ARN: must be an IAM role ARN/],
+  ])('names %s when it is %j', (variable, value, message) => {
+    const problems = problemsFor({ [variable]: value });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(message);
+  });
+
+  it.each([
+    ['DATABASE_URL', 'postgres//user:hunter2-secret@db/x', /^DATABASE_URL: must be a URL \(postgres or postgresql\)$/],
+    ['DATABASE_URL', 'mysql://user:hunter2-secret@db/x', /^DATABASE_URL: must use postgres or postgresql$/],
+    ['SLACK_BOT_TOKEN', 'xoxp-hunter2-secret', /^SLACK_BOT_TOKEN: must be a bot token \(xoxb-…\)$/],
+    ['SLACK_APP_LEVEL_TOKEN', 'xoxb-hunter2-secret', /^SLACK_APP_LEVEL_TOKEN: must be an app-level token/],
+    ['PROJECTX_ENCRYPTION_KEY', 'hunter2-secret', /^PROJECTX_ENCRYPTION_KEY: must be comma-separated keyId:base64 entries/],
+    ['PROJECTX_ENCRYPTION_KEY', 'k1:aHVudGVyMi1zZWNyZXQ=', /^PROJECTX_ENCRYPTION_KEY: must be comma-separated/],
+  ])('names secret %s without echoing its value', (variable, value, message) => {
+    const problems = problemsFor({ [variable]: value });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(message);
+    expect(problems.join('\n')).not.toContain('hunter2');
+    expect(problems.join('\n')).not.toContain(value);
+  });
+
+  it('lists every bad variable at once', () => {
+    const problems = problemsFor({ PORT: 'abc', PUBLIC_URL: 'nope', LOG_LEVEL: 'loud' });
+    expect(problems.map((problem) => problem.split(':')[0]).sort()).toEqual(['LOG_LEVEL', 'PORT', 'PUBLIC_URL']);
+  });
+
+  it('parses a rotatable encryption key list, the first key current', () => {
+    const k1 = Buffer.alloc(32, 1).toString('base64');
+    const k0 = Buffer.alloc(32, 2).toString('base64');
+    const result = loadConfig({ PROJECTX_ENCRYPTION_KEY: `k1:${k1}, k0:${k0}` });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config.PROJECTX_ENCRYPTION_KEY?.map((key) => key.id)).toEqual(['k1', 'k0']);
+    expect(result.config.PROJECTX_ENCRYPTION_KEY?.[0]?.key.length).toBe(32);
+  });
+});
+
+describe('secretValues', () => {
+  it('collects set secrets and the parts that can leak alone', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const values = secretValues({
+      SLACK_SIGNING_SECRET: 'sig-secret-123',
+      DATABASE_URL: 'postgres://app:db-pass-456@db.internal/px',
+      PROJECTX_ENCRYPTION_KEY: `k1:${key}`,
+      PORT: '3000',
+    });
+    expect(values).toEqual(expect.arrayContaining(['sig-secret-123', 'db-pass-456', key]));
+    expect(values).not.toContain('3000');
+  });
+});
+
+describe('integration catalog', () => {
+  it('names only real configuration variables', () => {
+    const known = new Set<string>(CONFIG_VARIABLES);
+    for (const integration of INTEGRATIONS) {
+      for (const set of integration.anyOf) for (const variable of set) expect(known, `${integration.id}: ${variable}`).toContain(variable);
+    }
+  });
+
+  it('reports what is missing for the closest option', () => {
+    const result = loadConfig({ SERVICENOW_BASE_URL: 'https://acme.service-now.com', SERVICENOW_USER: 'svc' });
+    if (!result.ok) throw new Error('must parse');
+    const servicenow = describeIntegrations(result.config).find((status) => status.id === 'servicenow');
+    expect(servicenow).toMatchObject({ configured: false, missing: ['SERVICENOW_PASSWORD'] });
+    const configured = loadConfig({ GENERIC_WEBHOOK_SECRET: 'whsec_abc' });
+    if (!configured.ok) throw new Error('must parse');
+    expect(describeIntegrations(configured.config).find((status) => status.id === 'generic-webhook')?.configured).toBe(true);
+  });
+});
+
+describe('.env.example', () => {
+  const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+  const listed = new Set([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((match) => match[1]));
+
+  it('documents every variable the service reads, and no other', () => {
+    expect([...listed].sort()).toEqual([...CONFIG_VARIABLES].sort());
+  });
+
+  it('holds no secret values', () => {
+    for (const variable of SECRET_VARIABLES) {
+      const line = example.split('\n').find((candidate) => new RegExp(`^#?\\s*${variable}=`).test(candidate));
+      expect(line, variable).toMatch(new RegExp(`^#?\\s*${variable}=$`));
+    }
+  });
+});

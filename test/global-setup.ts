@@ -1,0 +1,73 @@
+/**
+ * Once per test run: a PostgreSQL server (DATABASE_URL's when set, else an embedded one in a temp dir) and a
+ * template database with our migrations and pg-boss's schema applied. Each test file clones the template
+ * (`createTestDatabase()`), so files run in parallel without seeing each other's rows.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import type { TestProject } from 'vitest/node';
+import { createDatabase } from '../src/db/database.ts';
+import { startEmbeddedPostgres } from '../src/db/embedded.ts';
+import { migrateToLatest } from '../src/db/migrate.ts';
+import { JOBS_SCHEMA } from '../src/jobs/runtime.ts';
+import { createLogger } from '../src/logger.ts';
+import { databaseUrl } from './support/database-url.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgres: { adminUrl: string; template: string; prefix: string };
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const logger = createLogger({ level: 'warn', destination: process.stderr });
+  const runId = `${Date.now().toString(36)}${process.pid.toString(36)}`;
+  const prefix = `pxt_${runId}_`;
+  let adminUrl = process.env.DATABASE_URL;
+  let stopEmbedded = async () => {};
+  if (!adminUrl) {
+    const dir = await mkdtemp(path.join(tmpdir(), 'projectx-test-pg-'));
+    await chmod(dir, 0o755);
+    const embedded = await startEmbeddedPostgres({ dataDir: dir, logger, unsafeFast: true, database: 'postgres' });
+    adminUrl = embedded.adminUrl;
+    stopEmbedded = async () => {
+      await embedded.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
+  }
+
+  const template = `${prefix}template`;
+  await admin(adminUrl, async (client) => {
+    await client.query(`create database "${template}"`);
+  });
+  const templateUrl = databaseUrl(adminUrl, template);
+  const db = createDatabase({ connectionString: templateUrl, max: 2 });
+  await migrateToLatest(db);
+  await db.destroy();
+  const boss = new PgBoss({ connectionString: templateUrl, schema: JOBS_SCHEMA, supervise: false, schedule: false, max: 2 });
+  await boss.start();
+  await boss.stop({ graceful: false, close: true });
+
+  project.provide('postgres', { adminUrl, template, prefix });
+
+  return async () => {
+    await admin(adminUrl, async (client) => {
+      const { rows } = await client.query<{ datname: string }>('select datname from pg_database where datname like $1', [`${prefix}%`]);
+      for (const { datname } of rows) await client.query(`drop database if exists "${datname}" with (force)`);
+    });
+    await stopEmbedded();
+  };
+}
+
+async function admin(url: string, fn: (client: pg.Client) => Promise<void>): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await fn(client);
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The composed service in-process, against a real database: roles, readiness, metrics, graceful stop.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { createDatabase } from '../src/db/database.ts';
+import { createApp } from '../src/http/app.ts';
+import { pruneInboundEvents } from '../src/jobs/maintenance/prune-inbound-events.ts';
+import { type Role, type Service, readinessChecks, startService } from '../src/main.ts';
+import { createMetrics } from '../src/metrics.ts';
+import { type TestDatabase, createTestDatabase } from './support/database.ts';
+import { captureLogs } from './support/logs.ts';
+
+function configFor(url: string) {
+  const result = loadConfig({ DATABASE_URL: url, HOST: '127.0.0.1', PORT: '0', SHUTDOWN_TIMEOUT_MS: '5000' });
+  if (!result.ok) throw new Error(result.problems.join('; '));
+  return result.config;
+}
+
+describe('service', () => {
+  let tdb: TestDatabase;
+  const started: Service[] = [];
+  const start = async (role: Role) => {
+    const logs = captureLogs({ level: 'info' });
+    const service = await startService({ config: configFor(tdb.url), role, logger: logs.logger });
+    started.push(service);
+    return { service, logs };
+  };
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+  });
+  afterAll(async () => {
+    for (const service of started) await service.stop();
+    await tdb.drop();
+  });
+
+  it('is ready when the database and the queue answer, and logs where it listens and what is configured', async () => {
+    const { service, logs } = await start('all');
+    const res = await fetch(`${service.http.url}/readyz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ready', checks: { database: 'ok', queue: 'ok' } });
+    const messages = logs.lines().map((line) => String(line.msg));
+    expect(messages).toContain(`ProjectX Integrations (all) listening on ${service.http.url}`);
+    expect(messages).toContain('Slack: not configured (set SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)');
+    expect(await service.stop()).toBe(true);
+    started.pop();
+  });
+
+  it('answers /readyz 503 when the database is unreachable', async () => {
+    const { service } = await start('web');
+    const unreachable = createDatabase({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });
+    try {
+      const app = createApp({
+        logger: captureLogs().logger,
+        metrics: createMetrics({ defaultMetrics: false }),
+        bodyLimitBytes: 1024,
+        readiness: readinessChecks(unreachable, service.jobs),
+      });
+      const res = await app.request('/readyz');
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as { error: { code: string; message: string }; checks: Record<string, string> };
+      expect(body.error.code).toBe('not_ready');
+      expect(body.error.message).toMatch(/^database unreachable: .*ECONNREFUSED/);
+      expect(body.checks.queue).toBe('ok');
+    } finally {
+      await unreachable.destroy();
+    }
+  });
+
+  it('serves process metrics and queue depth per queue', async () => {
+    const { service } = await start('web');
+    await service.jobs.enqueue(pruneInboundEvents, { olderThanDays: 30 }, { startAfter: 3600 });
+    await service.jobs.enqueue(pruneInboundEvents, { olderThanDays: 40 });
+    await service.jobs.boss.supervise(pruneInboundEvents.name); // refresh the cached counts now, not in 15 s
+    const text = await (await fetch(`${service.http.url}/metrics`)).text();
+    expect(text).toContain('process_cpu_user_seconds_total');
+    expect(text).toContain('nodejs_eventloop_lag_seconds');
+    expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}",state="ready"} 1`);
+    expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}",state="deferred"} 1`);
+    expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}.dead",state="ready"} 0`);
+    await service.jobs.boss.deleteAllJobs(pruneInboundEvents.name);
+  });
+
+  it('splits into a web role that enqueues and a worker role that runs jobs, on one database', async () => {
+    const { service: web } = await start('web');
+    const { service: worker, logs: workerLogs } = await start('worker');
+    await tdb.db
+      .insertInto('inbound_events')
+      .values([
+        { source: 'slack', delivery_id: 'old', kind: 'event_callback', body: Buffer.from('{}'), status: 'processed', received_at: new Date(Date.now() - 40 * 86_400_000) },
+        { source: 'slack', delivery_id: 'new', kind: 'event_callback', body: Buffer.from('{}'), status: 'processed' },
+        { source: 'slack', delivery_id: 'old-failed', kind: 'event_callback', body: Buffer.from('{}'), status: 'failed', received_at: new Date(Date.now() - 40 * 86_400_000) },
+      ])
+      .execute();
+    await web.jobs.enqueue(pruneInboundEvents, { olderThanDays: 30 });
+    await vi.waitFor(() => expect(workerLogs.lines().some((line) => line.msg === 'pruned processed inbound events')).toBe(true), { timeout: 15_000, interval: 100 });
+    const left = await tdb.db.selectFrom('inbound_events').select('delivery_id').orderBy('delivery_id').execute();
+    expect(left.map((row) => row.delivery_id)).toEqual(['new', 'old-failed']);
+    // The worker role serves only the operations endpoints.
+    expect((await fetch(`${worker.http.url}/healthz`)).status).toBe(200);
+  });
+});
