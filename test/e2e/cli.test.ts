@@ -36,10 +36,24 @@ describe('projectx start with an empty environment', () => {
 
     const second = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
     await second.waitForLog(isListening);
-    expect(second.stdout()).toContain('"initialised":false');
+    expect(second.stdout()).toContain('"created":false');
     expect(second.stdout()).toContain('"msg":"database schema is up to date"');
     second.child.kill('SIGINT');
     expect((await second.exited).code).toBe(0);
+  });
+
+  it('takes over the embedded server left running by a process killed with SIGKILL', async () => {
+    const killed = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
+    await killed.waitForLog(isListening);
+    killed.child.kill('SIGKILL');
+    expect(await killed.exited).toEqual({ code: null, signal: 'SIGKILL' });
+
+    const next = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
+    const { url } = await next.waitForLog(isListening);
+    expect(next.stdout()).toContain('left running by a process that is gone');
+    expect((await fetch(`${String(url)}/readyz`)).status).toBe(200);
+    next.child.kill('SIGTERM');
+    expect((await next.exited).code).toBe(0);
   });
 
   it('projectx migrate applies migrations on the embedded server and exits 0', async () => {
