@@ -204,7 +204,7 @@ function launch(input: { binaries: Binaries; clusterDir: string; port: number; r
     child.once('error', (error) => reject(new Error(`could not run ${input.binaries.postgres}: ${error.message}`, { cause: error })));
     child.once('exit', (code, signal) => {
       if (!ready) reject(new Error(`embedded PostgreSQL exited while starting (${signal ?? code}): ${recent.slice(-3).join(' | ')}`));
-      else input.logger.warn({ code, signal }, 'embedded PostgreSQL exited');
+      else if (!child.killed) input.logger.warn({ code, signal }, 'embedded PostgreSQL exited on its own');
     });
   });
 }
