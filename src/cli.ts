@@ -2,6 +2,7 @@
  * The `projectx` command line. Parses the environment once (exit 1 listing every bad variable), then runs one
  * verb. Problems the user can fix get a message and a non-zero exit, never a stack trace.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Config, loadConfig, secretValues } from './config.ts';
 import { createDatabase } from './db/database.ts';
@@ -111,8 +112,12 @@ async function migrate(config: Config, logger: Logger): Promise<number> {
     const { applied } = await migrateToLatest(db);
     // pg-boss installs (or upgrades) its own schema on start; start it without workers or maintenance.
     const boss = new PgBoss({ connectionString: database.url, schema: JOBS_SCHEMA, supervise: false, schedule: false, max: 2 });
-    await boss.start();
-    await boss.stop({ graceful: false, close: true });
+    boss.on('error', (error) => logger.error({ err: error }, 'job queue error'));
+    try {
+      await boss.start();
+    } finally {
+      await boss.stop({ graceful: false, close: true });
+    }
     logger.info({ applied }, applied.length > 0 ? `applied ${applied.length} migration(s)` : 'database schema is up to date');
     return 0;
   } finally {
@@ -123,6 +128,8 @@ async function migrate(config: Config, logger: Logger): Promise<number> {
 
 /** Process entry (bin/projectx.js): runs the command, prints user-facing failures, exits with the code. */
 export async function main(): Promise<never> {
+  // A `.env` in the working directory fills in what the real environment does not set (it never overrides).
+  if (existsSync('.env')) process.loadEnvFile('.env');
   const scrub = createScrubber(secretValues(process.env));
   let code: number;
   try {

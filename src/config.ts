@@ -30,8 +30,10 @@ export const SECRET_VARIABLES = [
 const secretSet: ReadonlySet<string> = new Set(SECRET_VARIABLES);
 
 /** Empty strings count as unset, as they do in `.env` files and most deployment tools. */
-const optional = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
+const unsetIfEmpty = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(unsetIfEmpty, schema.optional());
+/** A variable with a default: empty or unset takes the default. */
+const withDefault = <T extends z.ZodType>(schema: T, fallback: z.input<T>) => z.preprocess(unsetIfEmpty, schema.default(fallback as never));
 
 const url = (protocols: readonly string[]) =>
   z.string().superRefine((value, ctx) => {
@@ -50,6 +52,8 @@ const portNumber = () =>
     .max(65535, { message: 'must be a whole number from 0 to 65535' });
 
 const text = optional(z.string().trim().min(1));
+/** Secrets are trimmed (file-mounted secrets end in a newline) and must be long enough to be real. */
+const secret = optional(z.string().trim().min(8, { message: 'must be at least 8 characters (is it complete?)' }));
 
 /**
  * `PROJECTX_ENCRYPTION_KEY`: one or more `keyId:base64Key` entries separated by commas, each key 32 bytes
@@ -80,56 +84,60 @@ const encryptionKeys = optional(
 );
 
 const schema = z.object({
-  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: withDefault(z.enum(['development', 'production', 'test']), 'development'),
+  LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
 
   DATABASE_URL: optional(url(['postgres', 'postgresql'])),
-  PROJECTX_DATA_DIR: z.string().trim().min(1).default('.data'),
-  HOST: z.string().trim().min(1).default('0.0.0.0'),
-  PORT: z.preprocess((value) => (value === '' ? undefined : value), portNumber().default(3000)),
+  PROJECTX_DATA_DIR: withDefault(z.string().trim().min(1), '.data'),
+  HOST: withDefault(z.string().trim().min(1), '0.0.0.0'),
+  PORT: withDefault(portNumber(), 3000),
   PUBLIC_URL: optional(url(['http', 'https'])),
-  HTTP_BODY_LIMIT_BYTES: z.coerce
-    .number({ message: 'must be a whole number of bytes' })
-    .int({ message: 'must be a whole number of bytes' })
-    .min(1024, { message: 'must be at least 1024 bytes' })
-    .max(100 * 1024 * 1024, { message: 'must be at most 100 MiB' })
-    .default(1024 * 1024),
-  SHUTDOWN_TIMEOUT_MS: z.coerce
-    .number({ message: 'must be a whole number of milliseconds' })
-    .int({ message: 'must be a whole number of milliseconds' })
-    .min(100, { message: 'must be at least 100 ms' })
-    .max(60_000, { message: 'must be at most 60000 ms' })
-    .default(9000),
+  HTTP_BODY_LIMIT_BYTES: withDefault(
+    z.coerce
+      .number({ message: 'must be a whole number of bytes' })
+      .int({ message: 'must be a whole number of bytes' })
+      .min(1024, { message: 'must be at least 1024 bytes' })
+      .max(100 * 1024 * 1024, { message: 'must be at most 100 MiB' }),
+    1024 * 1024,
+  ),
+  SHUTDOWN_TIMEOUT_MS: withDefault(
+    z.coerce
+      .number({ message: 'must be a whole number of milliseconds' })
+      .int({ message: 'must be a whole number of milliseconds' })
+      .min(1000, { message: 'must be at least 1000 ms' })
+      .max(60_000, { message: 'must be at most 60000 ms' }),
+    9000,
+  ),
 
   PROJECTX_ENCRYPTION_KEY: encryptionKeys,
 
-  SLACK_SIGNING_SECRET: text,
-  SLACK_BOT_TOKEN: optional(z.string().startsWith('xoxb-', { message: 'must be a bot token (xoxb-…)' })),
+  SLACK_SIGNING_SECRET: secret,
+  SLACK_BOT_TOKEN: optional(z.string().trim().startsWith('xoxb-', { message: 'must be a bot token (xoxb-…)' })),
   SLACK_CLIENT_ID: text,
-  SLACK_CLIENT_SECRET: text,
-  SLACK_APP_LEVEL_TOKEN: optional(z.string().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
+  SLACK_CLIENT_SECRET: secret,
+  SLACK_APP_LEVEL_TOKEN: optional(z.string().trim().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
   SLACK_API_URL: optional(url(['http', 'https'])),
 
   MICROSOFT_APP_ID: text,
-  MICROSOFT_APP_PASSWORD: text,
+  MICROSOFT_APP_PASSWORD: secret,
   MICROSOFT_APP_TENANT_ID: text,
 
   SERVICENOW_BASE_URL: optional(url(['http', 'https'])),
   SERVICENOW_OAUTH_CLIENT_ID: text,
-  SERVICENOW_OAUTH_CLIENT_SECRET: text,
+  SERVICENOW_OAUTH_CLIENT_SECRET: secret,
   SERVICENOW_USER: text,
-  SERVICENOW_PASSWORD: text,
+  SERVICENOW_PASSWORD: secret,
 
   JIRA_BASE_URL: optional(url(['http', 'https'])),
   JIRA_OAUTH_CLIENT_ID: text,
-  JIRA_OAUTH_CLIENT_SECRET: text,
-  JIRA_WEBHOOK_SECRET: text,
+  JIRA_OAUTH_CLIENT_SECRET: secret,
+  JIRA_WEBHOOK_SECRET: secret,
   JIRA_AUTH_MODE: optional(z.enum(['oauth', 'pat', 'basic'], { message: 'must be one of oauth, pat, basic' })),
-  JIRA_PAT: text,
+  JIRA_PAT: secret,
   JIRA_USER_EMAIL: optional(z.email({ message: 'must be an email address' })),
 
   ONETRUST_BASE_URL: optional(url(['http', 'https'])),
-  ONETRUST_API_TOKEN: text,
+  ONETRUST_API_TOKEN: secret,
   ONETRUST_REGION: text,
   ONETRUST_TIMEOUT_SECONDS: optional(
     z.coerce
@@ -142,13 +150,13 @@ const schema = z.object({
   SMTP_HOST: text,
   SMTP_PORT: optional(portNumber()),
   SMTP_USERNAME: text,
-  SMTP_PASSWORD: text,
+  SMTP_PASSWORD: secret,
   SMTP_FROM_ADDRESS: optional(z.email({ message: 'must be an email address' })),
-  GENERIC_WEBHOOK_SECRET: text,
+  GENERIC_WEBHOOK_SECRET: secret,
 
   EVIDENCE_S3_BUCKET: text,
   AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { message: 'must be an IAM role ARN' })),
-  AWS_EXTERNAL_ID: text,
+  AWS_EXTERNAL_ID: secret,
   SHAREPOINT_SITE_ID: text,
   SHAREPOINT_LIBRARY_ID: text,
   EVIDENCE_GOOGLE_DRIVE_FOLDER_ID: text,
@@ -186,15 +194,16 @@ function truncate(value: string): string {
 }
 
 /**
- * The values of every secret variable that is set, for the log scrubber: whole values, plus the parts that
- * can surface on their own (a database URL's password, each encryption key).
+ * The values of every secret variable that is set, for the log scrubber: whole values (as given and trimmed),
+ * plus the parts that can surface on their own (a database URL's password, each encryption key).
  */
 export function secretValues(env: Record<string, string | undefined>): string[] {
   const values: string[] = [];
   for (const name of SECRET_VARIABLES) {
-    const value = env[name];
-    if (typeof value !== 'string' || value.length === 0) continue;
-    values.push(value);
+    const raw = env[name];
+    if (typeof raw !== 'string') continue;
+    const value = raw.trim();
+    values.push(raw, value);
     if (name === 'DATABASE_URL' && URL.canParse(value)) {
       const password = decodeURIComponent(new URL(value).password);
       if (password) values.push(password);
@@ -203,6 +212,7 @@ export function secretValues(env: Record<string, string | undefined>): string[] 
       for (const entry of value.split(',')) values.push(entry.slice(entry.indexOf(':') + 1).trim());
     }
   }
-  // Very short values would scrub ordinary words out of log lines; config validation keeps real secrets long.
-  return [...new Set(values.filter((value) => value.length >= 6))];
+  // Secret variables must be 8+ characters (the schema says so); a database password may be shorter, but
+  // scrubbing 1-3 character strings would mangle every log line.
+  return [...new Set(values.filter((value) => value.length >= 4))];
 }

@@ -36,7 +36,7 @@ export function currentContext(): LogContext {
   return contextStorage.getStore() ?? {};
 }
 
-const SENSITIVE_KEY = /(passw(or)?d|passphrase|secret|token|authorization|cookie|signature|api[-_]?key|private[-_]?key|credential)/i;
+const SENSITIVE_KEY = /(passw(or)?d|passphrase|secret|token|authorization|cookie|signature|api[-_]?key|private[-_]?key|encryption[-_]?key|credential)/i;
 const REDACTED = '[redacted]';
 const MAX_DEPTH = 8;
 
@@ -45,7 +45,9 @@ export function redactKeys(value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return value;
   if (value instanceof Error) return value;
   if (Array.isArray(value)) return value.map((item) => redactKeys(item, depth + 1));
-  if (Buffer.isBuffer(value) || value instanceof Date) return value;
+  if (value instanceof Date) return value;
+  // Raw bytes are never worth a log line and may be key material.
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `[${value.byteLength} bytes]`;
   const out: Record<string, unknown> = {};
   for (const [key, inner] of Object.entries(value)) {
     out[key] = SENSITIVE_KEY.test(key) && inner !== undefined && inner !== null ? REDACTED : redactKeys(inner, depth + 1);

@@ -5,6 +5,7 @@
  * Roles: `web` serves the HTTP surfaces and enqueues jobs; `worker` runs job handlers, schedules and queue
  * maintenance (and serves only /healthz, /readyz, /metrics); `all` (the default) does both in one process.
  */
+import type { Hono } from 'hono';
 import { sql } from 'kysely';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
@@ -15,6 +16,9 @@ import { migrateToLatest } from './db/migrate.ts';
 import { createApp } from './http/app.ts';
 import type { ReadinessCheck } from './http/ops.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
+import type { Notifier } from './bot/notifier.ts';
+import type { DomainDeps } from './domain/deps.ts';
+import { createEventSink } from './jobs/domain-events.ts';
 import { jobDefinitions } from './jobs/index.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
@@ -32,6 +36,10 @@ export interface ServiceOptions {
   clock?: Clock;
   /** Defaults to every job of the service. */
   jobs?: readonly AnyJob[];
+  /** Chat surfaces' notifiers (the surfaces add theirs). */
+  notifiers?: readonly Notifier[];
+  /** Adds routes to the HTTP app of the web role (surfaces; tests). */
+  mount?: (app: Hono, service: { db: Db; jobs: JobRuntime; domain: DomainDeps; config: Config; logger: Logger }) => void;
 }
 
 export interface Service {
@@ -40,7 +48,8 @@ export interface Service {
   db: Db;
   jobs: JobRuntime;
   metrics: Metrics;
-  /** Graceful stop within `config.SHUTDOWN_TIMEOUT_MS`; resolves true when everything closed in time. */
+  domain: DomainDeps;
+  /** Graceful stop within `config.SHUTDOWN_TIMEOUT_MS`; resolves true when everything closed cleanly. Idempotent. */
   stop(): Promise<boolean>;
 }
 
@@ -61,8 +70,16 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   const { config, role, logger } = options;
   const clock = options.clock ?? systemClock;
   const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
-  const cleanup = async () => {
-    for (const step of cleanups.reverse()) await step.run().catch((error: unknown) => logger.warn({ err: error }, `${step.name} failed to stop`));
+  /** Runs every cleanup, newest first; false when one failed. */
+  const cleanup = async (): Promise<boolean> => {
+    let clean = true;
+    for (const step of [...cleanups].reverse()) {
+      await step.run().catch((error: unknown) => {
+        clean = false;
+        logger.warn({ err: error }, `${step.name} failed to stop`);
+      });
+    }
+    return clean;
   };
 
   try {
@@ -85,8 +102,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
 
+    const events = createEventSink(jobs);
+    const domain: DomainDeps = { db, events, clock };
     if (role !== 'web') {
-      const deps: JobDeps = { db, logger, clock, config, jobs };
+      const deps: JobDeps = { db, logger, clock, config, jobs, events, notifiers: options.notifiers ?? [] };
       await jobs.work(deps);
     }
 
@@ -96,17 +115,24 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       bodyLimitBytes: config.HTTP_BODY_LIMIT_BYTES,
       readiness: readinessChecks(db, jobs),
     });
-    const http = await startHttpServer(app, { host: config.HOST, port: config.PORT });
+    if (role !== 'worker') options.mount?.(app, { db, jobs, domain, config, logger });
+    const http = await startHttpServer(app, {
+      host: config.HOST,
+      port: config.PORT,
+      onError: (error) => logger.error({ err: error }, 'HTTP server error'),
+    });
     logger.info({ url: http.url, host: config.HOST, port: http.port, role }, `ProjectX Integrations (${role}) listening on ${http.url}`);
     logIntegrations(config, logger);
 
+    let stopping: Promise<boolean> | undefined;
     return {
       role,
       http,
       db,
       jobs,
       metrics,
-      stop: () => shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, logger, rest: cleanup }),
+      domain,
+      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, logger, rest: cleanup })),
     };
   } catch (error) {
     await cleanup();
@@ -124,18 +150,26 @@ export function readinessChecks(db: Db, jobs: Pick<JobRuntime, 'boss'>): Readine
 
 /**
  * Stop accepting and finish in-flight requests, then let running jobs finish, then close the pool and the
- * embedded server. Each phase gets a share of the budget so the whole stays inside it.
+ * embedded server. Each phase gets a deadline from what is left of the budget, so the whole stays inside it.
+ * Resolves true when every phase closed cleanly (false when one failed; it is logged).
  */
-async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRuntime; logger: Logger; rest: () => Promise<void> }): Promise<boolean> {
-  const { budgetMs, http, jobs, logger } = input;
+async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRuntime; logger: Logger; rest: () => Promise<boolean> }): Promise<boolean> {
+  const { http, jobs, logger } = input;
   const started = Date.now();
-  logger.info({ budgetMs }, 'shutting down');
-  await http.close(Math.floor(budgetMs * 0.4));
-  await jobs.stop(Math.floor(budgetMs * 0.4)).catch((error: unknown) => logger.warn({ err: error }, 'job runtime failed to stop'));
-  await input.rest();
-  const ms = Date.now() - started;
-  logger.info({ ms }, 'shut down');
-  return ms <= budgetMs;
+  const deadline = started + input.budgetMs;
+  const left = () => Math.max(0, deadline - Date.now());
+  // Closing the pool and checkpointing the embedded server take well under this.
+  const reserveMs = Math.min(2000, input.budgetMs * 0.25);
+  logger.info({ budgetMs: input.budgetMs }, 'shutting down');
+  let clean = true;
+  await http.close(Math.floor((left() - reserveMs) * 0.5));
+  await jobs.stop(Math.floor(left() - reserveMs)).catch((error: unknown) => {
+    clean = false;
+    logger.warn({ err: error }, 'job runtime failed to stop');
+  });
+  if (!(await input.rest())) clean = false;
+  logger.info({ ms: Date.now() - started, clean }, 'shut down');
+  return clean;
 }
 
 function logIntegrations(config: Config, logger: Logger): void {

@@ -20,9 +20,22 @@ describe('loadConfig', () => {
     expect(result.config.DATABASE_URL).toBeUndefined();
   });
 
-  it('treats empty strings as unset', () => {
-    const result = loadConfig({ PORT: '', DATABASE_URL: '', SLACK_BOT_TOKEN: '' });
-    expect(result.ok && result.config.PORT).toBe(3000);
+  it('treats empty strings as unset, so .env.example as shipped (every value empty) gives the defaults', () => {
+    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+    const env = Object.fromEntries([...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((match) => [match[1]!, match[2]!]));
+    expect(Object.keys(env).length).toBe(CONFIG_VARIABLES.length);
+    const result = loadConfig(env);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config).toMatchObject({ PORT: 3000, HOST: '0.0.0.0', LOG_LEVEL: 'info', HTTP_BODY_LIMIT_BYTES: 1048576, SHUTDOWN_TIMEOUT_MS: 9000, PROJECTX_DATA_DIR: '.data' });
+    expect(result.config.DATABASE_URL).toBeUndefined();
+  });
+
+  it('trims secrets (a file-mounted secret ends in a newline) and refuses ones too short to be real', () => {
+    const trimmed = loadConfig({ SLACK_SIGNING_SECRET: 'abcdef0123456789\n' });
+    expect(trimmed.ok && trimmed.config.SLACK_SIGNING_SECRET).toBe('abcdef0123456789');
+    const short = loadConfig({ SLACK_SIGNING_SECRET: 'abc' });
+    expect(short.ok ? [] : short.problems).toEqual(['SLACK_SIGNING_SECRET: must be at least 8 characters (is it complete?)']);
   });
 
   it.each([
@@ -76,6 +89,10 @@ describe('loadConfig', () => {
 });
 
 describe('secretValues', () => {
+  it('collects secrets as given and trimmed', () => {
+    expect(secretValues({ SLACK_SIGNING_SECRET: 'sig-secret-abc123\n' })).toEqual(['sig-secret-abc123\n', 'sig-secret-abc123']);
+  });
+
   it('collects set secrets and the parts that can leak alone', () => {
     const key = Buffer.alloc(32, 7).toString('base64');
     const values = secretValues({

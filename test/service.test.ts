@@ -1,7 +1,13 @@
 /**
  * The composed service in-process, against a real database: roles, readiness, metrics, graceful stop.
  */
+import { sql } from 'kysely';
+import { PgBoss } from 'pg-boss';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { migrations as allMigrations } from '../src/db/migrations/index.ts';
+import { defineJob } from '../src/jobs/define-job.ts';
+import { JOBS_SCHEMA } from '../src/jobs/runtime.ts';
 import { loadConfig } from '../src/config.ts';
 import { createDatabase } from '../src/db/database.ts';
 import { createApp } from '../src/http/app.ts';
@@ -82,6 +88,71 @@ describe('service', () => {
     await service.jobs.boss.deleteAllJobs(pruneInboundEvents.name);
   });
 
+  it('on stop, finishes the in-flight request and the running job before closing the pool', async () => {
+    let releaseRequest: () => void = () => {};
+    let requestArrived: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => (requestArrived = resolve));
+    let jobStarted: () => void = () => {};
+    const started = new Promise<void>((resolve) => (jobStarted = resolve));
+    let releaseJob: () => void = () => {};
+    const slowJob = defineJob({
+      name: 'test.slow',
+      schema: z.object({}),
+      policy: { pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 },
+      handler: async () => {
+        jobStarted();
+        await new Promise<void>((resolve) => (releaseJob = resolve));
+        return { finished: true };
+      },
+    });
+    const logs = captureLogs({ level: 'info' });
+    const service = await startService({
+      config: configFor(tdb.url),
+      role: 'all',
+      logger: logs.logger,
+      jobs: [slowJob],
+      mount: (app) => {
+        app.get('/slow', async (c) => {
+          requestArrived();
+          await new Promise<void>((resolve) => (releaseRequest = resolve));
+          return c.json({ finished: true });
+        });
+      },
+    });
+    const jobId = await service.jobs.enqueue(slowJob, {});
+    const response = fetch(`${service.http.url}/slow`);
+    await Promise.all([arrived, started]);
+
+    const stopping = service.stop();
+    releaseRequest();
+    const res = await response;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ finished: true });
+    releaseJob();
+    expect(await stopping).toBe(true);
+
+    const [job] = await runtimeJobs(tdb.url, slowJob.name, jobId!);
+    expect(job).toMatchObject({ state: 'completed', output: { finished: true } });
+  });
+
+  it('starts twice at once on an empty database: migrations and queues are created once, both serve', async () => {
+    const empty = await createTestDatabase({ empty: true });
+    try {
+      const [a, b] = await Promise.all(
+        [1, 2].map(() => startService({ config: configFor(empty.url), role: 'all', logger: captureLogs().logger })),
+      );
+      started.push(a!, b!);
+      const migrations = await empty.db.selectFrom('kysely_migration' as never).select(sql<string>`count(*)`.as('n')).executeTakeFirstOrThrow();
+      expect(Number((migrations).n)).toBe(Object.keys(allMigrations).length);
+      expect((await fetch(`${a!.http.url}/readyz`)).status).toBe(200);
+      expect((await fetch(`${b!.http.url}/readyz`)).status).toBe(200);
+      await a!.stop();
+      await b!.stop();
+    } finally {
+      await empty.drop();
+    }
+  });
+
   it('splits into a web role that enqueues and a worker role that runs jobs, on one database', async () => {
     const { service: web } = await start('web');
     const { service: worker, logs: workerLogs } = await start('worker');
@@ -101,3 +172,14 @@ describe('service', () => {
     expect((await fetch(`${worker.http.url}/healthz`)).status).toBe(200);
   });
 });
+
+/** Reads a job with a separate pg-boss client (the service's own has been stopped). */
+async function runtimeJobs(url: string, queue: string, id: string) {
+  const boss = new PgBoss({ connectionString: url, schema: JOBS_SCHEMA, supervise: false, schedule: false, migrate: false, max: 1 });
+  await boss.start();
+  try {
+    return await boss.findJobs(queue, { id });
+  } finally {
+    await boss.stop({ graceful: false, close: true });
+  }
+}

@@ -15,9 +15,11 @@
  *   instead (binaries copied once per version; the cluster in a folder named by a hash of the data dir).
  * - The server runs in its own process group and is stopped by us, last, on shutdown; if this process dies
  *   without stopping it, an 'exit' hook asks it to stop.
- * - A server already running on the same data directory for a live `projectx` process (e.g. `projectx chat`
- *   while `npm start` runs) is used, not started twice; only its owner stops it. An orphan left by a crash is
- *   taken over.
+ * - The process that starts the server owns it and says so by holding a PostgreSQL advisory lock on it for
+ *   its lifetime (the lock goes when the process does, however it dies; no pid can be reused into a lie).
+ *   Another `projectx` process on the same data directory (`projectx chat` while `npm start` runs) finds the
+ *   lock held and uses the server without owning it; a server whose lock is free is an orphan of a crash and is
+ *   stopped and started afresh. Two processes starting at once take turns through a lock file.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -53,9 +55,10 @@ export interface EmbeddedPostgresOptions {
 
 interface State {
   password: string;
-  /** The projectx process that started the running server. */
-  ownerPid?: number;
 }
+
+/** Advisory lock key the owning process holds on its embedded server ("prjx" in ASCII). */
+const OWNER_LOCK = 0x70726a78;
 
 interface RunAs {
   uid: number;
@@ -79,13 +82,22 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     }
   }
 
-  const stateFile = path.join(dataDir, 'embedded-postgres.json');
-  const state = await readState(stateFile);
+  const releaseStartLock = await acquireStartLock(path.join(dataDir, '.starting'), logger);
+  try {
+    return await startOrAdopt({ ...options, dataDir, database, runAs, clusterDir });
+  } finally {
+    await releaseStartLock();
+  }
+}
+
+async function startOrAdopt(input: EmbeddedPostgresOptions & { dataDir: string; database: string; runAs: RunAs | undefined; clusterDir: string }): Promise<EmbeddedPostgres> {
+  const { logger, clusterDir, database, runAs } = input;
+  const state = await readState(path.join(input.dataDir, 'embedded-postgres.json'));
   const toUrl = (port: number, db: string) => `postgres://postgres:${encodeURIComponent(state.password)}@127.0.0.1:${port}/${db}`;
 
-  const running = await runningPostmaster(clusterDir);
-  if (running && state.ownerPid !== undefined && isAlive(state.ownerPid)) {
-    logger.info({ clusterDir, port: running.port, owner: state.ownerPid }, 'embedded PostgreSQL already running for a live projectx process; using it');
+  const running = await runningPostmaster(clusterDir, (port) => toUrl(port, 'postgres'));
+  if (running?.owned) {
+    logger.info({ clusterDir, port: running.port }, 'embedded PostgreSQL already running for another projectx process; using it');
     await ensureDatabase(toUrl(running.port, 'postgres'), database);
     return { url: toUrl(running.port, database), adminUrl: toUrl(running.port, 'postgres'), port: running.port, adopted: true, stop: () => Promise.resolve() };
   }
@@ -98,27 +110,30 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const port = await freePort();
   const started = Date.now();
   const created = !(await exists(path.join(clusterDir, 'PG_VERSION')));
-  if (created) await initialise({ binaries, clusterDir, password: state.password, runAs, fast: options.unsafeFast === true, logger });
-  const server = await launch({ binaries, clusterDir, port, runAs, fast: options.unsafeFast === true, logger });
-  await writeState(stateFile, { ...state, ownerPid: process.pid });
-  logger.info({ clusterDir, port, created, ms: Date.now() - started }, 'embedded PostgreSQL started');
-
+  if (created) await initialise({ binaries, clusterDir, password: state.password, runAs, fast: input.unsafeFast === true, logger });
+  const server = await launch({ binaries, clusterDir, port, runAs, fast: input.unsafeFast === true, logger });
   const stopOnExit = () => server.kill('SIGINT');
   process.once('exit', stopOnExit);
+
+  // Ownership: a session that holds the owner lock as long as this process lives.
+  const owner = new pg.Client({ connectionString: toUrl(port, 'postgres'), keepAlive: true, application_name: 'projectx-embedded-owner' });
+  owner.on('error', (error) => logger.warn({ err: error }, 'lost the embedded PostgreSQL owner session'));
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       process.removeListener('exit', stopOnExit);
+      await owner.end().catch(() => undefined);
       await stopChild(server);
-      await writeState(stateFile, { password: state.password });
     })());
-
   try {
+    await owner.connect();
+    await owner.query('select pg_advisory_lock($1)', [OWNER_LOCK]);
     await ensureDatabase(toUrl(port, 'postgres'), database);
   } catch (error) {
     await stop();
     throw error;
   }
+  logger.info({ clusterDir, port, created, ms: Date.now() - started }, 'embedded PostgreSQL started');
   return { url: toUrl(port, database), adminUrl: toUrl(port, 'postgres'), port, adopted: false, stop };
 }
 
@@ -251,9 +266,7 @@ async function postgresUser(): Promise<RunAs> {
 async function readState(file: string): Promise<State> {
   try {
     const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<State>;
-    if (typeof parsed.password === 'string' && parsed.password.length >= 16) {
-      return typeof parsed.ownerPid === 'number' ? { password: parsed.password, ownerPid: parsed.ownerPid } : { password: parsed.password };
-    }
+    if (typeof parsed.password === 'string' && parsed.password.length >= 16) return { password: parsed.password };
   } catch {
     // First start (or an unreadable file): a new password below; an existing cluster would then refuse it.
   }
@@ -266,18 +279,58 @@ async function writeState(file: string, state: State): Promise<void> {
   await writeFile(file, `${JSON.stringify(state)}\n`, { mode: 0o600 });
 }
 
-/** A live postmaster owning `clusterDir`, from its `postmaster.pid` (line 1 pid, line 4 port). */
-async function runningPostmaster(clusterDir: string): Promise<{ pid: number; port: number } | undefined> {
+/**
+ * The server running on `clusterDir`, from its `postmaster.pid` (line 1 pid, line 4 port), if it answers on
+ * that port for that directory; `owned` when a live process holds its owner lock. A lock file whose pid is
+ * dead, or (on Linux) now belongs to something that is not postgres, is stale and removed.
+ */
+async function runningPostmaster(clusterDir: string, adminUrl: (port: number) => string): Promise<{ pid: number; port: number; owned: boolean } | undefined> {
+  const pidFile = path.join(clusterDir, 'postmaster.pid');
   let lines: string[];
   try {
-    lines = (await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n');
+    lines = (await readFile(pidFile, 'utf8')).split('\n');
   } catch {
     return undefined;
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0 || !isAlive(pid)) return undefined;
-  return { pid, port };
+  const client = new pg.Client({ connectionString: adminUrl(port), connectionTimeoutMillis: 3000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ data_directory: string; free: boolean }>(
+      'select current_setting($1) as data_directory, pg_try_advisory_lock($2) as free',
+      ['data_directory', OWNER_LOCK],
+    );
+    if (rows[0]?.data_directory !== clusterDir) return undefined;
+    return { pid, port, owned: rows[0].free === false };
+  } catch {
+    const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+    if (command !== undefined && !command.includes('postgres')) await rm(pidFile, { force: true }); // the pid was reused
+    return undefined;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** An exclusive lock file around start-up, so two processes starting at once do not both run initdb. */
+async function acquireStartLock(file: string, logger: Logger): Promise<() => Promise<void>> {
+  for (let waited = 0; ; waited += 100) {
+    try {
+      await writeFile(file, String(process.pid), { flag: 'wx' });
+      return () => rm(file, { force: true });
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error;
+      const holder = Number(await readFile(file, 'utf8').catch(() => ''));
+      if (!Number.isInteger(holder) || holder <= 0 || !isAlive(holder) || waited >= 60_000) {
+        if (waited >= 60_000) logger.warn({ file }, 'gave up waiting for another start-up; taking over its lock');
+        await rm(file, { force: true });
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
 }
 
 function isAlive(pid: number): boolean {

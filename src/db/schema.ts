@@ -103,6 +103,176 @@ export interface InboundEventsTable {
   processed_at: NullableTimestamp;
 }
 
+export type Role = 'admin' | 'approver' | 'responder' | 'contributor' | 'viewer';
+export type Surface = 'slack' | 'teams' | 'email';
+
+export interface UsersTable {
+  id: Generated<string>;
+  email: string;
+  display_name: string;
+  roles: ColumnType<Role[], Role[] | undefined, Role[]>;
+  active: Generated<boolean>;
+  created_at: Timestamp;
+}
+
+export interface IdentityLinksTable {
+  id: Generated<string>;
+  user_id: string;
+  surface: Surface;
+  tenant: string;
+  external_id: string;
+  verified_via: string;
+  created_at: Timestamp;
+}
+
+export interface LinkCodesTable {
+  code_hash: string;
+  surface: Surface;
+  tenant: string;
+  external_id: string;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+}
+
+export interface ProgramsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ControlsTable {
+  id: string;
+  title: string;
+  owner_id: string | null;
+  program_id: string | null;
+  created_at: Timestamp;
+}
+
+export interface IncidentsTable {
+  id: Generated<string>;
+  source_system: string;
+  external_id: string;
+  number: string;
+  priority: number;
+  state: string;
+  short_description: string;
+  acknowledged_by: string | null;
+  acknowledged_at: NullableTimestamp;
+  content_hash: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export type TaskType = 'review' | 'remediation' | 'approval' | 'evidence_request';
+export type TaskState = 'open' | 'in_progress' | 'pending_approval' | 'approved' | 'denied' | 'cancelled' | 'expired' | 'done';
+export type TaskPriority = 'low' | 'normal' | 'high';
+
+export interface TasksTable {
+  id: ColumnType<string, never, never>;
+  type: TaskType;
+  title: string;
+  description: string | null;
+  state: Generated<TaskState>;
+  priority: Generated<TaskPriority>;
+  requester_id: string | null;
+  assignee_id: string | null;
+  due_at: NullableTimestamp;
+  approval_policy: NullableJson;
+  version: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TaskLinksTable {
+  task_id: string;
+  kind: 'control' | 'incident' | 'external';
+  target: string;
+  url: string | null;
+}
+
+export interface ApprovalDecisionsTable {
+  id: ColumnType<string, never, never>;
+  task_id: string;
+  user_id: string;
+  decision: 'approve' | 'deny';
+  reason: string | null;
+  surface: string;
+  decided_at: Timestamp;
+}
+
+export interface EvidenceTable {
+  id: Generated<string>;
+  sha256: string;
+  size_bytes: ColumnType<string, number | string, number | string>;
+  media_type: string;
+  storage_uri: string;
+  source: string;
+  original_name: string | null;
+  uploaded_by: string | null;
+  retention_until: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface EvidenceLinksTable {
+  evidence_id: string;
+  kind: 'control' | 'task';
+  target: string;
+  linked_by: string | null;
+  source: string;
+  created_at: Timestamp;
+}
+
+export type TargetKind = 'channel' | 'assignee_dm' | 'approvers_dm' | 'email';
+
+export interface NotificationRulesTable {
+  id: Generated<string>;
+  event_pattern: string;
+  max_priority: number | null;
+  control_id: string | null;
+  target_kind: TargetKind;
+  surface: Surface;
+  target: string | null;
+  enabled: Generated<boolean>;
+  created_at: Timestamp;
+}
+
+export interface NotificationsTable {
+  id: Generated<string>;
+  event_id: string;
+  event_type: string;
+  surface: Surface;
+  target_kind: TargetKind;
+  target: string;
+  message: Json<Record<string, unknown>>;
+  status: Generated<'pending' | 'sent' | 'failed' | 'undeliverable'>;
+  error: string | null;
+  created_at: Timestamp;
+  sent_at: NullableTimestamp;
+}
+
+export interface AuditLogTable {
+  id: ColumnType<string, never, never>;
+  tenant: string;
+  seq: ColumnType<string, number | string, never>;
+  at: ColumnType<Date, Date, never>;
+  actor: string;
+  surface: string;
+  action: string;
+  object_type: string;
+  object_id: string | null;
+  outcome: 'success' | 'refused' | 'error';
+  detail: Json<Record<string, unknown>>;
+  correlation_id: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadsTable {
+  tenant: string;
+  seq: ColumnType<string, number | string, number | string>;
+  hash: string;
+}
+
 export interface Database {
   integration_configs: IntegrationConfigsTable;
   integration_runs: IntegrationRunsTable;
@@ -110,4 +280,19 @@ export interface Database {
   integration_credentials_audit: IntegrationCredentialsAuditTable;
   integration_health_metrics: IntegrationHealthMetricsTable;
   inbound_events: InboundEventsTable;
+  users: UsersTable;
+  identity_links: IdentityLinksTable;
+  link_codes: LinkCodesTable;
+  programs: ProgramsTable;
+  controls: ControlsTable;
+  incidents: IncidentsTable;
+  tasks: TasksTable;
+  task_links: TaskLinksTable;
+  approval_decisions: ApprovalDecisionsTable;
+  evidence: EvidenceTable;
+  evidence_links: EvidenceLinksTable;
+  notification_rules: NotificationRulesTable;
+  notifications: NotificationsTable;
+  audit_log: AuditLogTable;
+  audit_heads: AuditHeadsTable;
 }

@@ -1,7 +1,9 @@
 /** What every job handler receives as `deps`; built by the composition root (src/main.ts). */
+import type { Notifier } from '../bot/notifier.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
+import type { EventSink } from '../domain/events.ts';
 import type { Logger } from '../logger.ts';
 import type { JobRuntime } from './runtime.ts';
 
@@ -11,4 +13,8 @@ export interface JobDeps {
   clock: Clock;
   config: Config;
   jobs: Pick<JobRuntime, 'enqueue'>;
+  /** Where domain events go (the outbox). */
+  events: EventSink;
+  /** One per configured chat surface. */
+  notifiers: readonly Notifier[];
 }

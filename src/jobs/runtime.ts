@@ -187,7 +187,7 @@ async function ensureQueues(boss: PgBoss, definitions: readonly AnyJob[]): Promi
     };
     await boss.createQueue(definition.name, { ...settings, policy: policy.queuePolicy });
     // createQueue leaves an existing queue as it was; bring its settings in line with the code.
-    await boss.updateQueue(definition.name, settings);
+    await boss.updateQueue(definition.name, { ...settings, retryDelayMax: policy.retryBackoff ? policy.retryDelayMaxSeconds : null });
   }
 }
 

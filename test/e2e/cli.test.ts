@@ -1,25 +1,29 @@
 /**
  * The real `projectx` binary as a child process: the two commands of the README, config errors, shutdown.
+ * Each test has its own working directory (so a developer's .env never leaks in) and kills what it started.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnCli } from '../support/cli.ts';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { killAll, spawnCli } from '../support/cli.ts';
 import { type TestDatabase, createTestDatabase } from '../support/database.ts';
 
 const isListening = (line: Record<string, unknown>) => typeof line.url === 'string' && String(line.msg).includes('listening on');
 
-describe('projectx start with an empty environment', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'projectx-e2e-'));
-    // mkdtemp makes it 0700; a clone in a normal directory is reachable by the postgres user (see embedded.test.ts
-    // for the closed-parent case).
-    await chmod(dir, 0o755);
-  });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'projectx-e2e-'));
+  // mkdtemp makes it 0700; a clone in a normal directory is reachable by the postgres user (the closed-parent
+  // case is in test/db/embedded.test.ts).
+  await chmod(dir, 0o755);
+});
+afterEach(async () => {
+  killAll();
+  await rm(dir, { recursive: true, force: true });
+});
 
+describe('projectx start with an empty environment', () => {
   it('starts an embedded PostgreSQL, serves /healthz, and exits 0 on SIGTERM; data survives a restart', async () => {
     // Only PORT=0 (a free port, not 3000, which something else may hold); the data dir is the default .data of cwd.
     const first = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
@@ -28,11 +32,12 @@ describe('projectx start with an empty environment', () => {
     expect(res.status).toBe(200);
     expect((await fetch(`${String(listening.url)}/readyz`)).status).toBe(200);
     first.child.kill('SIGTERM');
+    // Exit 0 means the shutdown finished inside its budget (past it, the process exits 1 by itself).
     expect(await first.exited).toEqual({ code: 0, signal: null });
     const messages = first.stdout();
     expect(messages).toContain('"msg":"database migrated"');
     expect(messages).toContain('Slack: not configured (set SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)');
-    expect(messages).toContain('"msg":"shut down"');
+    expect(messages).toContain('"clean":true,"msg":"shut down"');
 
     const second = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
     await second.waitForLog(isListening);
@@ -56,16 +61,32 @@ describe('projectx start with an empty environment', () => {
     expect((await next.exited).code).toBe(0);
   });
 
-  it('projectx migrate applies migrations on the embedded server and exits 0', async () => {
-    const run = spawnCli(['migrate'], { env: {}, cwd: dir });
-    expect((await run.exited).code).toBe(0);
-    expect(run.stdout()).toContain('database schema is up to date');
+  it('lets a second process use the running embedded server without owning it', async () => {
+    const service = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
+    await service.waitForLog((line) => String(line.msg).startsWith('Evidence store: Google Drive'));
+    const migrate = spawnCli(['migrate'], { env: {}, cwd: dir });
+    expect((await migrate.exited).code).toBe(0);
+    expect(migrate.stdout()).toContain('already running for another projectx process; using it');
+    expect(migrate.stdout()).toContain('database schema is up to date');
+    // The service's server is still there.
+    service.child.kill('SIGTERM');
+    expect((await service.exited).code).toBe(0);
+    expect(service.stdout()).not.toContain('exited on its own');
+  });
+
+  it('pretty-prints logs on a terminal, JSON otherwise', async () => {
+    // `script` gives the child a pseudo-terminal; `migrate` is short and logs a line.
+    const tty = spawnCli([], { env: {}, cwd: dir, viaScript: ['migrate'] });
+    expect((await tty.exited).code).toBe(0);
+    expect(tty.stdout()).toContain('INFO');
+    expect(tty.stdout()).toMatch(/applied \d+ migration\(s\)/);
+    expect(tty.stdout()).not.toContain('{"level"');
   });
 });
 
 describe('projectx with bad input', () => {
   it('exits 1 naming each bad variable, never printing a secret', async () => {
-    const run = spawnCli(['start'], { env: { PORT: 'abc', SLACK_BOT_TOKEN: 'xoxp-hunter2-do-not-print', PUBLIC_URL: 'nope' } });
+    const run = spawnCli(['start'], { env: { PORT: 'abc', SLACK_BOT_TOKEN: 'xoxp-hunter2-do-not-print', PUBLIC_URL: 'nope' }, cwd: dir });
     expect((await run.exited).code).toBe(1);
     const stderr = run.stderr();
     expect(stderr).toContain('PORT: must be a whole number from 0 to 65535 (got "abc")');
@@ -75,17 +96,17 @@ describe('projectx with bad input', () => {
   });
 
   it('exits 2 with the usage on an unknown command or option', async () => {
-    const unknown = spawnCli(['strat'], { env: {} });
+    const unknown = spawnCli(['strat'], { env: {}, cwd: dir });
     expect((await unknown.exited).code).toBe(2);
     expect(unknown.stderr()).toContain('unknown command "strat"');
     expect(unknown.stderr()).toContain('Usage: projectx');
-    const badRole = spawnCli(['start', '--role', 'boss'], { env: {} });
+    const badRole = spawnCli(['start', '--role', 'boss'], { env: {}, cwd: dir });
     expect((await badRole.exited).code).toBe(2);
     expect(badRole.stderr()).toContain('--role must be one of all, web, worker (got "boss")');
   });
 
   it('exits 1 with a readable message when the database cannot be reached', async () => {
-    const run = spawnCli(['start'], { env: { DATABASE_URL: 'postgres://app:pw-hunter2-xyz@127.0.0.1:1/none', PORT: '0' } });
+    const run = spawnCli(['start'], { env: { DATABASE_URL: 'postgres://app:pw-hunter2-xyz@127.0.0.1:1/none', PORT: '0' }, cwd: dir });
     expect((await run.exited).code).toBe(1);
     expect(run.stderr()).toMatch(/^projectx: .*ECONNREFUSED/m);
     expect(run.stderr() + run.stdout()).not.toContain('pw-hunter2-xyz');
@@ -99,18 +120,15 @@ describe('projectx start against DATABASE_URL', () => {
   });
   afterAll(() => tdb.drop());
 
-  it('never lets a seeded secret reach a log line, whatever the requests carry', async () => {
-    const seeded = 'seeded-signing-secret-0b5e7d';
-    const run = spawnCli(['start'], {
-      env: { DATABASE_URL: tdb.url, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', SLACK_SIGNING_SECRET: seeded, GENERIC_WEBHOOK_SECRET: `whsec_${seeded}` },
-    });
+  it('reads a .env in its working directory without overriding the real environment', async () => {
+    await writeFile(path.join(dir, '.env'), `DATABASE_URL=${tdb.url}\nHOST=127.0.0.1\nPORT=1\nGENERIC_WEBHOOK_SECRET=whsec_from_dotenv_123\n`);
+    const run = spawnCli(['start'], { env: { PORT: '0' }, cwd: dir });
     const { url } = await run.waitForLog(isListening);
-    await fetch(`${String(url)}/nowhere?secret=${seeded}`, { headers: { authorization: `Bearer ${seeded}`, 'x-slack-signature': `v0=${seeded}` } });
-    await fetch(`${String(url)}/healthz`, { method: 'POST', body: seeded });
+    expect(String(url)).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(String(url)).not.toMatch(/:1$/);
+    await run.waitForLog((line) => line.msg === 'Generic partner webhook: configured');
     run.child.kill('SIGTERM');
     expect((await run.exited).code).toBe(0);
-    expect(run.stdout()).toContain('"msg":"request"');
-    expect(run.stdout()).toContain('Generic partner webhook: configured');
-    expect(run.stdout() + run.stderr()).not.toContain(seeded);
+    expect(run.stdout()).not.toContain('whsec_from_dotenv_123');
   });
 });

@@ -21,6 +21,12 @@ function buildApp(options: { bodyLimitBytes?: number; failing?: boolean } = {}) 
   app.get('/boom', () => {
     throw new Error('database password is hunter2-query-secret');
   });
+  // A handler that logs what it should not: every header, and an error carrying a configured secret.
+  app.get('/careless', (c) => {
+    logs.logger.warn({ headers: c.req.header() }, 'inside the handler');
+    logs.logger.error({ err: new Error('upstream said: bad token hunter2-query-secret') }, 'upstream failed');
+    return c.json({ ok: true });
+  });
   return { app, logs, metrics };
 }
 
@@ -103,6 +109,26 @@ describe('HTTP app', () => {
     expect(continued?.traceparent).not.toBe(incoming);
     expect(fresh?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     expect(fresh?.traceparent).not.toContain('00000000000000000000000000000000');
+  });
+
+  it('puts the request id and trace on lines logged inside the handler, and redacts what the handler logs carelessly', async () => {
+    const { app, logs } = buildApp();
+    await app.request('/careless', {
+      headers: { 'x-request-id': 'req-careless', authorization: 'Bearer sekret-bearer-value', cookie: 'sid=sekret-cookie', 'x-slack-signature': 'v0=sekret-signature' },
+    });
+    const inside = logs.lines().filter((line) => line.msg === 'inside the handler' || line.msg === 'upstream failed');
+    expect(inside).toHaveLength(2);
+    for (const line of inside) expect(line).toMatchObject({ requestId: 'req-careless', traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) });
+    const out = logs.text();
+    expect(out).toContain('"authorization":"[redacted]"');
+    for (const leaked of ['sekret-bearer-value', 'sekret-cookie', 'sekret-signature', 'hunter2-query-secret']) expect(out).not.toContain(leaked);
+  });
+
+  it('labels a 413 with the route it was meant for', async () => {
+    const { app } = buildApp({ bodyLimitBytes: 1024 });
+    await app.request('/echo', { method: 'POST', body: 'x'.repeat(5000) });
+    const text = await (await app.request('/metrics')).text();
+    expect(text).toContain('http_request_duration_seconds_count{method="POST",route="/echo",status="413"} 1');
   });
 
   it('never logs credentials sent in headers', async () => {

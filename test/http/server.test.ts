@@ -30,6 +30,8 @@ describe('HTTP server', () => {
     release();
     const res = await inFlight;
     expect(res.status).toBe(200);
+    // The keep-alive client is told not to reuse the connection, so the close need not wait for it.
+    expect(res.headers.get('connection')).toBe('close');
     expect(await res.json()).toEqual({ finished: true });
     await closing;
     expect(closed).toBe(true);
@@ -66,7 +68,8 @@ describe('HTTP server', () => {
       });
       expect(result.status).toBe(413);
       expect(JSON.parse(result.body)).toEqual({ error: { code: 'payload_too_large', message: 'request body is larger than 2048 bytes' } });
-      expect(result.chunksSent).toBeLessThan(100 * 1024);
+      // Refused within a few chunks of the 2 KiB limit (socket buffers let some more through before the answer).
+      expect(result.chunksSent).toBeLessThan(64);
     } finally {
       await server.close(1000);
     }

@@ -1,8 +1,9 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import type { Db } from '../../src/db/database.ts';
 import { type JobContext, deadLetterName, defineJob } from '../../src/jobs/define-job.ts';
-import { type JobRuntime, startJobRuntime } from '../../src/jobs/runtime.ts';
+import { JOBS_SCHEMA, type JobRuntime, startJobRuntime } from '../../src/jobs/runtime.ts';
 import { runWithContext } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { type TestDatabase, createTestDatabase } from '../support/database.ts';
@@ -67,10 +68,31 @@ describe('job runtime', () => {
     Number((await tdb.db.selectFrom('integration_events').select((eb) => eb.fn.countAll().as('n')).where('event_type', '=', marker).executeTakeFirstOrThrow()).n);
   const jobsWith = (marker: string) => runtime.boss.findJobs(recordJob.name, { data: { payload: { marker } } });
 
-  it('creates each queue with its dead-letter queue', async () => {
-    const queues = await runtime.boss.getQueues([recordJob.name, deadLetterName(recordJob.name)]);
-    expect(queues.find((queue) => queue.name === recordJob.name)?.deadLetter).toBe(deadLetterName(recordJob.name));
-    expect(queues).toHaveLength(2);
+  it('creates each queue with its dead-letter queue and the policy from its definition, in its own schema', async () => {
+    const queues = await runtime.boss.getQueues([recordJob.name, deadLetterName(recordJob.name), failingJob.name]);
+    expect(queues).toHaveLength(3);
+    expect(queues.find((queue) => queue.name === failingJob.name)).toMatchObject({
+      deadLetter: deadLetterName(failingJob.name),
+      retryLimit: 1,
+      retryDelay: 0,
+      retryBackoff: false,
+      notify: true,
+    });
+    const { rows } = await sql<{ n: string }>`select count(*) as n from information_schema.tables where table_schema = ${JOBS_SCHEMA} and table_name = 'job'`.execute(tdb.db);
+    expect(Number(rows[0]?.n)).toBe(1);
+  });
+
+  it('brings an existing queue in line with a changed definition (backoff and its maximum)', async () => {
+    const changed = { ...failingJob, policy: { ...failingJob.policy, retryLimit: 4, retryDelaySeconds: 3, retryBackoff: true, retryDelayMaxSeconds: 120 } };
+    const second = await startJobRuntime({ connectionString: tdb.url, definitions: [changed], logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: false });
+    try {
+      expect(await second.boss.getQueue(failingJob.name)).toMatchObject({ retryLimit: 4, retryDelay: 3, retryBackoff: true, retryDelayMax: 120 });
+    } finally {
+      await second.stop(1000);
+      // Restore the original settings for the tests below.
+      const restore = await startJobRuntime({ connectionString: tdb.url, definitions: [failingJob], logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: false });
+      await restore.stop(1000);
+    }
   });
 
   it('runs a job enqueued in a committed transaction exactly once, and never one from a rolled-back transaction', async () => {

@@ -13,16 +13,40 @@ export interface RunningCli {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function spawnCli(args: readonly string[], options: { env: Record<string, string>; cwd?: string }): RunningCli {
-  const child = spawn(process.execPath, [BIN, ...args], { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+const running = new Set<ChildProcess>();
+
+/** Kills every child still running (call in afterEach, so a failed wait leaks no node or postgres process). */
+export function killAll(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+
+const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+
+/**
+ * Spawns `projectx <args>`. With `viaScript`, runs `projectx <viaScript>` under script(1) instead, so that its
+ * stdout is a terminal (for the pretty-log test).
+ */
+export function spawnCli(args: readonly string[], options: { env: Record<string, string>; cwd?: string; viaScript?: readonly string[] }): RunningCli {
+  const command = options.viaScript
+    ? { file: 'script', args: ['-qec', [process.execPath, BIN, ...options.viaScript].map(quote).join(' '), '/dev/null'] }
+    : { file: process.execPath, args: [BIN, ...args] };
+  const child = spawn(command.file, command.args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: { predicate: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
+  running.add(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }));
+    // 'close', not 'exit': it comes after stdout and stderr have been read to the end.
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    });
   });
+  // Only complete lines: a chunk may end in the middle of one.
   const parsed = (): Record<string, unknown>[] =>
     out
+      .slice(0, out.lastIndexOf('\n') + 1)
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);

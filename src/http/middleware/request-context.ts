@@ -58,8 +58,9 @@ export function requestContext(options: RequestContextOptions): MiddlewareHandle
       } finally {
         const seconds = (performance.now() - started) / 1000;
         const status = c.res.status;
-        // Unmatched paths share one label so that scanners cannot blow up the metric's cardinality.
-        const route = c.req.routePath === '*' || c.req.routePath === '/*' ? 'unmatched' : c.req.routePath;
+        // The handler's route pattern, even when a middleware answered first (a 413); unmatched paths share one
+        // label so that scanners cannot blow up the metric's cardinality.
+        const route = c.req.matchedRoutes.findLast((matched) => matched.method !== 'ALL')?.path ?? 'unmatched';
         options.metrics.httpRequestDuration.observe({ method: c.req.method, route, status: String(status) }, seconds);
         if (!quiet.has(c.req.path)) {
           options.logger.info({ method: c.req.method, path: c.req.path, route, status, ms: Math.round(seconds * 1e4) / 10 }, 'request');

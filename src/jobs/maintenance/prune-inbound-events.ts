@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import { z } from 'zod';
-import { defineJob } from '../define-job.ts';
+import { type JobContext, defineJob } from '../define-job.ts';
 import type { JobDeps } from '../job-deps.ts';
 
 export const pruneInboundEvents = defineJob({
@@ -13,7 +13,7 @@ export const pruneInboundEvents = defineJob({
   schema: z.object({ olderThanDays: z.number().int().min(3).max(3650) }),
   policy: { queuePolicy: 'singleton', batchSize: 1, retryLimit: 3 },
   schedule: { cron: '17 3 * * *', payload: { olderThanDays: 30 } },
-  handler: async (payload, { deps, logger }: { deps: JobDeps; logger: JobDeps['logger'] }) => {
+  handler: async (payload, { deps, logger }: JobContext<JobDeps>) => {
     const cutoff = new Date(deps.clock.now().getTime() - payload.olderThanDays * 86_400_000);
     const result = await deps.db
       .deleteFrom('inbound_events')

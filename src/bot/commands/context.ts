@@ -1,0 +1,18 @@
+/** What a command handler gets: the domain, who is asking, and read-only views the surfaces provide. */
+import type { Actor } from '../../domain/actor.ts';
+import type { DomainDeps } from '../../domain/deps.ts';
+
+export interface IntegrationHealth {
+  id: string;
+  title: string;
+  configured: boolean;
+  status: 'unknown' | 'healthy' | 'degraded' | 'down' | 'not_configured';
+  detail?: string;
+}
+
+export interface CommandContext {
+  domain: DomainDeps;
+  actor: Actor;
+  /** One line per integration for `/projectx status`. */
+  integrations: () => Promise<IntegrationHealth[]>;
+}

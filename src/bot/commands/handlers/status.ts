@@ -1,0 +1,11 @@
+/** `/projectx status`: one line of health per integration. */
+import { type Reply, okReply } from '../../message.ts';
+import type { CommandContext } from '../context.ts';
+
+const ICON: Record<string, string> = { healthy: '●', degraded: '◐', down: '○', unknown: '·', not_configured: '–' };
+
+export async function status(ctx: CommandContext): Promise<Reply> {
+  const rows = await ctx.integrations();
+  const lines = rows.map((row) => `${ICON[row.status] ?? '·'} ${row.title}: ${row.status.replace('_', ' ')}${row.detail ? ` (${row.detail})` : ''}`);
+  return okReply({ text: lines.join('\n'), blocks: [{ type: 'header', text: 'Integration health' }, { type: 'section', text: lines.join('\n') }] });
+}

@@ -1,0 +1,65 @@
+/** Renders domain objects and events as surface-neutral messages. */
+import { formatTime } from '../domain/approvals.ts';
+import type { DomainEvent } from '../domain/events.ts';
+import type { Incident } from '../domain/incidents.ts';
+import type { Task } from '../domain/tasks.ts';
+import type { Block, Button, Message } from './message.ts';
+
+export function approvalButtons(task: Pick<Task, 'id'>): Button[] {
+  return [
+    { actionId: 'approve', label: 'Approve', value: task.id, style: 'primary' },
+    { actionId: 'deny', label: 'Deny', value: task.id, style: 'danger' },
+  ];
+}
+
+/** A task card; pending approvals carry Approve/Deny unless `buttons` is false. */
+export function renderTask(task: Task, options: { buttons?: boolean; names?: Record<string, string> } = {}): Message {
+  const name = (id: string | null) => (id ? (options.names?.[id] ?? id) : 'nobody');
+  const fields = [
+    { label: 'State', value: task.state.replace('_', ' ') },
+    { label: 'Type', value: task.type.replace('_', ' ') },
+    { label: 'Assignee', value: name(task.assigneeId) },
+    { label: 'Requester', value: name(task.requesterId) },
+  ];
+  if (task.dueAt) fields.push({ label: 'Due', value: formatTime(task.dueAt) });
+  if (task.policy) {
+    fields.push({ label: 'Approvals needed', value: String(task.policy.quorum) });
+    if (task.policy.expiresAt) fields.push({ label: 'Decide by', value: formatTime(new Date(task.policy.expiresAt)) });
+  }
+  const links = task.links.map((link) => (link.kind === 'control' ? link.target : link.kind === 'incident' ? `incident ${link.target}` : link.target));
+  const blocks: Block[] = [
+    { type: 'header', text: `${task.ref} ${task.title}` },
+    { type: 'section', text: task.description ?? task.title, fields },
+  ];
+  if (links.length > 0) blocks.push({ type: 'context', text: `Linked: ${links.join(', ')}` });
+  if (options.buttons !== false && task.state === 'pending_approval') blocks.push({ type: 'actions', buttons: approvalButtons(task) });
+  return { text: `${task.ref} ${task.title} (${task.state.replace('_', ' ')})`, blocks };
+}
+
+export function renderIncident(incident: Incident, acknowledgedByName?: string): Message {
+  const ack = incident.acknowledgedAt ? `acknowledged by ${acknowledgedByName ?? 'someone'} at ${formatTime(incident.acknowledgedAt)}` : 'not acknowledged';
+  return {
+    text: `${incident.number} (P${incident.priority}) ${incident.shortDescription}: ${ack}`,
+    blocks: [
+      { type: 'header', text: `${incident.number} ${incident.shortDescription}` },
+      {
+        type: 'section',
+        text: incident.shortDescription,
+        fields: [
+          { label: 'Priority', value: `P${incident.priority}` },
+          { label: 'State', value: incident.state },
+          { label: 'Source', value: incident.sourceSystem },
+          { label: 'Acknowledged', value: ack },
+        ],
+      },
+    ],
+  };
+}
+
+/** The notification for a domain event. */
+export function renderEvent(event: DomainEvent): Message {
+  const blocks: Block[] = [{ type: 'section', text: event.summary }];
+  if (event.type === 'task.approval_requested') blocks.push({ type: 'actions', buttons: approvalButtons({ id: event.subject.id }) });
+  blocks.push({ type: 'context', text: `${event.type} · ${event.occurredAt.slice(0, 16).replace('T', ' ')} UTC` });
+  return { text: event.summary, blocks };
+}

@@ -1,0 +1,154 @@
+/**
+ * The audit log: append-only, one row per action and per refusal, hash-chained per tenant. Each row's hash is
+ * SHA-256 over the previous row's hash and the row's own fields in RFC 8785 canonical JSON, so editing a row
+ * breaks its hash and deleting one breaks the sequence and the next row's link. `verifyAuditChain` walks it.
+ *
+ * The tenant's newest (seq, hash) is also kept in `audit_heads`, so deleting rows from the end is detected too.
+ * Appends for one tenant are serialized by a transaction-scoped advisory lock (taken when the row is written,
+ * held to commit), so the chain has no forks; callers append inside the transaction of the change they audit.
+ */
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { type Kysely, sql } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import { currentContext } from '../logger.ts';
+import { type Actor, actorLabel } from './actor.ts';
+
+export const DEFAULT_TENANT = 'default';
+const GENESIS = '0'.repeat(64);
+
+export interface AuditEntry {
+  actor: Actor;
+  action: string;
+  objectType: string;
+  objectId?: string | undefined;
+  outcome: 'success' | 'refused' | 'error';
+  detail?: Record<string, unknown>;
+  at: Date;
+  tenant?: string;
+}
+
+interface ChainFields {
+  tenant: string;
+  seq: number;
+  at: string;
+  actor: string;
+  surface: string;
+  action: string;
+  object_type: string;
+  object_id: string | null;
+  outcome: string;
+  detail: unknown;
+  correlation_id: string | null;
+}
+
+function chainHash(prevHash: string, fields: ChainFields): string {
+  return createHash('sha256').update(`${prevHash}\n${canonicalize(fields) ?? ''}`).digest('hex');
+}
+
+/** Appends one row (inside the caller's transaction). Returns its sequence number. */
+export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Promise<number> {
+  const tenant = entry.tenant ?? DEFAULT_TENANT;
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`audit:${tenant}`}, 0))`.execute(db);
+  const last = await db.selectFrom('audit_log').select(['seq', 'hash']).where('tenant', '=', tenant).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+  const seq = last ? Number(last.seq) + 1 : 1;
+  const prevHash = last?.hash ?? GENESIS;
+  const fields: ChainFields = {
+    tenant,
+    seq,
+    at: entry.at.toISOString(),
+    actor: actorLabel(entry.actor),
+    surface: entry.actor.surface,
+    action: entry.action,
+    object_type: entry.objectType,
+    object_id: entry.objectId ?? null,
+    outcome: entry.outcome,
+    detail: entry.detail ?? {},
+    correlation_id: currentContext().correlationId ?? null,
+  };
+  const hash = chainHash(prevHash, fields);
+  await db
+    .insertInto('audit_log')
+    .values({
+      tenant,
+      seq,
+      at: entry.at,
+      actor: fields.actor,
+      surface: fields.surface,
+      action: fields.action,
+      object_type: fields.object_type,
+      object_id: fields.object_id,
+      outcome: entry.outcome,
+      detail: JSON.stringify(fields.detail),
+      correlation_id: fields.correlation_id,
+      prev_hash: prevHash,
+      hash,
+    })
+    .execute();
+  await db
+    .insertInto('audit_heads')
+    .values({ tenant, seq, hash })
+    .onConflict((oc) => oc.column('tenant').doUpdateSet({ seq, hash }))
+    .execute();
+  return seq;
+}
+
+/** Records a refusal in its own transaction (the refused change itself is rolled back or never started). */
+export async function auditRefusal(db: Kysely<Database>, entry: Omit<AuditEntry, 'outcome'> & { code: string; message: string }): Promise<void> {
+  const { code, message, detail, ...rest } = entry;
+  await db.transaction().execute((trx) => appendAudit(trx, { ...rest, outcome: 'refused', detail: { ...detail, code, message } }));
+}
+
+export interface ChainBreak {
+  seq: number;
+  reason: 'hash_mismatch' | 'link_mismatch' | 'missing_rows' | 'head_mismatch';
+  detail: string;
+}
+
+export interface ChainReport {
+  tenant: string;
+  rows: number;
+  breaks: ChainBreak[];
+}
+
+/** Walks a tenant's chain in order (in pages, so any length fits in memory) and reports every break. */
+export async function verifyAuditChain(db: Kysely<Database>, tenant = DEFAULT_TENANT): Promise<ChainReport> {
+  const breaks: ChainBreak[] = [];
+  let expectedSeq = 1;
+  let prevHash = GENESIS;
+  let rows = 0;
+  for (;;) {
+    const page = await db.selectFrom('audit_log').selectAll().where('tenant', '=', tenant).where('seq', '>=', String(expectedSeq)).orderBy('seq').limit(1000).execute();
+    if (page.length === 0) break;
+    for (const row of page) {
+      rows++;
+      const seq = Number(row.seq);
+      if (seq !== expectedSeq) breaks.push({ seq, reason: 'missing_rows', detail: `rows ${expectedSeq}..${seq - 1} are missing` });
+      if (row.prev_hash !== prevHash) breaks.push({ seq, reason: 'link_mismatch', detail: 'prev_hash does not match the hash of the row before it' });
+      const fields: ChainFields = {
+        tenant: row.tenant,
+        seq,
+        at: row.at.toISOString(),
+        actor: row.actor,
+        surface: row.surface,
+        action: row.action,
+        object_type: row.object_type,
+        object_id: row.object_id,
+        outcome: row.outcome,
+        detail: row.detail,
+        correlation_id: row.correlation_id,
+      };
+      if (chainHash(row.prev_hash, fields) !== row.hash) breaks.push({ seq, reason: 'hash_mismatch', detail: 'row content does not match its hash (edited)' });
+      prevHash = row.hash;
+      expectedSeq = seq + 1;
+    }
+  }
+  const head = await db.selectFrom('audit_heads').select(['seq', 'hash']).where('tenant', '=', tenant).executeTakeFirst();
+  const lastSeq = expectedSeq - 1;
+  if (head && (Number(head.seq) !== lastSeq || head.hash !== prevHash)) {
+    breaks.push({ seq: Number(head.seq), reason: 'head_mismatch', detail: `the chain ends at row ${lastSeq} but its head records row ${head.seq} (rows deleted from the end?)` });
+  } else if (!head && rows > 0) {
+    breaks.push({ seq: lastSeq, reason: 'head_mismatch', detail: 'the chain has rows but no head record' });
+  }
+  return { tenant, rows, breaks };
+}

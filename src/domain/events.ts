@@ -1,0 +1,43 @@
+/**
+ * Domain events: what happened, emitted inside the transaction of the change (so an event exists iff the
+ * change committed). The sink is implemented by the job runtime (src/jobs/domain-events.ts), which routes each
+ * event to notifications and, later, to pushes into external systems.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+
+export type DomainEventType =
+  | 'task.created'
+  | 'task.assigned'
+  | 'task.approval_requested'
+  | 'task.approval_recorded'
+  | 'task.decided'
+  | 'task.state_changed'
+  | 'incident.created'
+  | 'incident.updated'
+  | 'incident.acknowledged'
+  | 'evidence.recorded';
+
+export interface DomainEvent {
+  id: string;
+  type: DomainEventType;
+  occurredAt: string;
+  /** What the event is about, for rendering and for routing filters. */
+  subject: { kind: 'task' | 'incident' | 'evidence'; id: string; label: string };
+  summary: string;
+  priority?: number;
+  controlIds?: string[];
+  assigneeId?: string;
+  approverIds?: string[];
+  data?: Record<string, unknown>;
+}
+
+export interface EventSink {
+  /** Records the event through `trx`: it is delivered iff the transaction commits. */
+  emit(trx: Kysely<Database>, event: DomainEvent): Promise<void>;
+}
+
+export function newEvent(input: Omit<DomainEvent, 'id' | 'occurredAt'>, now: Date): DomainEvent {
+  return { id: randomUUID(), occurredAt: now.toISOString(), ...input };
+}

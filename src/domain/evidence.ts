@@ -1,0 +1,121 @@
+/**
+ * Evidence: a stored file (content-addressed by SHA-256) linked to controls and tasks. The same content is
+ * stored once: recording it again, for the same or another control, links the existing evidence.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import type { Actor } from './actor.ts';
+import { appendAudit, auditRefusal } from './audit.ts';
+import type { DomainDeps } from './deps.ts';
+import { newEvent } from './events.ts';
+import { can } from './permissions.ts';
+import { type Result, ok, refuse } from './result.ts';
+
+export interface EvidenceInput {
+  sha256: string;
+  sizeBytes: number;
+  mediaType: string;
+  storageUri: string;
+  /** Where it came from: slack, teams, email, webhook, servicenow, cli, … */
+  source: string;
+  originalName?: string | undefined;
+  retentionUntil?: Date | undefined;
+  controlIds?: readonly string[] | undefined;
+  taskIds?: readonly string[] | undefined;
+}
+
+export interface EvidenceRecord {
+  id: string;
+  sha256: string;
+  sizeBytes: number;
+  mediaType: string;
+  storageUri: string;
+  /** False when identical content was already stored (the existing evidence was linked). */
+  stored: boolean;
+  /** Links this call added (`control:AC-2`, `task:42`); existing ones are not repeated. */
+  newLinks: string[];
+}
+
+export async function recordEvidence(deps: DomainDeps, actor: Actor, input: EvidenceInput): Promise<Result<EvidenceRecord>> {
+  const now = deps.clock.now();
+  const refused = async (code: string, message: string) => {
+    await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.sha256.slice(0, 64), at: now, code, message });
+    return refuse<EvidenceRecord>(code, message);
+  };
+  if (actor.surface !== 'system' && !can(actor.user, 'evidence.upload')) return refused('forbidden', 'uploading evidence needs the contributor role');
+  if (!/^[0-9a-f]{64}$/.test(input.sha256)) return refused('invalid_hash', 'sha256 must be 64 lowercase hex characters');
+  const controlIds = [...new Set((input.controlIds ?? []).map((id) => id.trim().toUpperCase()))];
+  const taskIds = [...new Set(input.taskIds ?? [])];
+  if (controlIds.length + taskIds.length === 0) return refused('no_target', 'evidence must be linked to at least one control or task');
+  const missing = await missingTargets(deps.db, controlIds, taskIds);
+  if (missing.length > 0) return refused('unknown_target', `no ${missing.join(', ')}`);
+
+  return deps.db.transaction().execute(async (trx) => {
+    const inserted = await trx
+      .insertInto('evidence')
+      .values({
+        sha256: input.sha256,
+        size_bytes: input.sizeBytes,
+        media_type: input.mediaType,
+        storage_uri: input.storageUri,
+        source: input.source,
+        original_name: input.originalName ?? null,
+        uploaded_by: actor.user?.id ?? null,
+        retention_until: input.retentionUntil ?? null,
+        created_at: now,
+      })
+      .onConflict((oc) => oc.column('sha256').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    const row = inserted ?? (await trx.selectFrom('evidence').selectAll().where('sha256', '=', input.sha256).executeTakeFirstOrThrow());
+    const links = [
+      ...controlIds.map((target) => ({ kind: 'control' as const, target })),
+      ...taskIds.map((target) => ({ kind: 'task' as const, target })),
+    ];
+    const added = await trx
+      .insertInto('evidence_links')
+      .values(links.map((link) => ({ evidence_id: row.id, ...link, linked_by: actor.user?.id ?? null, source: input.source, created_at: now })))
+      .onConflict((oc) => oc.doNothing())
+      .returning(['kind', 'target'])
+      .execute();
+    const newLinks = added.map((link) => `${link.kind}:${link.target}`);
+    await appendAudit(trx, {
+      actor,
+      action: 'evidence.record',
+      objectType: 'evidence',
+      objectId: row.sha256,
+      outcome: 'success',
+      at: now,
+      detail: { stored: Boolean(inserted), newLinks, source: input.source, sizeBytes: Number(row.size_bytes) },
+    });
+    if (newLinks.length > 0) {
+      await deps.events.emit(
+        trx,
+        newEvent(
+          {
+            type: 'evidence.recorded',
+            subject: { kind: 'evidence', id: row.id, label: row.original_name ?? row.sha256.slice(0, 12) },
+            summary: `evidence ${row.original_name ?? ''} (sha256 ${row.sha256.slice(0, 12)}…) linked to ${newLinks.join(', ')}`.replace('  ', ' '),
+            controlIds,
+            data: { sha256: row.sha256, links: newLinks },
+          },
+          now,
+        ),
+      );
+    }
+    return ok({ id: row.id, sha256: row.sha256, sizeBytes: Number(row.size_bytes), mediaType: row.media_type, storageUri: row.storage_uri, stored: Boolean(inserted), newLinks });
+  });
+}
+
+async function missingTargets(db: Kysely<Database>, controlIds: string[], taskIds: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  if (controlIds.length > 0) {
+    const found = new Set((await db.selectFrom('controls').select('id').where('id', 'in', controlIds).execute()).map((row) => row.id));
+    missing.push(...controlIds.filter((id) => !found.has(id)).map((id) => `control ${id}`));
+  }
+  if (taskIds.length > 0) {
+    const found = new Set((await db.selectFrom('tasks').select('id').where('id', 'in', taskIds).execute()).map((row) => row.id));
+    missing.push(...taskIds.filter((id) => !found.has(id)).map((id) => `task T-${id}`));
+  }
+  return missing;
+}

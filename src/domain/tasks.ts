@@ -1,0 +1,277 @@
+/**
+ * Tasks: review, remediation, approval and evidence-request work items with a state machine, links to
+ * controls, incidents and external records, and a `version` that every change compare-and-sets.
+ *
+ *   open ──► in_progress ──► pending_approval ──► approved ──► done
+ *     │           │                 ├──► denied
+ *     │           │                 ├──► expired
+ *     └───────────┴──► done         └──► cancelled   (open and in_progress can be cancelled too)
+ *
+ * Approved and denied are reached only by decisions (src/domain/approvals.ts); a task with an approval policy
+ * reaches done only through approved.
+ */
+import type { Kysely, Selectable } from 'kysely';
+import { z } from 'zod';
+import type { Database, Role, TaskPriority, TaskState, TaskType, TasksTable } from '../db/schema.ts';
+import { type Actor, actorLabel } from './actor.ts';
+import { appendAudit, auditRefusal } from './audit.ts';
+import type { DomainDeps } from './deps.ts';
+import { newEvent } from './events.ts';
+import { can } from './permissions.ts';
+import { type Result, ok, refuse } from './result.ts';
+import { ROLES } from './users.ts';
+
+export const TASK_TYPES: readonly TaskType[] = ['review', 'remediation', 'approval', 'evidence_request'];
+export const TASK_STATES: readonly TaskState[] = ['open', 'in_progress', 'pending_approval', 'approved', 'denied', 'cancelled', 'expired', 'done'];
+
+/** Every allowed move. Anything else is refused with the list of what is allowed from the current state. */
+export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  open: ['in_progress', 'pending_approval', 'done', 'cancelled'],
+  in_progress: ['open', 'pending_approval', 'done', 'cancelled'],
+  pending_approval: ['approved', 'denied', 'expired', 'cancelled'],
+  approved: ['done'],
+  denied: [],
+  cancelled: [],
+  expired: [],
+  done: [],
+};
+
+/** Targets that only the approval flow may set. */
+const DECISION_STATES: readonly TaskState[] = ['approved', 'denied', 'expired'];
+
+export const approvalPolicySchema = z
+  .object({
+    approverUserIds: z.array(z.uuid()).default([]),
+    approverRoles: z.array(z.enum(ROLES as [Role, ...Role[]])).default([]),
+    /** The owners of the task's linked controls may approve. */
+    controlOwners: z.boolean().default(false),
+    quorum: z.number().int().min(1).max(20).default(1),
+    expiresAt: z.iso.datetime().nullable().default(null),
+  })
+  .refine((policy) => policy.approverUserIds.length > 0 || policy.approverRoles.length > 0 || policy.controlOwners, {
+    message: 'an approval policy needs at least one approver (users, roles or control owners)',
+  });
+export type ApprovalPolicy = z.output<typeof approvalPolicySchema>;
+
+export interface TaskLink {
+  kind: 'control' | 'incident' | 'external';
+  target: string;
+  url: string | null;
+}
+
+export interface Task {
+  id: string;
+  /** How people refer to it: `T-42`. */
+  ref: string;
+  type: TaskType;
+  title: string;
+  description: string | null;
+  state: TaskState;
+  priority: TaskPriority;
+  requesterId: string | null;
+  assigneeId: string | null;
+  dueAt: Date | null;
+  policy: ApprovalPolicy | null;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  links: TaskLink[];
+}
+
+export const taskRef = (id: string) => `T-${id}`;
+
+/** Accepts `42`, `T-42`, `t42`, `#42`. */
+export function parseTaskRef(text: string): string | undefined {
+  const match = /^(?:#|t-?)?(\d{1,15})$/i.exec(text.trim());
+  return match?.[1] === undefined ? undefined : String(BigInt(match[1]));
+}
+
+function toTask(row: Selectable<TasksTable>, links: TaskLink[]): Task {
+  const parsed = row.approval_policy === null ? null : approvalPolicySchema.safeParse(row.approval_policy);
+  return {
+    id: row.id,
+    ref: taskRef(row.id),
+    type: row.type,
+    title: row.title,
+    description: row.description,
+    state: row.state,
+    priority: row.priority,
+    requesterId: row.requester_id,
+    assigneeId: row.assignee_id,
+    dueAt: row.due_at,
+    policy: parsed?.success ? parsed.data : null,
+    version: row.version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    links,
+  };
+}
+
+export async function getTask(db: Kysely<Database>, id: string): Promise<Task | undefined> {
+  const row = await db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) return undefined;
+  const links = await db.selectFrom('task_links').select(['kind', 'target', 'url']).where('task_id', '=', id).orderBy('kind').orderBy('target').execute();
+  return toTask(row, links);
+}
+
+export async function listTasks(
+  db: Kysely<Database>,
+  filter: { assigneeId?: string; states?: readonly TaskState[]; limit?: number },
+): Promise<Task[]> {
+  let query = db.selectFrom('tasks').selectAll().orderBy('id', 'desc').limit(filter.limit ?? 25);
+  if (filter.assigneeId) query = query.where('assignee_id', '=', filter.assigneeId);
+  if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
+  const rows = await query.execute();
+  if (rows.length === 0) return [];
+  const links = await db.selectFrom('task_links').selectAll().where('task_id', 'in', rows.map((row) => row.id)).execute();
+  return rows.map((row) => toTask(row, links.filter((link) => link.task_id === row.id).map(({ kind, target, url }) => ({ kind, target, url }))));
+}
+
+/** Ids of the users who may decide `task` under its policy (explicit users, role members, control owners). */
+export async function eligibleApprovers(db: Kysely<Database>, task: Pick<Task, 'policy' | 'links'>): Promise<string[]> {
+  const policy = task.policy;
+  if (!policy) return [];
+  const ids = new Set(policy.approverUserIds);
+  if (policy.approverRoles.length > 0) {
+    const members = await db.selectFrom('users').select('id').where('active', '=', true).where('roles', '&&', policy.approverRoles).execute();
+    for (const { id } of members) ids.add(id);
+  }
+  if (policy.controlOwners) {
+    const controls = task.links.filter((link) => link.kind === 'control').map((link) => link.target);
+    if (controls.length > 0) {
+      const owners = await db.selectFrom('controls').select('owner_id').where('id', 'in', controls).where('owner_id', 'is not', null).execute();
+      for (const { owner_id } of owners) if (owner_id) ids.add(owner_id);
+    }
+  }
+  return [...ids];
+}
+
+export interface CreateTaskInput {
+  type: TaskType;
+  title: string;
+  description?: string | undefined;
+  priority?: TaskPriority | undefined;
+  assigneeId?: string | undefined;
+  requesterId?: string | undefined;
+  dueAt?: Date | undefined;
+  policy?: z.input<typeof approvalPolicySchema> | undefined;
+  controlIds?: readonly string[] | undefined;
+  incidentIds?: readonly string[] | undefined;
+  external?: readonly { system: string; id: string; url?: string }[] | undefined;
+}
+
+/**
+ * Creates a task; one with an approval policy goes straight to pending_approval. Audited, and its events
+ * (created, assigned, approval requested) are emitted in the same transaction.
+ */
+export async function createTask(deps: DomainDeps, actor: Actor, input: CreateTaskInput): Promise<Result<Task>> {
+  const now = deps.clock.now();
+  if (actor.surface !== 'system' && !can(actor.user, 'tasks.manage')) {
+    await auditRefusal(deps.db, { actor, action: 'task.create', objectType: 'task', at: now, code: 'forbidden', message: 'creating tasks needs the admin role' });
+    return refuse('forbidden', 'creating tasks needs the admin role');
+  }
+  const title = input.title.trim();
+  if (!title) return refuse('invalid_task', 'a task needs a title');
+  if (input.type === 'approval' && !input.policy) return refuse('invalid_task', 'an approval task needs an approval policy (approvers)');
+  let policy: ApprovalPolicy | null = null;
+  if (input.policy) {
+    const parsed = approvalPolicySchema.safeParse(input.policy);
+    if (!parsed.success) return refuse('invalid_policy', parsed.error.issues.map((issue) => issue.message).join('; '));
+    policy = parsed.data;
+  }
+  const controlIds = [...new Set((input.controlIds ?? []).map((id) => id.trim().toUpperCase()))];
+  if (controlIds.length > 0) {
+    const found = await deps.db.selectFrom('controls').select('id').where('id', 'in', controlIds).execute();
+    const missing = controlIds.filter((id) => !found.some((row) => row.id === id));
+    if (missing.length > 0) return refuse('unknown_control', `no control ${missing.join(', ')}`);
+  }
+
+  const task = await deps.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto('tasks')
+      .values({
+        type: input.type,
+        title,
+        description: input.description?.trim() || null,
+        priority: input.priority ?? 'normal',
+        state: policy ? 'pending_approval' : 'open',
+        requester_id: input.requesterId ?? actor.user?.id ?? null,
+        assignee_id: input.assigneeId ?? null,
+        due_at: input.dueAt ?? null,
+        approval_policy: policy ? JSON.stringify(policy) : null,
+        created_at: now,
+        updated_at: now,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const links: TaskLink[] = [
+      ...controlIds.map((target) => ({ kind: 'control' as const, target, url: null })),
+      ...(input.incidentIds ?? []).map((target) => ({ kind: 'incident' as const, target, url: null })),
+      ...(input.external ?? []).map((ref) => ({ kind: 'external' as const, target: `${ref.system}:${ref.id}`, url: ref.url ?? null })),
+    ];
+    if (links.length > 0) await trx.insertInto('task_links').values(links.map((link) => ({ task_id: row.id, ...link }))).onConflict((oc) => oc.doNothing()).execute();
+    const created = toTask(row, links);
+    await appendAudit(trx, { actor, action: 'task.create', objectType: 'task', objectId: created.ref, outcome: 'success', at: now, detail: { type: created.type, state: created.state } });
+    const subject = { kind: 'task' as const, id: created.id, label: created.ref };
+    const base = { subject, controlIds, ...(created.assigneeId ? { assigneeId: created.assigneeId } : {}) };
+    await deps.events.emit(trx, newEvent({ ...base, type: 'task.created', summary: `${created.ref} created: ${created.title}` }, now));
+    if (created.assigneeId) await deps.events.emit(trx, newEvent({ ...base, type: 'task.assigned', summary: `${created.ref} assigned: ${created.title}` }, now));
+    if (policy) {
+      const approverIds = await eligibleApprovers(trx, created);
+      await deps.events.emit(trx, newEvent({ ...base, approverIds, type: 'task.approval_requested', summary: `${created.ref} needs a decision: ${created.title}` }, now));
+    }
+    return created;
+  });
+  return ok(task);
+}
+
+/**
+ * Moves a task along the state machine (not into approved/denied/expired: those are decisions). The actor
+ * must be an admin, or the assignee (start, submit, complete), or the requester (cancel).
+ */
+export async function transitionTask(deps: DomainDeps, actor: Actor, taskId: string, to: TaskState, note?: string): Promise<Result<Task>> {
+  const now = deps.clock.now();
+  const task = await getTask(deps.db, taskId);
+  const action = `task.transition.${to}`;
+  const refused = async (code: string, message: string) => {
+    await auditRefusal(deps.db, { actor, action, objectType: 'task', objectId: task?.ref ?? taskRef(taskId), at: now, code, message, detail: { from: task?.state ?? null, to } });
+    return refuse<Task>(code, message);
+  };
+  if (!task) return refused('task_not_found', `no task ${taskRef(taskId)}`);
+  if (DECISION_STATES.includes(to)) return refused('invalid_transition', `${task.ref} becomes ${to} only through approval decisions`);
+  if (!TRANSITIONS[task.state].includes(to)) {
+    const allowed = TRANSITIONS[task.state].filter((state) => !DECISION_STATES.includes(state));
+    return refused('invalid_transition', `${task.ref} is ${task.state}; it cannot become ${to}${allowed.length ? ` (it can become ${allowed.join(', ')})` : ' (that is final)'}`);
+  }
+  if (to === 'done' && task.policy && task.state !== 'approved') return refused('approval_required', `${task.ref} needs an approval before it can be done`);
+  if (to === 'pending_approval' && !task.policy) return refused('no_approval_policy', `${task.ref} has no approval policy to request a decision under`);
+  const userId = actor.user?.id;
+  const isAdmin = can(actor.user, 'tasks.manage') || actor.surface === 'system';
+  const allowedByRole =
+    isAdmin || (to === 'cancelled' ? userId !== undefined && userId === task.requesterId : userId !== undefined && userId === task.assigneeId);
+  if (!allowedByRole) return refused('forbidden', `only ${to === 'cancelled' ? 'the requester' : 'the assignee'} or an admin can move ${task.ref} to ${to}`);
+
+  const updated = await deps.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable('tasks')
+      .set({ state: to, version: task.version + 1, updated_at: now })
+      .where('id', '=', task.id)
+      .where('version', '=', task.version)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const next = toTask(row, task.links);
+    await appendAudit(trx, { actor, action, objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { from: task.state, to, ...(note ? { note } : {}) } });
+    const event = { subject: { kind: 'task' as const, id: task.id, label: task.ref }, controlIds: controlIdsOf(task), summary: `${task.ref} is now ${to} (was ${task.state})`, data: { from: task.state, to, by: actorLabel(actor) } };
+    await deps.events.emit(trx, newEvent({ ...event, type: 'task.state_changed' }, now));
+    if (to === 'pending_approval') {
+      const approverIds = await eligibleApprovers(trx, task);
+      await deps.events.emit(trx, newEvent({ ...event, approverIds, type: 'task.approval_requested', summary: `${task.ref} needs a decision: ${task.title}` }, now));
+    }
+    return next;
+  });
+  if (!updated) return refused('conflict', `${task.ref} was changed by someone else just now; look at it again and retry`);
+  return ok(updated);
+}
+
+export const controlIdsOf = (task: Pick<Task, 'links'>) => task.links.filter((link) => link.kind === 'control').map((link) => link.target);

@@ -1,0 +1,87 @@
+/**
+ * The outbox side of domain events. Domain code emits an event inside its transaction (`createEventSink`
+ * enqueues a `domain.event` job through that transaction); the job routes it to targets and records one
+ * notification row per target, each delivered by a `notify.deliver` job through the surface's notifier.
+ * A surface with no notifier configured leaves its notifications `undeliverable`, visible to operators.
+ */
+import { z } from 'zod';
+import type { Kysely } from 'kysely';
+import { renderEvent } from '../bot/render.ts';
+import type { Database } from '../db/schema.ts';
+import type { DomainEvent, EventSink } from '../domain/events.ts';
+import { routeEvent } from '../domain/routing.ts';
+import { type JobContext, defineJob } from './define-job.ts';
+import type { JobDeps } from './job-deps.ts';
+import type { JobRuntime } from './runtime.ts';
+
+const domainEventSchema = z.object({
+  id: z.uuid(),
+  type: z.string(),
+  occurredAt: z.string(),
+  subject: z.object({ kind: z.enum(['task', 'incident', 'evidence']), id: z.string(), label: z.string() }),
+  summary: z.string(),
+  priority: z.number().optional(),
+  controlIds: z.array(z.string()).optional(),
+  assigneeId: z.string().optional(),
+  approverIds: z.array(z.string()).optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const routeDomainEvent = defineJob({
+  name: 'domain.event',
+  schema: domainEventSchema,
+  handler: async (payload, { deps }: JobContext<JobDeps>) => {
+    const event = payload as DomainEvent;
+    const targets = await routeEvent(deps.db, event);
+    const message = renderEvent(event);
+    let created = 0;
+    for (const target of targets) {
+      // Unique per (event, target): a retried job does not notify twice.
+      const row = await deps.db.transaction().execute(async (trx) => {
+        const inserted = await trx
+          .insertInto('notifications')
+          .values({ event_id: event.id, event_type: event.type, surface: target.surface, target_kind: target.kind, target: target.target, message: JSON.stringify(message) })
+          .onConflict((oc) => oc.constraint('notifications_event_target_key').doNothing())
+          .returning('id')
+          .executeTakeFirst();
+        if (inserted) await deps.jobs.enqueue(deliverNotification, { notificationId: inserted.id }, { db: trx });
+        return inserted;
+      });
+      if (row) created++;
+    }
+    return { targets: targets.length, created };
+  },
+});
+
+export const deliverNotification = defineJob({
+  name: 'notify.deliver',
+  schema: z.object({ notificationId: z.uuid() }),
+  // Chat APIs rate-limit; back off from 10 s, and leave failures for good in the dead-letter queue.
+  policy: { retryDelaySeconds: 10, retryLimit: 6 },
+  handler: async ({ notificationId }, { deps, logger }: JobContext<JobDeps>) => {
+    const row = await deps.db.selectFrom('notifications').selectAll().where('id', '=', notificationId).executeTakeFirst();
+    if (!row || row.status === 'sent') return { skipped: true };
+    const notifier = deps.notifiers.find((candidate) => candidate.surface === row.surface);
+    if (!notifier) {
+      await deps.db.updateTable('notifications').set({ status: 'undeliverable', error: `no ${row.surface} notifier is configured` }).where('id', '=', row.id).execute();
+      logger.warn({ surface: row.surface, target: row.target }, 'notification undeliverable: surface not configured');
+      return { undeliverable: true };
+    }
+    const result = await notifier.deliver({ notificationId: row.id, kind: row.target_kind, target: row.target, message: row.message as never });
+    if (!result.ok) {
+      await deps.db.updateTable('notifications').set({ status: 'failed', error: `${result.refusal.code}: ${result.refusal.message}` }).where('id', '=', row.id).execute();
+      throw Object.assign(new Error(result.refusal.message), { code: result.refusal.code });
+    }
+    await deps.db.updateTable('notifications').set({ status: 'sent', error: null, sent_at: deps.clock.now() }).where('id', '=', row.id).execute();
+    return { sent: true, ...(result.value.ref ? { ref: result.value.ref } : {}) };
+  },
+});
+
+/** The EventSink the domain writes to: a `domain.event` job in the caller's transaction. */
+export function createEventSink(jobs: Pick<JobRuntime, 'enqueue'>): EventSink {
+  return {
+    async emit(trx: Kysely<Database>, event: DomainEvent) {
+      await jobs.enqueue(routeDomainEvent, event, { db: trx, id: event.id });
+    },
+  };
+}
