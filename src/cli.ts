@@ -9,17 +9,19 @@ import { createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { JOBS_SCHEMA } from './jobs/runtime.ts';
 import { type Logger, createLogger, createScrubber } from './logger.ts';
-import { ROLES, type Role, resolveDatabase, startService } from './main.ts';
+import { OPERATOR_USAGE, OPERATOR_VERBS, type OperatorVerb, UsageError, runOperatorVerb } from './bot/console/operator-cli.ts';
+import { ROLES, type Role, openOperatorContext, resolveDatabase, startService } from './main.ts';
 import { PgBoss } from 'pg-boss';
 
 const USAGE = `Usage: projectx <command> [options]
 
 Commands:
-  start [--role all|web|worker]   run the service (default role: all)
-  migrate                         apply database migrations and install the job queue schema, then exit
-  help                            show this text
+  start [--role all|web|worker]               run the service (default role: all)
+  migrate                                     apply database migrations and install the job queue schema, then exit
+${OPERATOR_USAGE}
+  help                                        show this text
 
-Configuration comes from the environment; see .env.example.`;
+Configuration comes from the environment (and a .env in the working directory); see .env.example.`;
 
 /** A problem the user can fix: printed without a stack trace, exit code as given. */
 export class CliError extends Error {
@@ -37,7 +39,8 @@ export async function run(argv: readonly string[], env: Record<string, string | 
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'start' && command !== 'migrate') {
+  const operatorVerb = OPERATOR_VERBS.find((verb) => verb === command);
+  if (command !== 'start' && command !== 'migrate' && !operatorVerb) {
     throw new CliError(`unknown command "${command}"\n\n${USAGE}`);
   }
 
@@ -46,6 +49,11 @@ export async function run(argv: readonly string[], env: Record<string, string | 
     throw new CliError(`Configuration problems (fix these environment variables):\n${loaded.problems.map((p) => `  - ${p}`).join('\n')}`, 1);
   }
   const secrets = secretValues(env);
+  if (operatorVerb) {
+    // Operator verbs print for a person on stdout; logs go to stderr, warnings only unless LOG_LEVEL says more.
+    const logger = createLogger({ level: env.LOG_LEVEL ? loaded.config.LOG_LEVEL : 'warn', secrets, destination: process.stderr });
+    return operator(loaded.config, logger, secrets, operatorVerb, rest);
+  }
   const logger = createLogger({ level: loaded.config.LOG_LEVEL, secrets });
 
   if (command === 'migrate') {
@@ -103,6 +111,26 @@ async function start(config: Config, role: Role, logger: Logger, secrets: readon
     },
   );
   return Promise.race([stopped, forced]);
+}
+
+async function operator(config: Config, logger: Logger, secrets: readonly string[], verb: OperatorVerb, args: readonly string[]): Promise<number> {
+  const ctx = await openOperatorContext(config, logger, { secrets });
+  const io = {
+    out: (text: string) => void process.stdout.write(`${text}\n`),
+    err: (text: string) => void process.stderr.write(`${text}\n`),
+    input: process.stdin,
+    interactive: process.stdin.isTTY,
+  };
+  try {
+    return await runOperatorVerb(ctx, verb, args, io);
+  } catch (error) {
+    if (error instanceof UsageError) throw new CliError(`${error.message}\n\nUsage: projectx ${verb} …\n${OPERATOR_USAGE}`);
+    const exitCode = (error as { exitCode?: unknown }).exitCode;
+    if (typeof exitCode === 'number') throw new CliError(error instanceof Error ? error.message : String(error), exitCode);
+    throw error;
+  } finally {
+    await ctx.close();
+  }
 }
 
 async function migrate(config: Config, logger: Logger): Promise<number> {

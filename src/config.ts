@@ -154,6 +154,8 @@ const schema = z.object({
   SMTP_FROM_ADDRESS: optional(z.email({ message: 'must be an email address' })),
   GENERIC_WEBHOOK_SECRET: secret,
 
+  /** Local evidence store directory (default `<PROJECTX_DATA_DIR>/evidence`). */
+  EVIDENCE_LOCAL_DIR: text,
   EVIDENCE_S3_BUCKET: text,
   AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { message: 'must be an IAM role ARN' })),
   AWS_EXTERNAL_ID: secret,

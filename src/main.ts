@@ -140,6 +140,45 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   }
 }
 
+export interface OperatorContext {
+  db: Db;
+  jobs: JobRuntime;
+  domain: DomainDeps;
+  config: Config;
+  close(): Promise<void>;
+}
+
+/**
+ * For CLI verbs (`projectx chat`, `projectx users …`): the database (migrated), a job runtime that can enqueue
+ * but runs no workers, and the domain. Events they cause wait in the queue for a worker.
+ */
+export async function openOperatorContext(config: Config, logger: Logger, options: { clock?: Clock; secrets?: readonly string[] } = {}): Promise<OperatorContext> {
+  const database = await resolveDatabase(config, logger);
+  const db = createDatabase({ connectionString: database.url, logger, max: 4, applicationName: 'projectx-cli' });
+  const close = async () => {
+    await db.destroy();
+    if (database.embedded && !database.embedded.adopted) await database.embedded.stop();
+  };
+  try {
+    await migrateToLatest(db);
+    const jobs = await startJobRuntime({ connectionString: database.url, definitions: jobDefinitions, logger, metrics: createMetrics({ defaultMetrics: false }), supervise: false, secrets: options.secrets ?? [] });
+    const domain: DomainDeps = { db, events: createEventSink(jobs), clock: options.clock ?? systemClock };
+    return {
+      db,
+      jobs,
+      domain,
+      config,
+      close: async () => {
+        await jobs.stop(1000);
+        await close();
+      },
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
 /** What /readyz asks: the database answers a query, and pg-boss (its own pool) can read its schema. */
 export function readinessChecks(db: Db, jobs: Pick<JobRuntime, 'boss'>): ReadinessCheck[] {
   return [

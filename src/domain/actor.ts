@@ -30,3 +30,9 @@ export function actorLabel(actor: Actor): string {
 }
 
 export const SYSTEM_ACTOR: Actor = { surface: 'system', user: undefined };
+
+/** The operator at the deployment's command line: trusted like the system for administration. */
+export const CLI_ACTOR: Actor = { surface: 'cli', user: undefined };
+
+/** System jobs and the operator's CLI may administer without a user's role. */
+export const isOperator = (actor: Actor) => actor.surface === 'system' || actor.surface === 'cli';

@@ -4,7 +4,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import type { Actor } from './actor.ts';
+import { type Actor, isOperator } from './actor.ts';
 import { appendAudit, auditRefusal } from './audit.ts';
 import type { DomainDeps } from './deps.ts';
 import { newEvent } from './events.ts';
@@ -42,7 +42,7 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
     await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.sha256.slice(0, 64), at: now, code, message });
     return refuse<EvidenceRecord>(code, message);
   };
-  if (actor.surface !== 'system' && !can(actor.user, 'evidence.upload')) return refused('forbidden', 'uploading evidence needs the contributor role');
+  if (!isOperator(actor) && !can(actor.user, 'evidence.upload')) return refused('forbidden', 'uploading evidence needs the contributor role');
   if (!/^[0-9a-f]{64}$/.test(input.sha256)) return refused('invalid_hash', 'sha256 must be 64 lowercase hex characters');
   const controlIds = [...new Set((input.controlIds ?? []).map((id) => id.trim().toUpperCase()))];
   const taskIds = [...new Set(input.taskIds ?? [])];

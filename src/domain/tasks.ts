@@ -10,10 +10,10 @@
  * Approved and denied are reached only by decisions (src/domain/approvals.ts); a task with an approval policy
  * reaches done only through approved.
  */
-import type { Kysely, Selectable } from 'kysely';
+import { type Kysely, type Selectable, sql } from 'kysely';
 import { z } from 'zod';
 import type { Database, Role, TaskPriority, TaskState, TaskType, TasksTable } from '../db/schema.ts';
-import { type Actor, actorLabel } from './actor.ts';
+import { type Actor, actorLabel, isOperator } from './actor.ts';
 import { appendAudit, auditRefusal } from './audit.ts';
 import type { DomainDeps } from './deps.ts';
 import { newEvent } from './events.ts';
@@ -133,7 +133,7 @@ export async function eligibleApprovers(db: Kysely<Database>, task: Pick<Task, '
   if (!policy) return [];
   const ids = new Set(policy.approverUserIds);
   if (policy.approverRoles.length > 0) {
-    const members = await db.selectFrom('users').select('id').where('active', '=', true).where('roles', '&&', policy.approverRoles).execute();
+    const members = await db.selectFrom('users').select('id').where('active', '=', true).where(sql<boolean>`roles && ${policy.approverRoles}::text[]`).execute();
     for (const { id } of members) ids.add(id);
   }
   if (policy.controlOwners) {
@@ -166,7 +166,7 @@ export interface CreateTaskInput {
  */
 export async function createTask(deps: DomainDeps, actor: Actor, input: CreateTaskInput): Promise<Result<Task>> {
   const now = deps.clock.now();
-  if (actor.surface !== 'system' && !can(actor.user, 'tasks.manage')) {
+  if (!isOperator(actor) && !can(actor.user, 'tasks.manage')) {
     await auditRefusal(deps.db, { actor, action: 'task.create', objectType: 'task', at: now, code: 'forbidden', message: 'creating tasks needs the admin role' });
     return refuse('forbidden', 'creating tasks needs the admin role');
   }
@@ -246,7 +246,7 @@ export async function transitionTask(deps: DomainDeps, actor: Actor, taskId: str
   if (to === 'done' && task.policy && task.state !== 'approved') return refused('approval_required', `${task.ref} needs an approval before it can be done`);
   if (to === 'pending_approval' && !task.policy) return refused('no_approval_policy', `${task.ref} has no approval policy to request a decision under`);
   const userId = actor.user?.id;
-  const isAdmin = can(actor.user, 'tasks.manage') || actor.surface === 'system';
+  const isAdmin = can(actor.user, 'tasks.manage') || isOperator(actor);
   const allowedByRole =
     isAdmin || (to === 'cancelled' ? userId !== undefined && userId === task.requesterId : userId !== undefined && userId === task.assigneeId);
   if (!allowedByRole) return refused('forbidden', `only ${to === 'cancelled' ? 'the requester' : 'the assignee'} or an admin can move ${task.ref} to ${to}`);

@@ -1,0 +1,31 @@
+/**
+ * Where evidence files live. Each store streams a file in while hashing it (SHA-256), refuses it past the size
+ * limit, and makes it visible only once complete. Local filesystem now; S3, SharePoint and Google Drive
+ * implement the same interface.
+ */
+import type { Readable } from 'node:stream';
+
+export interface StoredObject {
+  sha256: string;
+  sizeBytes: number;
+  /** Where it is, e.g. `file:///…/ab/abcdef…` or `s3://bucket/key`. */
+  uri: string;
+  /** False when identical content was already there (nothing was written). */
+  written: boolean;
+}
+
+export class EvidenceTooLargeError extends Error {
+  readonly code = 'evidence_too_large';
+  readonly limitBytes: number;
+  constructor(limitBytes: number) {
+    super(`the file is larger than ${Math.round(limitBytes / (1024 * 1024))} MB`);
+    this.name = 'EvidenceTooLargeError';
+    this.limitBytes = limitBytes;
+  }
+}
+
+export interface EvidenceStore {
+  readonly kind: string;
+  put(content: Readable, options: { maxBytes: number }): Promise<StoredObject>;
+  open(uri: string): Promise<Readable>;
+}
