@@ -42,7 +42,13 @@ export const USAGE: Readonly<Record<Verb, string>> = {
   link: '/projectx link',
 };
 
-const ALIASES: Readonly<Record<string, Verb>> = { '?': 'help', acknowledge: 'ack', inc: 'incident', mytasks: 'tasks' };
+// A Map, not an object literal: `constructor` or `__proto__` typed as a verb must not find Object's properties.
+const ALIASES: ReadonlyMap<string, Verb> = new Map([
+  ['?', 'help'],
+  ['acknowledge', 'ack'],
+  ['inc', 'incident'],
+  ['mytasks', 'tasks'],
+]);
 const VERBS = Object.keys(USAGE) as Verb[];
 
 /** Longest command text we read; Slack caps slash-command text well below this. */
@@ -60,6 +66,12 @@ export function tokenize(text: string): string[] | undefined {
   return tokens;
 }
 
+/** The first 40 characters (not UTF-16 units: an emoji is never cut in half) of text echoed back. */
+const clip = (text: string, max = 40) => {
+  const chars = [...text];
+  return chars.length > max ? `${chars.slice(0, max).join('')}…` : text;
+};
+
 const fail = (code: ParseError['code'], message: string, verb?: Verb): ParseResult => ({ ok: false, error: verb ? { code, message, verb } : { code, message } });
 const usage = (verb: Verb, problem: string): ParseResult => fail('bad_arguments', `${problem}. Usage: \`${USAGE[verb]}\``, verb);
 
@@ -71,11 +83,12 @@ export function parseCommand(input: string): ParseResult {
   if (!tokens) return fail('unbalanced_quotes', 'A quote was opened but never closed. Put the whole reason in matching quotes, or leave quotes out.');
   const [first = '', ...args] = tokens;
   const word = first.toLowerCase();
-  const verb = (VERBS as string[]).includes(word) ? (word as Verb) : ALIASES[word];
+  const verb = (VERBS as string[]).includes(word) ? (word as Verb) : ALIASES.get(word);
   if (!verb) {
-    const shown = first.length > 40 ? `${first.slice(0, 40)}…` : first;
-    const suggestion = closest(word.slice(0, 40), VERBS) as Verb;
-    const near = distance(word.slice(0, 40), suggestion) <= Math.max(2, Math.floor(suggestion.length / 2));
+    const shown = clip(first);
+    const probe = [...word].slice(0, 40).join('');
+    const suggestion = closest(probe, VERBS) as Verb;
+    const near = distance(probe, suggestion) <= Math.max(2, Math.floor(suggestion.length / 2));
     return fail('unknown_command', `I don't know "${shown}".${near ? ` Did you mean \`${USAGE[suggestion]}\`?` : ''} \`/projectx help\` lists what you can do.`);
   }
   const rest = () => args.slice(1).join(' ').trim();
@@ -86,7 +99,7 @@ export function parseCommand(input: string): ParseResult {
       return { ok: true, command: { verb } };
     case 'tasks': {
       const unknown = args.filter((arg) => arg !== '--all' && arg !== 'all');
-      if (unknown.length > 0) return usage(verb, `"${unknown[0]!.slice(0, 40)}" is not an option of tasks`);
+      if (unknown.length > 0) return usage(verb, `"${clip(unknown[0]!)}" is not an option of tasks`);
       return { ok: true, command: { verb, all: args.length > 0 } };
     }
     case 'task':
@@ -94,7 +107,7 @@ export function parseCommand(input: string): ParseResult {
     case 'deny': {
       if (!args[0]) return usage(verb, 'Which task?');
       const taskId = parseTaskRef(args[0]);
-      if (!taskId) return usage(verb, `"${args[0].slice(0, 40)}" is not a task id (like T-42)`);
+      if (!taskId) return usage(verb, `"${clip(args[0])}" is not a task id (like T-42)`);
       if (verb === 'task') return args.length > 1 ? usage(verb, 'task takes only an id') : { ok: true, command: { verb, taskId } };
       const reason = rest();
       if (verb === 'deny') return reason ? { ok: true, command: { verb, taskId, reason } } : usage(verb, 'A denial needs a reason');
@@ -104,7 +117,7 @@ export function parseCommand(input: string): ParseResult {
     case 'incident': {
       if (!args[0]) return usage(verb, 'Which incident?');
       const number = normalizeIncidentNumber(args[0]);
-      if (!number) return usage(verb, `"${args[0].slice(0, 40)}" is not an incident number (like INC0012345)`);
+      if (!number) return usage(verb, `"${clip(args[0])}" is not an incident number (like INC0012345)`);
       if (args.length > 1) return usage(verb, `${verb} takes one incident number`);
       return { ok: true, command: { verb, number } };
     }
@@ -115,7 +128,7 @@ export function parseCommand(input: string): ParseResult {
       if (taskId) return { ok: true, command: { verb, target: { kind: 'task', id: taskId } } };
       const control = args[0]!.toUpperCase();
       if (CONTROL_ID.test(control)) return { ok: true, command: { verb, target: { kind: 'control', id: control } } };
-      return usage(verb, `"${args[0]!.slice(0, 40)}" is neither a control id (like AC-2) nor a task id (like T-42)`);
+      return usage(verb, `"${clip(args[0]!)}" is neither a control id (like AC-2) nor a task id (like T-42)`);
     }
     case 'link':
       return args.length > 0 ? usage(verb, 'link takes no arguments') : { ok: true, command: { verb } };
