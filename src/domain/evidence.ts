@@ -36,19 +36,38 @@ export interface EvidenceRecord {
   newLinks: string[];
 }
 
-export async function recordEvidence(deps: DomainDeps, actor: Actor, input: EvidenceInput): Promise<Result<EvidenceRecord>> {
+/**
+ * May `actor` record evidence against these targets? Checked before any byte is stored (so a refused upload
+ * leaves no file behind) and again when recording. A refusal is audited.
+ */
+export async function checkEvidenceTargets(
+  deps: DomainDeps,
+  actor: Actor,
+  input: { controlIds?: readonly string[] | undefined; taskIds?: readonly string[] | undefined; objectId?: string | undefined },
+): Promise<Result<{ controlIds: string[]; taskIds: string[] }>> {
   const now = deps.clock.now();
   const refused = async (code: string, message: string) => {
-    await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.sha256.slice(0, 64), at: now, code, message });
-    return refuse<EvidenceRecord>(code, message);
+    await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.objectId, at: now, code, message });
+    return refuse<{ controlIds: string[]; taskIds: string[] }>(code, message);
   };
   if (!isOperator(actor) && !can(actor.user, 'evidence.upload')) return refused('forbidden', 'uploading evidence needs the contributor role');
-  if (!/^[0-9a-f]{64}$/.test(input.sha256)) return refused('invalid_hash', 'sha256 must be 64 lowercase hex characters');
   const controlIds = [...new Set((input.controlIds ?? []).map((id) => id.trim().toUpperCase()))];
   const taskIds = [...new Set(input.taskIds ?? [])];
   if (controlIds.length + taskIds.length === 0) return refused('no_target', 'evidence must be linked to at least one control or task');
   const missing = await missingTargets(deps.db, controlIds, taskIds);
   if (missing.length > 0) return refused('unknown_target', `no ${missing.join(', ')}`);
+  return ok({ controlIds, taskIds });
+}
+
+export async function recordEvidence(deps: DomainDeps, actor: Actor, input: EvidenceInput): Promise<Result<EvidenceRecord>> {
+  const now = deps.clock.now();
+  if (!/^[0-9a-f]{64}$/.test(input.sha256)) {
+    await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.sha256.slice(0, 64), at: now, code: 'invalid_hash', message: 'sha256 must be 64 lowercase hex characters' });
+    return refuse('invalid_hash', 'sha256 must be 64 lowercase hex characters');
+  }
+  const checked = await checkEvidenceTargets(deps, actor, { controlIds: input.controlIds, taskIds: input.taskIds, objectId: input.sha256 });
+  if (!checked.ok) return checked;
+  const { controlIds, taskIds } = checked.value;
 
   return deps.db.transaction().execute(async (trx) => {
     const inserted = await trx

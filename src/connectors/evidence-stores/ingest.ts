@@ -6,7 +6,8 @@
 import type { Readable } from 'node:stream';
 import type { Actor } from '../../domain/actor.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
-import { type EvidenceRecord, recordEvidence } from '../../domain/evidence.ts';
+import { auditRefusal } from '../../domain/audit.ts';
+import { type EvidenceRecord, checkEvidenceTargets, recordEvidence } from '../../domain/evidence.ts';
 import { type Result, refuse } from '../../domain/result.ts';
 import { SNIFF_BYTES, peek, sniffMediaType } from './media-type.ts';
 import { type EvidenceStore, EvidenceTooLargeError } from './store.ts';
@@ -25,17 +26,26 @@ export interface IngestInput {
 }
 
 export async function ingestEvidence(deps: DomainDeps, store: EvidenceStore, actor: Actor, input: IngestInput): Promise<Result<EvidenceRecord & { fileName?: string }>> {
+  const refused = async (code: string, message: string) => {
+    input.content.destroy(); // release the upload's socket or file handle
+    await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.fileName, at: deps.clock.now(), code, message });
+    return refuse<EvidenceRecord & { fileName?: string }>(code, message);
+  };
+  // Who and where first: a refused upload must not leave a file in the store.
+  const targets = await checkEvidenceTargets(deps, actor, { controlIds: input.controlIds, taskIds: input.taskIds, objectId: input.fileName });
+  if (!targets.ok) {
+    input.content.destroy();
+    return targets;
+  }
   const { head, stream } = await peek(input.content, SNIFF_BYTES);
   const mediaType = await sniffMediaType(head, input.fileName);
-  if (!mediaType.ok) {
-    input.content.destroy();
-    return mediaType;
-  }
+  if (!mediaType.ok) return refused(mediaType.refusal.code, `${input.fileName ?? 'the file'}: ${mediaType.refusal.message}`);
   let stored;
   try {
     stored = await store.put(stream, { maxBytes: input.maxBytes ?? MAX_EVIDENCE_BYTES });
   } catch (error) {
-    if (error instanceof EvidenceTooLargeError) return refuse(error.code, `${input.fileName ?? 'the file'} is larger than the ${Math.round(error.limitBytes / (1024 * 1024))} MB limit`);
+    if (error instanceof EvidenceTooLargeError) return refused(error.code, `${input.fileName ?? 'the file'} is larger than the ${formatBytes(error.limitBytes)} limit`);
+    input.content.destroy();
     throw error;
   }
   const recorded = await recordEvidence(deps, actor, {
@@ -46,9 +56,15 @@ export async function ingestEvidence(deps: DomainDeps, store: EvidenceStore, act
     source: input.source,
     originalName: input.fileName,
     retentionUntil: input.retentionUntil,
-    controlIds: input.controlIds,
-    taskIds: input.taskIds,
+    controlIds: targets.value.controlIds,
+    taskIds: targets.value.taskIds,
   });
   if (!recorded.ok) return recorded;
   return input.fileName ? { ok: true, value: { ...recorded.value, fileName: input.fileName } } : recorded;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Number((bytes / (1024 * 1024)).toFixed(1))} MB`;
+  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KB`;
+  return `${bytes} bytes`;
 }

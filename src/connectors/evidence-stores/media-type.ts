@@ -70,11 +70,16 @@ export async function peek(stream: Readable, bytes: number): Promise<{ head: Buf
   }
   const prefix = Buffer.concat(chunks);
   async function* rest() {
-    yield prefix;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) return;
-      yield typeof next.value === 'string' ? Buffer.from(next.value) : Buffer.from(next.value);
+    try {
+      yield prefix;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        yield typeof next.value === 'string' ? Buffer.from(next.value) : Buffer.from(next.value);
+      }
+    } finally {
+      // Whoever stops reading early (a size limit) closes the source too, not just this wrapper.
+      await iterator.return?.();
     }
   }
   return { head: prefix.subarray(0, bytes), stream: Readable.from(rest()) };

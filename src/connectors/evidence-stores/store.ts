@@ -18,7 +18,7 @@ export class EvidenceTooLargeError extends Error {
   readonly code = 'evidence_too_large';
   readonly limitBytes: number;
   constructor(limitBytes: number) {
-    super(`the file is larger than ${Math.round(limitBytes / (1024 * 1024))} MB`);
+    super(`the file is larger than ${limitBytes} bytes`);
     this.name = 'EvidenceTooLargeError';
     this.limitBytes = limitBytes;
   }
