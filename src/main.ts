@@ -17,6 +17,8 @@ import { createApp } from './http/app.ts';
 import type { ReadinessCheck } from './http/ops.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
 import type { Notifier } from './bot/notifier.ts';
+import { createSlackSurface } from './bot/slack/surface.ts';
+import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
 import { jobDefinitions } from './jobs/index.ts';
@@ -115,7 +117,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       bodyLimitBytes: config.HTTP_BODY_LIMIT_BYTES,
       readiness: readinessChecks(db, jobs),
     });
-    if (role !== 'worker') options.mount?.(app, { db, jobs, domain, config, logger });
+    if (role !== 'worker') {
+      const slack = createSlackSurface({ config, domain, logger, metrics, integrations: () => integrationHealth(db, config) });
+      slack?.mount(app);
+      options.mount?.(app, { db, jobs, domain, config, logger });
+    }
     const http = await startHttpServer(app, {
       host: config.HOST,
       port: config.PORT,

@@ -1,0 +1,43 @@
+/**
+ * Renders the surface-neutral message model as Slack Block Kit. Buttons carry the action id and value the
+ * command layer understands (`approve` / `deny` with the task id).
+ */
+import type { Block, Message } from '../message.ts';
+
+export type SlackBlock = Record<string, unknown>;
+
+const mrkdwn = (text: string) => ({ type: 'mrkdwn', text: text.slice(0, 3000) });
+const plain = (text: string) => ({ type: 'plain_text', text: text.slice(0, 150), emoji: true });
+
+function renderBlock(block: Block): SlackBlock {
+  switch (block.type) {
+    case 'header':
+      return { type: 'header', text: plain(block.text) };
+    case 'section':
+      return block.fields && block.fields.length > 0
+        ? { type: 'section', text: mrkdwn(block.text), fields: block.fields.slice(0, 10).map((field) => mrkdwn(`*${field.label}*\n${field.value}`)) }
+        : { type: 'section', text: mrkdwn(block.text) };
+    case 'context':
+      return { type: 'context', elements: [mrkdwn(block.text)] };
+    case 'actions':
+      return {
+        type: 'actions',
+        elements: block.buttons.map((button) => ({
+          type: 'button',
+          action_id: button.actionId,
+          value: button.value,
+          text: plain(button.label),
+          ...(button.style ? { style: button.style } : {}),
+        })),
+      };
+  }
+}
+
+export function toBlocks(message: Message): SlackBlock[] {
+  return message.blocks.slice(0, 50).map(renderBlock);
+}
+
+/** The body of an ephemeral answer to a slash command or a `response_url`. */
+export function ephemeral(message: Message): { response_type: 'ephemeral'; text: string; blocks: SlackBlock[] } {
+  return { response_type: 'ephemeral', text: message.text.slice(0, 3000), blocks: toBlocks(message) };
+}

@@ -1,0 +1,199 @@
+/**
+ * Our Bolt `Receiver`: a Hono route owns the HTTP request (bolt-js's HTTPReceiver does the same over
+ * node:http). It verifies the signature on the raw body, answers `url_verification`, records the delivery in
+ * `inbound_events` (unique per delivery id, so a retried event or a double click has no second effect), hands
+ * the body to Bolt with an `ack` that answers this very request, and answers with whatever was acked.
+ */
+import { createHash } from 'node:crypto';
+import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
+import type { Context } from 'hono';
+import { Counter } from 'prom-client';
+import type { Clock } from '../../clock.ts';
+import type { Db } from '../../db/database.ts';
+import { errorBody } from '../../http/errors.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { type SignatureFailure, verifySlackSignature } from './signature.ts';
+
+export interface SlackReceiverOptions {
+  signingSecret: string;
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  /** How long to wait for a listener's ack before answering 200 with nothing (Slack allows 3 s). */
+  ackTimeoutMs?: number;
+}
+
+type Body = Record<string, unknown>;
+
+/** The delivery id Slack gives (or that identifies a repeat), and what kind of request it is. */
+export function deliveryOf(body: Body, rawBody: Uint8Array): { id: string; kind: string } | undefined {
+  const type = typeof body.type === 'string' ? body.type : undefined;
+  const str = (value: unknown) => (typeof value === 'string' ? value : '');
+  if (type === 'event_callback') return { id: `event:${str(body.event_id)}`, kind: 'event_callback' };
+  if (type === 'block_suggestion') return undefined; // a read; Slack does not retry it
+  if (type === 'block_actions') {
+    const action = (Array.isArray(body.actions) ? body.actions[0] : undefined) as Body | undefined;
+    const team = str((body.team as Body | undefined)?.id);
+    const user = str((body.user as Body | undefined)?.id);
+    return { id: `action:${team}:${user}:${str(action?.action_ts)}:${str(action?.action_id)}`, kind: 'block_actions' };
+  }
+  if (type === 'view_submission' || type === 'view_closed') {
+    const view = body.view as Body | undefined;
+    return { id: `view:${str(view?.id)}:${str(view?.hash)}:${type}`, kind: type };
+  }
+  if (typeof body.command === 'string') {
+    // trigger_id is unique per invocation; the body hash covers the rare request without one.
+    return { id: `command:${str(body.trigger_id) || createHash('sha256').update(rawBody).digest('hex')}`, kind: 'slash_command' };
+  }
+  return { id: `body:${createHash('sha256').update(rawBody).digest('hex')}`, kind: type ?? 'unknown' };
+}
+
+export class HonoSlackReceiver implements Receiver {
+  readonly #options: SlackReceiverOptions;
+  #app: App | undefined;
+  readonly #failures: Counter<'reason'>;
+  readonly #duplicates: Counter<'kind'>;
+
+  constructor(options: SlackReceiverOptions) {
+    this.#options = options;
+    this.#failures = new Counter({ name: 'slack_signature_failures_total', help: 'Slack requests refused by signature check, by reason', labelNames: ['reason'], registers: [options.metrics.registry] });
+    this.#duplicates = new Counter({ name: 'slack_duplicate_deliveries_total', help: 'Slack deliveries recognised as repeats and not processed again', labelNames: ['kind'], registers: [options.metrics.registry] });
+  }
+
+  init(app: App): void {
+    this.#app = app;
+  }
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The Hono handler for `POST /slack/events`. */
+  async handle(c: Context): Promise<Response> {
+    const { logger } = this.#options;
+    const rawBody = new Uint8Array(await c.req.arrayBuffer());
+    const verified = verifySlackSignature({
+      signingSecret: this.#options.signingSecret,
+      timestamp: c.req.header('x-slack-request-timestamp'),
+      signature: c.req.header('x-slack-signature'),
+      rawBody,
+      now: this.#options.clock.now(),
+    });
+    if (!verified.ok) return this.#refuse(c, verified.reason);
+
+    const body = parseBody(c.req.header('content-type') ?? '', rawBody);
+    if (!body) return c.json(errorBody('malformed_body', 'the request body is not a Slack payload'), 400);
+    if (body.type === 'url_verification') return c.json({ challenge: typeof body.challenge === 'string' ? body.challenge : '' });
+    if (body.ssl_check === '1') return c.body(null, 200);
+
+    const delivery = deliveryOf(body, rawBody);
+    const retryNum = Number(c.req.header('x-slack-retry-num') ?? Number.NaN);
+    const retryReason = c.req.header('x-slack-retry-reason');
+    let inboundId: string | undefined;
+    if (delivery) {
+      const row = await this.#options.db
+        .insertInto('inbound_events')
+        .values({
+          source: 'slack',
+          delivery_id: delivery.id.slice(0, 500),
+          kind: delivery.kind,
+          body: Buffer.from(rawBody),
+          headers: JSON.stringify(Number.isFinite(retryNum) ? { 'x-slack-retry-num': String(retryNum), 'x-slack-retry-reason': retryReason ?? '' } : {}),
+          received_at: this.#options.clock.now(),
+        })
+        .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
+        .returning('id')
+        .executeTakeFirst();
+      if (!row) {
+        this.#duplicates.inc({ kind: delivery.kind });
+        logger.info({ kind: delivery.kind, retryNum: Number.isFinite(retryNum) ? retryNum : undefined }, 'slack delivery already received; not processed again');
+        return c.body(null, 200);
+      }
+      inboundId = row.id;
+    }
+
+    const app = this.#app;
+    if (!app) return c.json(errorBody('not_ready', 'the Slack app is not initialised'), 503);
+    let settle: (response: unknown) => void = () => {};
+    const acked = new Promise<unknown>((resolve) => (settle = resolve));
+    const event: ReceiverEvent = {
+      body,
+      ack: (response?: unknown) => {
+        settle(response);
+        return Promise.resolve();
+      },
+      ...(Number.isFinite(retryNum) ? { retryNum } : {}),
+      ...(retryReason ? { retryReason } : {}),
+    };
+    const processing = app.processEvent(event).then(
+      () => ({ ok: true as const }),
+      (error: unknown) => {
+        logger.error({ err: error, kind: delivery?.kind }, 'slack listener failed');
+        return { ok: false as const, error };
+      },
+    );
+    // Record how processing ended, off the request path.
+    void processing.then((outcome) => this.#settleInbound(inboundId, outcome));
+
+    const NO_ACK = Symbol('no-ack');
+    let timer: NodeJS.Timeout | undefined;
+    const response = await Promise.race([
+      acked,
+      processing.then(() => NO_ACK),
+      new Promise((resolve) => (timer = setTimeout(() => resolve(NO_ACK), this.#options.ackTimeoutMs ?? 2500))),
+    ]);
+    clearTimeout(timer);
+    if (response === NO_ACK || response === undefined || response === '') return c.body(null, 200);
+    if (typeof response === 'string') return c.text(response, 200);
+    return c.json(response as object, 200);
+  }
+
+  #refuse(c: Context, reason: SignatureFailure): Response {
+    this.#failures.inc({ reason });
+    // The reason goes to the metric and the log, never to the caller; the signature itself goes nowhere.
+    this.#options.logger.warn({ reason, path: c.req.path }, 'slack request refused: signature check failed');
+    return c.json(errorBody('invalid_signature', 'the request signature could not be verified'), 401);
+  }
+
+  async #settleInbound(id: string | undefined, outcome: { ok: boolean; error?: unknown }): Promise<void> {
+    if (!id) return;
+    await this.#options.db
+      .updateTable('inbound_events')
+      .set(
+        outcome.ok
+          ? { status: 'processed', processed_at: this.#options.clock.now() }
+          : { status: 'failed', processed_at: this.#options.clock.now(), error: JSON.stringify({ message: outcome.error instanceof Error ? outcome.error.message : 'listener failed' }) },
+      )
+      .where('id', '=', id)
+      .execute()
+      .catch((error: unknown) => this.#options.logger.warn({ err: error }, 'could not record the outcome of a slack delivery'));
+  }
+}
+
+/** Slack sends form bodies (commands; interactions as a `payload` field) or JSON (Events API). */
+export function parseBody(contentType: string, rawBody: Uint8Array): Body | undefined {
+  const text = Buffer.from(rawBody).toString('utf8');
+  try {
+    if (contentType.includes('application/json')) {
+      const parsed: unknown = JSON.parse(text);
+      return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Body) : undefined;
+    }
+    if (contentType.includes('application/x-www-form-urlencoded')) {
+      const form = Object.fromEntries(new URLSearchParams(text));
+      if (typeof form.payload === 'string') {
+        const parsed: unknown = JSON.parse(form.payload);
+        return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Body) : undefined;
+      }
+      return form;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,143 @@
+/**
+ * The Slack surface: a Bolt app behind our Hono receiver, wired to the command layer. Listeners answer inside
+ * Slack's 3 seconds with database work only (the command layer); anything that calls Slack or another system
+ * happens after the ack (opening a modal with the trigger id, `respond`) or in a job.
+ */
+import { App, type AuthorizeResult, LogLevel } from '@slack/bolt';
+import type { Hono } from 'hono';
+import type { Config } from '../../config.ts';
+import type { Actor } from '../../domain/actor.ts';
+import type { DomainDeps } from '../../domain/deps.ts';
+import { searchControls } from '../../domain/controls.ts';
+import { findUserByIdentity } from '../../domain/users.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { CommandContext, IntegrationHealth } from '../commands/context.ts';
+import { runAction, runCommand } from '../commands/dispatch.ts';
+import { ephemeral } from './block-kit.ts';
+import { DENY_REASON_VIEW, EVIDENCE_VIEW, denyReasonModal, evidenceModal } from './modals.ts';
+import { HonoSlackReceiver } from './receiver.ts';
+
+export interface SlackSurfaceDeps {
+  config: Config;
+  domain: DomainDeps;
+  logger: Logger;
+  metrics: Metrics;
+  integrations: () => Promise<IntegrationHealth[]>;
+}
+
+export interface SlackSurface {
+  app: App;
+  receiver: HonoSlackReceiver;
+  /** Adds `POST /slack/events` to the web app. */
+  mount(web: Hono): void;
+}
+
+/** The chat identity of whoever sent a Slack payload (Enterprise Grid: the enterprise id is the tenant). */
+export function slackIdentity(body: Record<string, unknown>): { tenant: string; userId: string } | undefined {
+  const str = (value: unknown) => (typeof value === 'string' && value ? value : undefined);
+  const nested = (value: unknown, key: string) => (value && typeof value === 'object' ? str((value as Record<string, unknown>)[key]) : undefined);
+  const userId = str(body.user_id) ?? nested(body.user, 'id');
+  const tenant = str(body.enterprise_id) ?? nested(body.enterprise, 'id') ?? str(body.team_id) ?? nested(body.team, 'id') ?? nested(body.user, 'team_id');
+  return userId && tenant ? { tenant, userId } : undefined;
+}
+
+export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undefined {
+  const { config, domain, logger } = deps;
+  if (!config.SLACK_SIGNING_SECRET) return undefined;
+  const receiver = new HonoSlackReceiver({ signingSecret: config.SLACK_SIGNING_SECRET, db: domain.db, clock: domain.clock, logger, metrics: deps.metrics });
+  const botToken = config.SLACK_BOT_TOKEN;
+  const app = new App({
+    receiver,
+    // Tokens come from our configuration (or, for multi-workspace installs, our installation store): Bolt
+    // must never call auth.test on the request path.
+    authorize: (source): Promise<AuthorizeResult> => {
+      if (!botToken) return Promise.reject(new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`));
+      return Promise.resolve({ botToken, ...(source.teamId ? { teamId: source.teamId } : {}), ...(source.enterpriseId ? { enterpriseId: source.enterpriseId } : {}) });
+    },
+    ignoreSelf: false,
+    logLevel: LogLevel.WARN,
+    logger: boltLogger(logger),
+    // A lost response to a non-idempotent call must not make the SDK post twice; jobs retry instead.
+    clientOptions: { ...(config.SLACK_API_URL ? { slackApiUrl: config.SLACK_API_URL } : {}), retryConfig: { retries: 0 } },
+  });
+
+  const contextFor = async (body: Record<string, unknown>): Promise<CommandContext> => {
+    const who = slackIdentity(body);
+    const identity = who ? { surface: 'slack' as const, tenant: who.tenant, externalId: who.userId } : undefined;
+    const user = identity ? await findUserByIdentity(domain.db, identity) : undefined;
+    const actor: Actor = identity ? { surface: 'slack', user, identity } : { surface: 'slack', user };
+    return { domain, actor, integrations: deps.integrations };
+  };
+
+  app.command('/projectx', async ({ command, ack, client }) => {
+    const reply = await runCommand(await contextFor(command), command.text);
+    await ack(ephemeral(reply.message));
+    if (reply.modal?.kind === 'evidence_upload') {
+      // trigger_id lives ~3 s: open the form right after the ack.
+      await client.views.open({ trigger_id: command.trigger_id, view: evidenceModal(reply.modal) });
+    }
+  });
+
+  for (const actionId of ['approve', 'deny'] as const) {
+    app.action(actionId, async ({ ack, body, action, respond, client }) => {
+      await ack();
+      const value = 'value' in action && typeof action.value === 'string' ? action.value : '';
+      const reply = await runAction(await contextFor(body as unknown as Record<string, unknown>), actionId, value);
+      if (reply.modal?.kind === 'deny_reason' && 'trigger_id' in body) {
+        await client.views.open({ trigger_id: body.trigger_id, view: denyReasonModal(reply.modal.taskId, reply.modal.taskRef) });
+        return;
+      }
+      await respond({ ...ephemeral(reply.message), replace_original: false });
+    });
+  }
+
+  app.view(DENY_REASON_VIEW, async ({ ack, view, body }) => {
+    const taskId = view.private_metadata;
+    const reason = view.state.values.reason?.reason_input?.value?.trim() ?? '';
+    if (!reason) {
+      await ack({ response_action: 'errors', errors: { reason: 'A denial needs a reason.' } });
+      return;
+    }
+    const reply = await runCommand(await contextFor(body as unknown as Record<string, unknown>), `deny ${taskId} ${reason}`);
+    if (reply.outcome === 'refused') {
+      await ack({ response_action: 'errors', errors: { reason: reply.message.text.slice(0, 150) } });
+      return;
+    }
+    await ack();
+  });
+
+  app.options('control_picker', async ({ ack, options }) => {
+    const controls = await searchControls(domain.db, options.value ?? '', 20);
+    await ack({ options: controls.map((control) => ({ text: { type: 'plain_text', text: `${control.id} ${control.title}`.slice(0, 75) }, value: control.id })) });
+  });
+
+  app.view(EVIDENCE_VIEW, async ({ ack }) => {
+    // Files are fetched and stored by a job; see the evidence upload job.
+    await ack();
+  });
+
+  return {
+    app,
+    receiver,
+    mount(web) {
+      web.post('/slack/events', (c) => receiver.handle(c));
+    },
+  };
+}
+
+function boltLogger(logger: Logger) {
+  const child = logger.child({ component: 'bolt' });
+  let level = LogLevel.WARN;
+  return {
+    debug: (...msgs: unknown[]) => child.debug(msgs.map(String).join(' ')),
+    info: (...msgs: unknown[]) => child.info(msgs.map(String).join(' ')),
+    warn: (...msgs: unknown[]) => child.warn(msgs.map(String).join(' ')),
+    error: (...msgs: unknown[]) => child.error(msgs.map(String).join(' ')),
+    setLevel: (next: LogLevel) => {
+      level = next;
+    },
+    getLevel: () => level,
+    setName: () => undefined,
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * POST /slack/events through the real Hono app and Bolt, on a real database: signatures, url_verification,
+ * slash commands answered through the command layer in the ack, button clicks, and redelivery dedupe.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Hono } from 'hono';
+import { loadConfig } from '../../../src/config.ts';
+import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
+import { createApp } from '../../../src/http/app.ts';
+import { createMetrics, type Metrics } from '../../../src/metrics.ts';
+import { linkIdentity } from '../../../src/domain/users.ts';
+import { type DomainFixture, domainFixture } from '../../support/domain.ts';
+import { captureLogs } from '../../support/logs.ts';
+import { SIGNING_SECRET, blockActionsBody, jsonFixture, signedRequest, slashCommandBody } from '../../support/slack.ts';
+
+describe('POST /slack/events', () => {
+  let fx: DomainFixture;
+  let web: Hono;
+  let metrics: Metrics;
+  const logs = captureLogs({ secrets: [SIGNING_SECRET] });
+
+  beforeAll(async () => {
+    fx = await domainFixture();
+    fx.clock.set(new Date());
+    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: 'xoxb-test-token', SLACK_API_URL: 'http://127.0.0.1:9/api/' });
+    if (!config.ok) throw new Error(config.problems.join('; '));
+    metrics = createMetrics({ defaultMetrics: false });
+    web = createApp({ logger: logs.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
+    createSlackSurface({ config: config.config, domain: fx.deps, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!.mount(web);
+  });
+  afterAll(() => fx.close());
+
+  const post = (body: string, options?: Parameters<typeof signedRequest>[1]) => web.request('/slack/events', signedRequest(body, { now: fx.clock.now(), ...options }));
+  const linked = async (roles: Parameters<DomainFixture['user']>[0] = {}, slackUser = `U${Math.random().toString(36).slice(2, 10).toUpperCase()}`) => {
+    const user = await fx.user(roles);
+    await linkIdentity(fx.tdb.db, user.id, { surface: 'slack', tenant: 'E111', externalId: slackUser }, 'test');
+    return { user, slackUser };
+  };
+
+  it('answers url_verification with the challenge', async () => {
+    const body = JSON.stringify(jsonFixture('slack_url_verification_docs.json'));
+    const res = await post(body, { contentType: 'application/json' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ challenge: '3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P' });
+  });
+
+  it.each([
+    ['a bad signature', { secret: 'not-the-signing-secret' }, 'bad_signature'],
+    ['a stale timestamp', { now: new Date(Date.now() - 10 * 60_000) }, 'stale'],
+  ] as const)('refuses %s with 401, counts it by reason, and logs no signature', async (_label, options, reason) => {
+    const res = await post(slashCommandBody({ text: 'help' }), options);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: { code: 'invalid_signature', message: 'the request signature could not be verified' } });
+    expect(await metrics.registry.getSingleMetricAsString('slack_signature_failures_total')).toContain(`reason="${reason}"`);
+    expect(logs.text()).not.toMatch(/v0=[0-9a-f]{64}/);
+  });
+
+  it('refuses a request with no signature headers, and a malformed signed body with 400', async () => {
+    const res = await web.request('/slack/events', { method: 'POST', body: slashCommandBody(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(res.status).toBe(401);
+    const malformed = await post('{not json', { contentType: 'application/json' });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ error: { code: 'malformed_body' } });
+  });
+
+  it('answers a slash command ephemerally in the ack, through the command layer, for a linked user', async () => {
+    const { slackUser } = await linked({ roles: ['approver'], name: 'Avery' });
+    const res = await post(slashCommandBody({ user_id: slackUser, text: 'help', trigger_id: `trg-${slackUser}` }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { response_type: string; text: string; blocks: { type: string; text?: { text: string } }[] };
+    expect(body.response_type).toBe('ephemeral');
+    expect(body.text).toContain('ProjectX commands for Avery (approver)');
+    expect(body.text).toContain('/projectx approve <id> [reason]');
+    expect(body.blocks[0]).toMatchObject({ type: 'section', text: { type: 'mrkdwn' } });
+  });
+
+  it('tells an unlinked Slack user how to link, and audits the refusal under the Slack identity', async () => {
+    const res = await post(slashCommandBody({ user_id: 'WUNLINKED', text: 'tasks', trigger_id: 'trg-unlinked' }));
+    expect(await res.json()).toMatchObject({ response_type: 'ephemeral', text: expect.stringContaining('/projectx link') });
+    const refusal = await fx.tdb.db.selectFrom('audit_log').selectAll().where('actor', '=', 'slack:E111/WUNLINKED').executeTakeFirst();
+    expect(refusal).toMatchObject({ action: 'command.tasks', outcome: 'refused' });
+  });
+
+  it('approves a task from a slash command, and a repeated delivery of the same command changes nothing', async () => {
+    const { slackUser } = await linked({ roles: ['approver'] });
+    const approver = await fx.tdb.db.selectFrom('identity_links').select('user_id').where('external_id', '=', slackUser).executeTakeFirstOrThrow();
+    const task = await fx.task({ type: 'approval', policy: { approverUserIds: [approver.user_id] } });
+    const body = slashCommandBody({ user_id: slackUser, text: `approve ${task.ref}`, trigger_id: `trg-approve-${task.id}` });
+    const first = await post(body);
+    expect(await first.json()).toMatchObject({ text: `You approved ${task.ref}: it is now approved (1 of 1).` });
+    const again = await post(body, { headers: { 'x-slack-retry-num': '1', 'x-slack-retry-reason': 'http_timeout' } });
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe('');
+    const decisions = await fx.tdb.db.selectFrom('approval_decisions').selectAll().where('task_id', '=', task.id).execute();
+    expect(decisions).toHaveLength(1);
+    const inbound = await fx.tdb.db.selectFrom('inbound_events').selectAll().where('delivery_id', '=', `command:trg-approve-${task.id}`).execute();
+    expect(inbound).toMatchObject([{ source: 'slack', kind: 'slash_command', status: 'processed' }]);
+    expect(await metrics.registry.getSingleMetricAsString('slack_duplicate_deliveries_total')).toContain('kind="slash_command"} 1');
+  });
+
+  it('decides on an Approve click once, however often the same click is delivered', async () => {
+    const { slackUser } = await linked({ roles: ['approver'] });
+    const approver = await fx.tdb.db.selectFrom('identity_links').select('user_id').where('external_id', '=', slackUser).executeTakeFirstOrThrow();
+    const task = await fx.task({ type: 'approval', policy: { approverUserIds: [approver.user_id] } });
+    const click = blockActionsBody({ actionId: 'approve', value: task.id, userId: slackUser, teamId: 'E111', actionTs: `1700000000.${task.id}` });
+    const results = await Promise.all([post(click), post(click), post(click)]);
+    expect(results.map((res) => res.status)).toEqual([200, 200, 200]);
+    // Bolt acks first; the decision happens in the listener after the ack. Wait for its durable outcome.
+    await expect.poll(async () => (await fx.tdb.db.selectFrom('tasks').select('state').where('id', '=', task.id).executeTakeFirstOrThrow()).state, { timeout: 10_000 }).toBe('approved');
+    const decisions = await fx.tdb.db.selectFrom('approval_decisions').selectAll().where('task_id', '=', task.id).execute();
+    expect(decisions).toHaveLength(1);
+    expect(decisions[0]).toMatchObject({ surface: 'slack', user_id: approver.user_id });
+  });
+});

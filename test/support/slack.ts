@@ -1,0 +1,42 @@
+/** Builders for signed Slack requests, shaped by the real payloads in test/fixtures/slack/. */
+import { readFileSync } from 'node:fs';
+import { signSlackRequest } from '../../src/bot/slack/signature.ts';
+
+export const SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/slack/${name}`, import.meta.url), 'utf8');
+
+/** The real (percent-encoded) slash command body from Slack's docs, with our command, text and ids. */
+export function slashCommandBody(overrides: Record<string, string> = {}): string {
+  const form = new URLSearchParams(fixture('slack_slash_command_real_modified.txt'));
+  form.set('command', '/projectx');
+  for (const [key, value] of Object.entries(overrides)) form.set(key, value);
+  return form.toString();
+}
+
+export function blockActionsBody(overrides: { actionId: string; value: string; userId?: string; teamId?: string; actionTs?: string; responseUrl?: string }): string {
+  const payload = JSON.parse(fixture('slack_block_actions_docs_example.json')) as Record<string, unknown> & { actions: Record<string, unknown>[] };
+  const teamId = overrides.teamId ?? 'T9TK3CUKW';
+  payload.team = { id: teamId, domain: 'example' };
+  payload.user = { id: overrides.userId ?? 'UA8RXUSPL', username: 'someone', team_id: teamId };
+  payload.actions = [{ type: 'button', action_id: overrides.actionId, block_id: 'actions', value: overrides.value, text: { type: 'plain_text', text: overrides.actionId }, action_ts: overrides.actionTs ?? '1548426417.840180' }];
+  if (overrides.responseUrl) payload.response_url = overrides.responseUrl;
+  return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}
+
+export function jsonFixture(name: string): Record<string, unknown> {
+  return JSON.parse(fixture(name)) as Record<string, unknown>;
+}
+
+export function signedRequest(body: string, options: { contentType?: string; now?: Date; secret?: string; headers?: Record<string, string> } = {}): RequestInit {
+  const timestamp = Math.floor((options.now ?? new Date()).getTime() / 1000);
+  return {
+    method: 'POST',
+    body,
+    headers: {
+      'content-type': options.contentType ?? 'application/x-www-form-urlencoded',
+      ...signSlackRequest(options.secret ?? SIGNING_SECRET, body, timestamp),
+      ...options.headers,
+    },
+  };
+}
