@@ -17,6 +17,7 @@ import { createApp } from './http/app.ts';
 import type { ReadinessCheck } from './http/ops.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
 import type { Notifier } from './bot/notifier.ts';
+import { createSlackDelivery } from './bot/slack/notifier.ts';
 import { createSlackSurface } from './bot/slack/surface.ts';
 import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
@@ -107,7 +108,17 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     const events = createEventSink(jobs);
     const domain: DomainDeps = { db, events, clock };
     if (role !== 'web') {
-      const deps: JobDeps = { db, logger, clock, config, jobs, events, notifiers: options.notifiers ?? [] };
+      const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL });
+      const deps: JobDeps = {
+        db,
+        logger,
+        clock,
+        config,
+        jobs,
+        events,
+        notifiers: [...(slack ? [slack.notifier] : []), ...(options.notifiers ?? [])],
+        rerenderers: slack ? [slack.rerenderer] : [],
+      };
       await jobs.work(deps);
     }
 

@@ -8,5 +8,9 @@ import type { Message } from './message.ts';
 
 export interface Notifier {
   surface: Surface;
-  deliver(input: { notificationId: string; kind: TargetKind; target: string; message: Message }): Promise<Result<{ ref?: string }>>;
+  /**
+   * Delivers one notification. A refusal with `retryAfterSeconds` is retried then (rate limits, pacing); one
+   * marked `permanent` is not retried (unknown channel, no chat identity); any other is retried with backoff.
+   */
+  deliver(input: { notificationId: string; kind: TargetKind; target: string; message: Message; subject?: { kind: string; id: string } | undefined }): Promise<Result<{ ref?: string }>>;
 }

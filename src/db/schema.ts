@@ -246,6 +246,8 @@ export interface NotificationsTable {
   message: Json<Record<string, unknown>>;
   status: Generated<'pending' | 'sent' | 'failed' | 'undeliverable'>;
   error: string | null;
+  subject_kind: string | null;
+  subject_id: string | null;
   created_at: Timestamp;
   sent_at: NullableTimestamp;
 }
@@ -273,6 +275,43 @@ export interface AuditHeadsTable {
   hash: string;
 }
 
+export interface SlackInstallationsTable {
+  id: Generated<string>;
+  enterprise_id: Generated<string>;
+  team_id: Generated<string>;
+  is_enterprise_install: Generated<boolean>;
+  app_id: string | null;
+  bot_user_id: string | null;
+  bot_id: string | null;
+  scopes: ColumnType<string[], string[] | undefined, string[]>;
+  /** An encrypted envelope (src/connectors/sdk/crypto.ts), never the token itself. */
+  bot_token: Json<Record<string, unknown>>;
+  refresh_token: NullableJson;
+  token_expires_at: NullableTimestamp;
+  installed_by: string | null;
+  installed_at: Timestamp;
+  updated_at: Timestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface SlackMessagesTable {
+  id: Generated<string>;
+  message_key: string;
+  channel: string;
+  channel_id: string | null;
+  ts: string | null;
+  status: 'posting' | 'posted';
+  subject_kind: string | null;
+  subject_id: string | null;
+  attempt_started_at: Timestamp;
+  created_at: Timestamp;
+}
+
+export interface SlackChannelPacingTable {
+  channel: string;
+  next_at: Timestamp;
+}
+
 export interface Database {
   integration_configs: IntegrationConfigsTable;
   integration_runs: IntegrationRunsTable;
@@ -295,4 +334,7 @@ export interface Database {
   notifications: NotificationsTable;
   audit_log: AuditLogTable;
   audit_heads: AuditHeadsTable;
+  slack_installations: SlackInstallationsTable;
+  slack_messages: SlackMessagesTable;
+  slack_channel_pacing: SlackChannelPacingTable;
 }

@@ -6,9 +6,16 @@
 export interface Refusal {
   code: string;
   message: string;
+  /** For remote refusals: come back no sooner than this (a 429's Retry-After, a pacing slot). */
+  retryAfterSeconds?: number;
+  /** For remote refusals: trying again cannot succeed (unknown channel, revoked token). */
+  permanent?: boolean;
 }
 
 export type Result<T> = { ok: true; value: T } | { ok: false; refusal: Refusal };
 
 export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
-export const refuse = <T = never>(code: string, message: string): Result<T> => ({ ok: false, refusal: { code, message } });
+export const refuse = <T = never>(code: string, message: string, extra: Pick<Refusal, 'retryAfterSeconds' | 'permanent'> = {}): Result<T> => ({
+  ok: false,
+  refusal: { code, message, ...extra },
+});

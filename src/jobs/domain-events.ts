@@ -40,7 +40,16 @@ export const routeDomainEvent = defineJob({
       const row = await deps.db.transaction().execute(async (trx) => {
         const inserted = await trx
           .insertInto('notifications')
-          .values({ event_id: event.id, event_type: event.type, surface: target.surface, target_kind: target.kind, target: target.target, message: JSON.stringify(message) })
+          .values({
+            event_id: event.id,
+            event_type: event.type,
+            surface: target.surface,
+            target_kind: target.kind,
+            target: target.target,
+            message: JSON.stringify(message),
+            subject_kind: event.subject.kind,
+            subject_id: event.subject.id,
+          })
           .onConflict((oc) => oc.constraint('notifications_event_target_key').doNothing())
           .returning('id')
           .executeTakeFirst();
@@ -49,7 +58,34 @@ export const routeDomainEvent = defineJob({
       });
       if (row) created++;
     }
+    if (RERENDER_ON.has(event.type) && deps.rerenderers.length > 0) {
+      await deps.jobs.enqueue(rerenderSubject, { kind: event.subject.kind, id: event.subject.id });
+    }
     return { targets: targets.length, created };
+  },
+});
+
+/** Changes after which every posted message about the subject is re-rendered. */
+const RERENDER_ON: ReadonlySet<string> = new Set(['task.decided', 'task.approval_recorded', 'task.state_changed', 'incident.acknowledged', 'incident.updated']);
+
+export const rerenderSubject = defineJob({
+  name: 'subject.rerender',
+  schema: z.object({ kind: z.enum(['task', 'incident', 'evidence']), id: z.string() }),
+  policy: { retryDelaySeconds: 5, retryLimit: 8 },
+  handler: async (subject, { deps }: JobContext<JobDeps>) => {
+    let updated = 0;
+    for (const rerenderer of deps.rerenderers) {
+      const result = await rerenderer.rerender(subject);
+      if (!result.ok) {
+        if (result.refusal.retryAfterSeconds !== undefined) {
+          await deps.jobs.enqueue(rerenderSubject, subject, { startAfter: result.refusal.retryAfterSeconds });
+          return { deferredSeconds: result.refusal.retryAfterSeconds };
+        }
+        throw Object.assign(new Error(result.refusal.message), { code: result.refusal.code });
+      }
+      updated += result.value.updated;
+    }
+    return { updated };
   },
 });
 
@@ -67,10 +103,31 @@ export const deliverNotification = defineJob({
       logger.warn({ surface: row.surface, target: row.target }, 'notification undeliverable: surface not configured');
       return { undeliverable: true };
     }
-    const result = await notifier.deliver({ notificationId: row.id, kind: row.target_kind, target: row.target, message: row.message as never });
+    const result = await notifier.deliver({
+      notificationId: row.id,
+      kind: row.target_kind,
+      target: row.target,
+      message: row.message as never,
+      subject: row.subject_kind && row.subject_id ? { kind: row.subject_kind, id: row.subject_id } : undefined,
+    });
     if (!result.ok) {
-      await deps.db.updateTable('notifications').set({ status: 'failed', error: `${result.refusal.code}: ${result.refusal.message}` }).where('id', '=', row.id).execute();
-      throw Object.assign(new Error(result.refusal.message), { code: result.refusal.code });
+      const { refusal } = result;
+      const error = `${refusal.code}: ${refusal.message}`;
+      if (refusal.permanent) {
+        await deps.db.updateTable('notifications').set({ status: 'undeliverable', error }).where('id', '=', row.id).execute();
+        logger.warn({ surface: row.surface, code: refusal.code }, 'notification undeliverable');
+        return { undeliverable: true };
+      }
+      if (refusal.retryAfterSeconds !== undefined) {
+        // Rate limit or pacing: come back when told to, as a new job (this one completes; nothing sleeps).
+        await deps.db.transaction().execute(async (trx) => {
+          await trx.updateTable('notifications').set({ status: 'pending', error }).where('id', '=', row.id).execute();
+          await deps.jobs.enqueue(deliverNotification, { notificationId: row.id }, { db: trx, startAfter: refusal.retryAfterSeconds! });
+        });
+        return { deferredSeconds: refusal.retryAfterSeconds };
+      }
+      await deps.db.updateTable('notifications').set({ status: 'failed', error }).where('id', '=', row.id).execute();
+      throw Object.assign(new Error(refusal.message), { code: refusal.code });
     }
     await deps.db.updateTable('notifications').set({ status: 'sent', error: null, sent_at: deps.clock.now() }).where('id', '=', row.id).execute();
     return { sent: true, ...(result.value.ref ? { ref: result.value.ref } : {}) };

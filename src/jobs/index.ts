@@ -3,8 +3,8 @@
  * here; queues, dead-letter queues, workers and schedules are all derived from this list.
  */
 import type { AnyJob } from './runtime.ts';
-import { deliverNotification, routeDomainEvent } from './domain-events.ts';
+import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
 
-export const jobDefinitions: readonly AnyJob[] = [pruneInboundEvents, routeDomainEvent, deliverNotification, expireApprovals];
+export const jobDefinitions: readonly AnyJob[] = [pruneInboundEvents, routeDomainEvent, deliverNotification, rerenderSubject, expireApprovals];

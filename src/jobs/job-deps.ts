@@ -1,5 +1,6 @@
 /** What every job handler receives as `deps`; built by the composition root (src/main.ts). */
 import type { Notifier } from '../bot/notifier.ts';
+import type { Rerenderer } from '../bot/slack/notifier.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
@@ -17,4 +18,6 @@ export interface JobDeps {
   events: EventSink;
   /** One per configured chat surface. */
   notifiers: readonly Notifier[];
+  /** Surfaces that re-render the messages they posted about a task or incident when it changes. */
+  rerenderers: readonly Rerenderer[];
 }

@@ -55,14 +55,15 @@ describe('routeEvent with the seeded default rules', () => {
   afterAll(() => fixture.close());
   const route = (e: DomainEvent) => routeEvent(fixture.tdb.db, e).then(sorted);
 
-  it('sends incidents to alerts-servicenow, tasks to compliance-delivery plus the assignee or approvers by DM', async () => {
+  it('sends new P1/P2 incidents to alerts-servicenow, approval requests and decisions to compliance-delivery, assignments and requests by DM', async () => {
     expect(await route(event('incident.created', { priority: 1 }))).toEqual(sorted([CHANNEL('alerts-servicenow')]));
+    expect(await route(event('incident.created', { priority: 3 }))).toEqual([]);
+    expect(await route(event('incident.updated', { priority: 1 }))).toEqual([]);
     const task = { kind: 'task' as const, id: '42', label: 'T-42' };
-    expect(await route(event('task.assigned', { subject: task, assigneeId: 'u-1' }))).toEqual(sorted([
-      CHANNEL('compliance-delivery'),
-      { surface: 'slack', kind: 'assignee_dm', target: 'user:u-1' },
-    ]));
-    expect(await route(event('task.assigned', { subject: task }))).toEqual(sorted([CHANNEL('compliance-delivery')]));
+    expect(await route(event('task.assigned', { subject: task, assigneeId: 'u-1' }))).toEqual([{ surface: 'slack', kind: 'assignee_dm', target: 'user:u-1' }]);
+    expect(await route(event('task.assigned', { subject: task }))).toEqual([]);
+    expect(await route(event('task.created', { subject: task }))).toEqual([]);
+    expect(await route(event('task.decided', { subject: task }))).toEqual([CHANNEL('compliance-delivery')]);
     expect(await route(event('task.approval_requested', { subject: task, approverIds: ['u-2', 'u-3', 'u-2'] }))).toEqual(sorted([
       { surface: 'slack', kind: 'approvers_dm', target: 'user:u-2' },
       { surface: 'slack', kind: 'approvers_dm', target: 'user:u-3' },
@@ -71,17 +72,17 @@ describe('routeEvent with the seeded default rules', () => {
   });
 
   it('de-duplicates a target that several rules route to, and stops routing to a removed rule', async () => {
-    const duplicate = await addRule(fixture.tdb.db, { eventPattern: 'task.assigned', surface: 'slack', targetKind: 'channel', target: 'compliance-delivery' });
+    const duplicate = await addRule(fixture.tdb.db, { eventPattern: 'task.approval_requested', surface: 'slack', targetKind: 'channel', target: 'compliance-delivery' });
     const warRoom = await addRule(fixture.tdb.db, { eventPattern: 'incident.*', surface: 'teams', targetKind: 'channel', target: 'sev1-war-room', maxPriority: 1 });
     if (!duplicate.ok || !warRoom.ok) throw new Error('addRule refused a valid rule');
-    expect(await route(event('task.assigned', { assigneeId: 'u-9' }))).toEqual(sorted([CHANNEL('compliance-delivery'), { surface: 'slack', kind: 'assignee_dm', target: 'user:u-9' }]));
-    expect(await route(event('incident.updated', { priority: 1 }))).toEqual(sorted([CHANNEL('alerts-servicenow'), { surface: 'teams', kind: 'channel', target: 'sev1-war-room' }]));
-    expect(await route(event('incident.updated', { priority: 3 }))).toEqual(sorted([CHANNEL('alerts-servicenow')]));
+    expect(await route(event('task.approval_requested', { approverIds: ['u-9'] }))).toEqual(sorted([CHANNEL('compliance-delivery'), { surface: 'slack', kind: 'approvers_dm', target: 'user:u-9' }]));
+    expect(await route(event('incident.updated', { priority: 1 }))).toEqual([{ surface: 'teams', kind: 'channel', target: 'sev1-war-room' }]);
+    expect(await route(event('incident.updated', { priority: 3 }))).toEqual([]);
 
     expect(await removeRule(fixture.tdb.db, warRoom.value.id)).toBe(true);
     expect(await removeRule(fixture.tdb.db, warRoom.value.id)).toBe(false);
     expect(await removeRule(fixture.tdb.db, duplicate.value.id)).toBe(true);
-    expect(await route(event('incident.updated', { priority: 1 }))).toEqual(sorted([CHANNEL('alerts-servicenow')]));
+    expect(await route(event('incident.updated', { priority: 1 }))).toEqual([]);
   });
 
   it('validates rules: the pattern, and a target for channel and email rules', async () => {
@@ -103,7 +104,7 @@ async function startWorkers(fixture: DomainFixture, notifiers: Notifier[], logs:
   // The real jobs, with retries due at once and polling every 0.5 s, so a retried delivery takes no 10-20 s.
   const fast = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, retryDelaySeconds: 0, retryBackoff: false, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
   const runtime = await startJobRuntime({ connectionString: fixture.tdb.url, definitions: fast, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: true });
-  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers };
+  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [] };
   await runtime.work(deps);
   return runtime;
 }
@@ -146,19 +147,25 @@ describe('the notification outbox, end to end', () => {
     await fixture?.close();
   });
 
-  it('notifies the team channel and the assignee of a new task, each target exactly once', async () => {
+  const approvalTask = async (title = 'Review access for Q4') => {
     const assignee = await fixture.user();
-    const task = await fixture.task({ assigneeId: assignee.id, title: 'Review access for Q4' });
+    const approver = await fixture.user({ roles: ['approver'] });
+    const task = await fixture.task({ type: 'approval', assigneeId: assignee.id, title, policy: { approverUserIds: [approver.id] } });
+    return { assignee, approver, task };
+  };
+
+  it('notifies the team channel, the approver and the assignee of a new approval task, each target exactly once', async () => {
+    const { assignee, approver, task } = await approvalTask();
     await vi.waitFor(async () => allIn('sent', 3)(await notificationsFor(fixture, task.id)), { timeout: 15_000, interval: 100 });
 
     const rows = await notificationsFor(fixture, task.id);
     expect(rows.map((row) => [row.event_type, row.target_kind, row.target])).toEqual([
-      ['task.assigned', 'channel', 'compliance-delivery'],
+      ['task.approval_requested', 'channel', 'compliance-delivery'],
+      ['task.approval_requested', 'approvers_dm', `user:${approver.id}`],
       ['task.assigned', 'assignee_dm', `user:${assignee.id}`],
-      ['task.created', 'channel', 'compliance-delivery'],
     ]);
     for (const row of rows) {
-      expect(callsFor(row.id)).toEqual([{ notificationId: row.id, kind: row.target_kind, target: row.target, message: row.message }]);
+      expect(callsFor(row.id)).toEqual([{ notificationId: row.id, kind: row.target_kind, target: row.target, message: row.message, subject: { kind: 'task', id: task.id } }]);
       expect(row).toMatchObject({ error: null, sent_at: fixture.clock.now() });
       expect(JSON.stringify(row.message)).toContain(`${task.ref} `);
     }
@@ -179,12 +186,11 @@ describe('the notification outbox, end to end', () => {
   });
 
   it('routes the same event again without creating or delivering duplicate notifications', async () => {
-    const assignee = await fixture.user();
-    const task = await fixture.task({ assigneeId: assignee.id });
+    const { task } = await approvalTask('Rerouted');
     await vi.waitFor(async () => allIn('sent', 3)(await notificationsFor(fixture, task.id)), { timeout: 15_000, interval: 100 });
     const before = await notificationsFor(fixture, task.id);
 
-    const [original] = await fixture.jobs.boss.findJobs<{ payload: DomainEvent }>(routeDomainEvent.name, { data: { payload: { subject: { id: task.id }, type: 'task.assigned' } } });
+    const [original] = await fixture.jobs.boss.findJobs<{ payload: DomainEvent }>(routeDomainEvent.name, { data: { payload: { subject: { id: task.id }, type: 'task.approval_requested' } } });
     const assigned = original!.data.payload;
     await fixture.jobs.enqueue(routeDomainEvent, assigned);
     await fixture.jobs.enqueue(routeDomainEvent, assigned);
@@ -213,7 +219,8 @@ describe('the notification outbox with no notifier for the surface', () => {
 
   it('leaves each notification undeliverable, naming the surface, and warns', async () => {
     const assignee = await fixture.user();
-    const task = await fixture.task({ assigneeId: assignee.id });
+    const approver = await fixture.user({ roles: ['approver'] });
+    const task = await fixture.task({ type: 'approval', assigneeId: assignee.id, policy: { approverUserIds: [approver.id] } });
     await vi.waitFor(async () => allIn('undeliverable', 3)(await notificationsFor(fixture, task.id)), { timeout: 15_000, interval: 100 });
     for (const row of await notificationsFor(fixture, task.id)) expect(row).toMatchObject({ error: 'no slack notifier is configured', sent_at: null });
     expect(logs.lines().filter((line) => line.msg === 'notification undeliverable: surface not configured')).toHaveLength(3);

@@ -60,10 +60,15 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   let counter = 0;
   let origin = '';
 
-  /** Message timestamps: "1700000000.000100", "1700000000.000200", ... strictly increasing. */
+  /**
+   * Message timestamps as Slack makes them: the current epoch seconds and a sequence, strictly increasing
+   * (code that asks conversations.history for messages `oldest` than some real time must find them).
+   */
+  let lastTsMicros = 0;
   const nextTs = (): string => {
-    const micros = ++counter * 100;
-    return `${1700000000 + Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, '0')}`;
+    ++counter;
+    lastTsMicros = Math.max(lastTsMicros + 100, Date.now() * 1000);
+    return `${Math.floor(lastTsMicros / 1e6)}.${String(lastTsMicros % 1e6).padStart(6, '0')}`;
   };
   const nextId = (prefix: string): string => `${prefix}${(++counter).toString(36).toUpperCase().padStart(8, '0')}`;
   const channelOf = <T>(map: Map<string, T[]>, key: string): T[] => map.get(key) ?? map.set(key, []).get(key) ?? [];
@@ -81,10 +86,13 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     if (attachments !== undefined && !Array.isArray(attachments)) return 'invalid_attachments';
     const text = str(p, 'text');
     if (text === undefined && !(update ? (blocks ?? attachments) : blocks?.length || attachments?.length)) return 'no_text';
+    // Message metadata (event_type + event_payload), documented for chat.postMessage/update; kept on the message.
+    const metadata = isObj(p.metadata) ? { metadata: p.metadata } : {};
     return {
       ...(text !== undefined || !update ? { text: text ?? '' } : {}),
       ...(blocks ? { blocks } : {}),
       ...(attachments ? { attachments } : {}),
+      ...metadata,
     };
   }
   function message(c: Partial<SlackMessage>, t: TokenInfo, threadTs: string | undefined): SlackMessage {
@@ -192,6 +200,20 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       if (typeof view === 'string') return fail(view);
       homes.set(user, view);
       return { ok: true, view };
+    },
+    // No fixture: documented shape { ok, messages (newest first), has_more }; `metadata` only with include_all_metadata.
+    'conversations.history': (p) => {
+      const channel = str(p, 'channel');
+      if (channel === undefined) return fail('channel_not_found');
+      const oldest = Number(str(p, 'oldest') ?? '0');
+      const limit = Math.min(Number(str(p, 'limit') ?? '100') || 100, 999);
+      const withMetadata = str(p, 'include_all_metadata') === 'true' || p.include_all_metadata === true;
+      const found = [...(channels.get(channel) ?? [])]
+        .filter((m) => Number(m.ts) > oldest)
+        .reverse()
+        .slice(0, limit)
+        .map((m) => (withMetadata ? m : Object.fromEntries(Object.entries(m).filter(([key]) => key !== 'metadata'))));
+      return { ok: true, messages: found, has_more: false, pin_count: 0, response_metadata: { next_cursor: '' } };
     },
     // No fixture: documented shape { ok, user } (see userObject).
     'users.info': (p) => {

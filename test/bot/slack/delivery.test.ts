@@ -1,0 +1,105 @@
+/**
+ * The whole service with Slack configured, against the fake Slack Web API: an approval request is posted to
+ * the routed channel and to each approver's DM with buttons; an Approve click decides it and every posted
+ * message is re-rendered without buttons; a 429 is honoured without a double post; a lost response is found
+ * in the channel's history instead of being posted again.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config.ts';
+import { CLI_ACTOR } from '../../../src/domain/actor.ts';
+import { createTask } from '../../../src/domain/tasks.ts';
+import { createUser, linkIdentity } from '../../../src/domain/users.ts';
+import { jobDefinitions } from '../../../src/jobs/index.ts';
+import { type Service, startService } from '../../../src/main.ts';
+import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
+import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
+import { captureLogs } from '../../support/logs.ts';
+import { SIGNING_SECRET, blockActionsBody, signedRequest } from '../../support/slack.ts';
+
+// The real jobs, polling every 0.5 s so that a deferred delivery (Retry-After: 1) is not waited for 5 s.
+const fastJobs = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, retryDelaySeconds: 0, retryBackoff: false } }));
+
+describe('Slack delivery', () => {
+  let tdb: TestDatabase;
+  let fake: FakeSlack;
+  let service: Service;
+  const logs = captureLogs({ level: 'info' });
+  let approverId: string;
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    fake = await startFakeSlack();
+    const config = loadConfig({
+      DATABASE_URL: tdb.url,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_BOT_TOKEN: fake.botToken,
+      SLACK_API_URL: fake.apiUrl,
+    });
+    if (!config.ok) throw new Error(config.problems.join('; '));
+    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
+    const approver = await createUser(tdb.db, { email: 'ann@example.test', displayName: 'Ann Approver', roles: ['approver'] });
+    if (!approver.ok) throw new Error(approver.refusal.message);
+    approverId = approver.value.id;
+    fake.addUser({ id: 'WANN', teamId: fake.teamId, realName: 'Ann Approver', email: 'ann@example.test' });
+    await linkIdentity(tdb.db, approverId, { surface: 'slack', tenant: fake.teamId, externalId: 'WANN' }, 'test');
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await fake?.close();
+    await tdb?.drop();
+  });
+
+  const approvalTask = async (title: string) => {
+    const task = await createTask(service.domain, CLI_ACTOR, { type: 'approval', title, policy: { approverUserIds: [approverId] } });
+    if (!task.ok) throw new Error(task.refusal.message);
+    return task.value;
+  };
+  const messagesAbout = (channel: string, ref: string) => fake.messages(channel).filter((message) => message.text.includes(ref));
+  const dmChannel = async () => (await tdb.db.selectFrom('slack_messages').select('channel_id').where('channel', 'like', 'D%').executeTakeFirstOrThrow()).channel_id!;
+  const buttonsOf = (message: { blocks?: unknown[] }) => JSON.stringify(message.blocks ?? []).match(/"action_id":"(approve|deny)"/g) ?? [];
+
+  it('posts an approval request to the routed channel and the approver DM, then re-renders both when decided', async () => {
+    const task = await approvalTask('Grant prod access');
+    await expect.poll(() => messagesAbout('compliance-delivery', task.ref).length, { timeout: 15_000 }).toBe(1);
+    await expect.poll(async () => (await tdb.db.selectFrom('slack_messages').select('id').where('subject_id', '=', task.id).execute()).length, { timeout: 15_000 }).toBe(2);
+    const dm = await dmChannel();
+    expect(buttonsOf(messagesAbout('compliance-delivery', task.ref)[0]!)).toHaveLength(2);
+    expect(buttonsOf(messagesAbout(dm, task.ref)[0]!)).toHaveLength(2);
+
+    const click = blockActionsBody({ actionId: 'approve', value: task.id, userId: 'WANN', teamId: fake.teamId, actionTs: '1700000001.000100', responseUrl: fake.responseUrl() });
+    const res = await fetch(`${service.http.url}/slack/events`, signedRequest(click));
+    expect(res.status).toBe(200);
+
+    // Every message showing the task loses its buttons and says who approved it.
+    await expect.poll(() => buttonsOf(messagesAbout('compliance-delivery', task.ref)[0]!).length, { timeout: 15_000 }).toBe(0);
+    await expect.poll(() => buttonsOf(messagesAbout(dm, task.ref)[0]!).length, { timeout: 15_000 }).toBe(0);
+    for (const message of [messagesAbout('compliance-delivery', task.ref)[0]!, messagesAbout(dm, task.ref)[0]!]) {
+      expect(JSON.stringify(message.blocks)).toMatch(/Approved by Ann Approver at \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC/);
+      expect(message.edited).toBeDefined();
+    }
+    expect(fake.callsTo('chat.update').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('honours a 429 with Retry-After: the message is posted once, after the wait', async () => {
+    fake.failNext('chat.postMessage', { status: 429, retryAfter: 1 });
+    const task = await approvalTask('Rotate keys');
+    await expect.poll(() => messagesAbout('compliance-delivery', task.ref).length, { timeout: 15_000 }).toBe(1);
+    await expect.poll(async () => (await tdb.db.selectFrom('notifications').select('status').where('subject_id', '=', task.id).execute()).map((row) => row.status), { timeout: 15_000 }).toEqual(['sent', 'sent']);
+    expect(messagesAbout('compliance-delivery', task.ref)).toHaveLength(1);
+    const rateLimited = fake.calls.filter((call) => call.method === 'chat.postMessage' && call.injected);
+    expect(rateLimited.length).toBe(1);
+  });
+
+  it('does not post twice when a response is lost: the retry finds the message in the channel history', async () => {
+    fake.failNext('chat.postMessage', { dropResponse: true });
+    const task = await approvalTask('Open firewall port');
+    const statuses = async () => (await tdb.db.selectFrom('notifications').select('status').where('subject_id', '=', task.id).execute()).map((row) => row.status);
+    await expect.poll(statuses, { timeout: 20_000 }).toEqual(['sent', 'sent']);
+    const posted = [...messagesAbout('compliance-delivery', task.ref), ...messagesAbout(await dmChannel(), task.ref)];
+    expect(posted).toHaveLength(2); // one per target, none doubled
+    expect(fake.callsTo('conversations.history').length).toBeGreaterThanOrEqual(1);
+    expect(logs.text()).toContain('an earlier post whose response was lost did arrive; not posting again');
+  });
+});
