@@ -6,7 +6,9 @@
  * maintenance (and serves only /healthz, /readyz, /metrics); `all` (the default) does both in one process.
  */
 import type { Hono } from 'hono';
+import path from 'node:path';
 import { sql } from 'kysely';
+import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeIntegrations } from './connectors/catalog.ts';
@@ -118,6 +120,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         events,
         notifiers: [...(slack ? [slack.notifier] : []), ...(options.notifiers ?? [])],
         rerenderers: slack ? [slack.rerenderer] : [],
+        evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
+        slack: slack ? { client: slack.client, sender: slack.sender, botToken: slack.botToken } : undefined,
       };
       await jobs.work(deps);
     }
@@ -129,7 +133,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       readiness: readinessChecks(db, jobs),
     });
     if (role !== 'worker') {
-      const slack = createSlackSurface({ config, domain, logger, metrics, integrations: () => integrationHealth(db, config) });
+      const slack = createSlackSurface({ config, domain, jobs, logger, metrics, integrations: () => integrationHealth(db, config) });
       slack?.mount(app);
       options.mount?.(app, { db, jobs, domain, config, logger });
     }

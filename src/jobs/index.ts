@@ -2,9 +2,21 @@
  * Every job of the service, in one explicit list. Add a job by defining it next to its feature and listing it
  * here; queues, dead-letter queues, workers and schedules are all derived from this list.
  */
+import { slackEvidenceUpload } from '../bot/slack/evidence-upload.ts';
+import { slackPublishHome } from '../bot/slack/home.ts';
+import { slackLinkByEmail } from '../bot/slack/link-by-email.ts';
 import type { AnyJob } from './runtime.ts';
 import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
 
-export const jobDefinitions: readonly AnyJob[] = [pruneInboundEvents, routeDomainEvent, deliverNotification, rerenderSubject, expireApprovals];
+export const jobDefinitions: readonly AnyJob[] = [
+  pruneInboundEvents,
+  routeDomainEvent,
+  deliverNotification,
+  rerenderSubject,
+  expireApprovals,
+  slackEvidenceUpload,
+  slackPublishHome,
+  slackLinkByEmail,
+];

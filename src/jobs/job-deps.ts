@@ -1,6 +1,9 @@
 /** What every job handler receives as `deps`; built by the composition root (src/main.ts). */
 import type { Notifier } from '../bot/notifier.ts';
 import type { Rerenderer } from '../bot/slack/notifier.ts';
+import type { SlackSender } from '../bot/slack/sender.ts';
+import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
+import type { WebClient } from '@slack/web-api';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
@@ -20,4 +23,8 @@ export interface JobDeps {
   notifiers: readonly Notifier[];
   /** Surfaces that re-render the messages they posted about a task or incident when it changes. */
   rerenderers: readonly Rerenderer[];
+  /** Where evidence files go. */
+  evidenceStore: EvidenceStore;
+  /** The Slack Web API for Slack's jobs, when a bot token is configured. */
+  slack?: { client: WebClient; sender: SlackSender; botToken: string } | undefined;
 }

@@ -5,6 +5,9 @@ import { type DomainEvent, type DomainEventType, newEvent } from '../../src/doma
 import { ok, refuse } from '../../src/domain/result.ts';
 import { type RoutedTarget, addRule, removeRule, routeEvent, ruleMatches } from '../../src/domain/routing.ts';
 import { createEventSink, routeDomainEvent } from '../../src/jobs/domain-events.ts';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
 import { jobDefinitions } from '../../src/jobs/index.ts';
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import { type JobRuntime, startJobRuntime } from '../../src/jobs/runtime.ts';
@@ -104,7 +107,7 @@ async function startWorkers(fixture: DomainFixture, notifiers: Notifier[], logs:
   // The real jobs, with retries due at once and polling every 0.5 s, so a retried delivery takes no 10-20 s.
   const fast = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, retryDelaySeconds: 0, retryBackoff: false, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
   const runtime = await startJobRuntime({ connectionString: fixture.tdb.url, definitions: fast, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: true });
-  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [] };
+  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [], evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-routing-evidence')) };
   await runtime.work(deps);
   return runtime;
 }

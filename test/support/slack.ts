@@ -40,3 +40,38 @@ export function signedRequest(body: string, options: { contentType?: string; now
     },
   };
 }
+
+/**
+ * A view_submission of our evidence modal. The envelope is Slack's SDK test payload
+ * (test/fixtures/slack/slack_view_submission_sdk_test.json); the `file_input` state value has no verbatim
+ * source, so it follows Slack's documented shape (`{ type: 'file_input', files: [file objects] }`).
+ */
+export function evidenceSubmissionBody(input: { userId: string; teamId: string; fileIds: string[]; controlId?: string; viewId?: string; hash?: string; privateMetadata?: string }): string {
+  const payload = JSON.parse(fixture('slack_view_submission_sdk_test.json')) as Record<string, unknown> & { view: Record<string, unknown> };
+  payload.team = { id: input.teamId, domain: 'example' };
+  payload.user = { id: input.userId, username: 'uploader', name: 'uploader', team_id: input.teamId };
+  payload.view = {
+    ...payload.view,
+    id: input.viewId ?? 'VEVIDENCE1',
+    hash: input.hash ?? '1700000000.abcdef',
+    callback_id: 'evidence_upload',
+    private_metadata: input.privateMetadata ?? '{}',
+    state: {
+      values: {
+        files: { files_input: { type: 'file_input', files: input.fileIds.map((id) => ({ id, name: `${id}.bin` })) } },
+        control: { control_picker: { type: 'external_select', selected_option: input.controlId ? { text: { type: 'plain_text', text: input.controlId }, value: input.controlId } : null } },
+        notes: { notes_input: { type: 'plain_text_input', value: null } },
+      },
+    },
+  };
+  return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}
+
+/** An app_home_opened event (Slack's SDK sample, test/fixtures/slack/slack_event_app_home_opened_sdk.json) for `userId`. */
+export function appHomeOpenedBody(input: { userId: string; teamId: string; eventId: string }): string {
+  const body = jsonFixture('slack_event_app_home_opened_sdk.json') as Record<string, unknown> & { event: Record<string, unknown> };
+  body.team_id = input.teamId;
+  body.event_id = input.eventId;
+  body.event = { ...body.event, user: input.userId };
+  return JSON.stringify(body);
+}

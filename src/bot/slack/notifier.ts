@@ -9,6 +9,7 @@ import type { Logger } from '../../logger.ts';
 import type { Notifier } from '../notifier.ts';
 import { renderSubject } from '../render-subject.ts';
 import { toBlocks } from './block-kit.ts';
+import { WebClient } from '@slack/web-api';
 import { SlackSender } from './sender.ts';
 
 export interface Rerenderer {
@@ -65,10 +66,12 @@ export function createSlackRerenderer(db: Db, sender: SlackSender, logger: Logge
 
 /** The worker role's Slack pieces, when a bot token is configured. */
 export function createSlackDelivery(deps: { db: Db; clock: Clock; logger: Logger; botToken: string | undefined; apiUrl: string | undefined }):
-  | { sender: SlackSender; notifier: Notifier; rerenderer: Rerenderer }
+  | { sender: SlackSender; notifier: Notifier; rerenderer: Rerenderer; client: WebClient; botToken: string }
   | undefined {
   if (!deps.botToken) return undefined;
   const botToken = deps.botToken;
   const sender = new SlackSender({ db: deps.db, clock: deps.clock, logger: deps.logger, apiUrl: deps.apiUrl, token: () => Promise.resolve(botToken) });
-  return { sender, notifier: createSlackNotifier(deps.db, sender), rerenderer: createSlackRerenderer(deps.db, sender, deps.logger) };
+  // For idempotent reads and view publishes; posting goes through the sender.
+  const client = new WebClient(botToken, { ...(deps.apiUrl ? { slackApiUrl: deps.apiUrl } : {}), retryConfig: { retries: 2 }, rejectRateLimitedCalls: true });
+  return { sender, client, botToken, notifier: createSlackNotifier(deps.db, sender), rerenderer: createSlackRerenderer(deps.db, sender, deps.logger) };
 }

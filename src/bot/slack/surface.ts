@@ -16,11 +16,18 @@ import type { CommandContext, IntegrationHealth } from '../commands/context.ts';
 import { runAction, runCommand } from '../commands/dispatch.ts';
 import { ephemeral } from './block-kit.ts';
 import { DENY_REASON_VIEW, EVIDENCE_VIEW, denyReasonModal, evidenceModal } from './modals.ts';
+import { can } from '../../domain/permissions.ts';
+import type { JobRuntime } from '../../jobs/runtime.ts';
+import { slackEvidenceUpload } from './evidence-upload.ts';
+import { slackPublishHome } from './home.ts';
+import { slackLinkByEmail } from './link-by-email.ts';
 import { HonoSlackReceiver } from './receiver.ts';
 
 export interface SlackSurfaceDeps {
   config: Config;
   domain: DomainDeps;
+  /** Slow work (file downloads, App Home, email lookups) goes to jobs. */
+  jobs: Pick<JobRuntime, 'enqueue'>;
   logger: Logger;
   metrics: Metrics;
   integrations: () => Promise<IntegrationHealth[]>;
@@ -66,6 +73,11 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     const who = slackIdentity(body);
     const identity = who ? { surface: 'slack' as const, tenant: who.tenant, externalId: who.userId } : undefined;
     const user = identity ? await findUserByIdentity(domain.db, identity) : undefined;
+    if (identity && !user) {
+      // First contact from an unlinked user: look up their verified Slack email in a job (never before the ack);
+      // one job per user and hour at most.
+      await deps.jobs.enqueue(slackLinkByEmail, { tenant: identity.tenant, slackUserId: identity.externalId }, { singletonKey: `${identity.tenant}:${identity.externalId}` }).catch((error: unknown) => logger.warn({ err: error }, 'could not queue the email lookup'));
+    }
     const actor: Actor = identity ? { surface: 'slack', user, identity } : { surface: 'slack', user };
     return { domain, actor, integrations: deps.integrations };
   };
@@ -112,9 +124,35 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     await ack({ options: controls.map((control) => ({ text: { type: 'plain_text', text: `${control.id} ${control.title}`.slice(0, 75) }, value: control.id })) });
   });
 
-  app.view(EVIDENCE_VIEW, async ({ ack }) => {
-    // Files are fetched and stored by a job; see the evidence upload job.
+  app.view(EVIDENCE_VIEW, async ({ ack, view, body }) => {
+    const ctx = await contextFor(body as unknown as Record<string, unknown>);
+    const values = view.state.values as Record<string, Record<string, { files?: { id?: string }[]; selected_option?: { value?: string } | null }>>;
+    const fileIds = (values.files?.files_input?.files ?? []).map((file) => file.id).filter((id): id is string => typeof id === 'string');
+    const meta = parseTarget(view.private_metadata);
+    const picked = values.control?.control_picker?.selected_option?.value;
+    const controlId = picked ?? (meta?.kind === 'control' ? meta.id : undefined);
+    const taskId = meta?.kind === 'task' ? meta.id : undefined;
+    const errors: Record<string, string> = {};
+    if (fileIds.length === 0) errors.files = 'Choose at least one file.';
+    if (fileIds.length > 10) errors.files = 'At most 10 files at a time.';
+    if (!controlId && !taskId) errors.control = 'Choose the control this evidence is for.';
+    if (!ctx.actor.user) errors.files = 'Link your Slack account first: /projectx link';
+    else if (!can(ctx.actor.user, 'evidence.upload')) errors.files = 'Uploading evidence needs the contributor role.';
+    if (Object.keys(errors).length > 0) {
+      await ack({ response_action: 'errors', errors });
+      return;
+    }
+    await deps.jobs.enqueue(
+      slackEvidenceUpload,
+      { fileIds, userId: ctx.actor.user!.id, slackUserId: ctx.actor.identity!.externalId, ...(controlId ? { controlId } : {}), ...(taskId ? { taskId } : {}) },
+      { singletonKey: `${view.id}:${view.hash}` },
+    );
     await ack();
+  });
+
+  app.event('app_home_opened', async ({ event, body }) => {
+    const who = slackIdentity({ ...(body as unknown as Record<string, unknown>), user_id: event.user });
+    if (who) await deps.jobs.enqueue(slackPublishHome, { slackUserId: who.userId, tenant: who.tenant });
   });
 
   return {
@@ -140,4 +178,13 @@ function boltLogger(logger: Logger) {
     getLevel: () => level,
     setName: () => undefined,
   };
+}
+
+function parseTarget(metadata: string): { kind: 'control' | 'task'; id: string } | undefined {
+  try {
+    const parsed = JSON.parse(metadata) as { kind?: unknown; id?: unknown };
+    return (parsed.kind === 'control' || parsed.kind === 'task') && typeof parsed.id === 'string' ? { kind: parsed.kind, id: parsed.id } : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -149,7 +149,7 @@ describe('the Slack app manifest', () => {
       fx = await domainFixture();
       fx.clock.set(new Date());
       web = createApp({ logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), readiness: [], bodyLimitBytes: 1 << 20 });
-      createSlackSurface({ config, domain: fx.deps, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), integrations: () => Promise.resolve([]) })!.mount(web);
+      createSlackSurface({ config, domain: fx.deps, jobs: fx.jobs, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), integrations: () => Promise.resolve([]) })!.mount(web);
     });
     afterAll(() => fx.close());
 

@@ -26,7 +26,7 @@ describe('POST /slack/events', () => {
     if (!config.ok) throw new Error(config.problems.join('; '));
     metrics = createMetrics({ defaultMetrics: false });
     web = createApp({ logger: logs.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
-    createSlackSurface({ config: config.config, domain: fx.deps, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!.mount(web);
+    createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!.mount(web);
   });
   afterAll(() => fx.close());
 

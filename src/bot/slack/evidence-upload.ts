@@ -1,0 +1,87 @@
+/**
+ * Evidence uploaded in the Slack modal: for each file, `files.info` with the bot token, then its
+ * `url_private_download` (refused unless the host is Slack's, or `SLACK_API_URL`'s in tests), streamed through
+ * the evidence ingest (type by content, 10 MB limit, SHA-256 while storing) and recorded against the control or
+ * task; the uploader gets a DM with each file's hash, or why it was refused.
+ */
+import { z } from 'zod';
+import { Readable } from 'node:stream';
+import { fetch } from 'undici';
+import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
+import { findUserById } from '../../domain/users.ts';
+import { type JobContext, defineJob } from '../../jobs/define-job.ts';
+import type { JobDeps } from '../../jobs/job-deps.ts';
+import { toBlocks } from './block-kit.ts';
+
+export const SLACK_FILE_HOSTS = ['files.slack.com'];
+
+/** May a file be downloaded from `url` with the bot token? Only from Slack (or the configured API host). */
+export function isSlackFileUrl(url: string, apiUrl: string | undefined): boolean {
+  if (!URL.canParse(url)) return false;
+  const target = new URL(url);
+  const allowed = new Set(SLACK_FILE_HOSTS);
+  if (apiUrl && URL.canParse(apiUrl)) allowed.add(new URL(apiUrl).host);
+  const secure = target.protocol === 'https:' || (apiUrl !== undefined && URL.canParse(apiUrl) && target.protocol === new URL(apiUrl).protocol);
+  return secure && allowed.has(target.host);
+}
+
+export const slackEvidenceUpload = defineJob({
+  name: 'slack.evidence-upload',
+  schema: z.object({
+    fileIds: z.array(z.string().regex(/^F[A-Z0-9]+$/)).min(1).max(10),
+    userId: z.uuid(),
+    slackUserId: z.string(),
+    controlId: z.string().optional(),
+    taskId: z.string().optional(),
+  }),
+  policy: { retryDelaySeconds: 10, retryLimit: 5 },
+  handler: async (payload, { deps, logger, job }: JobContext<JobDeps>) => {
+    const slack = deps.slack;
+    if (!slack) throw Object.assign(new Error('Slack is not configured on this worker (SLACK_BOT_TOKEN)'), { code: 'slack_not_configured' });
+    const user = await findUserById(deps.db, payload.userId);
+    if (!user) return { skipped: 'user gone' };
+    const actor = { surface: 'slack' as const, user, identity: { surface: 'slack' as const, tenant: '', externalId: payload.slackUserId } };
+    const lines: string[] = [];
+    for (const fileId of payload.fileIds) {
+      const info = await slack.client.files.info({ file: fileId });
+      const file = info.file;
+      const name = file?.name ?? fileId;
+      const url = file?.url_private_download ?? file?.url_private;
+      if (!file || !url) {
+        lines.push(`• ${name}: Slack did not give us the file`);
+        continue;
+      }
+      if ((file.size ?? 0) > MAX_EVIDENCE_BYTES) {
+        lines.push(`• ${name}: refused, larger than the ${formatBytes(MAX_EVIDENCE_BYTES)} limit`);
+        continue;
+      }
+      if (!isSlackFileUrl(url, deps.config.SLACK_API_URL)) {
+        logger.warn({ fileId }, 'refused to download a Slack file from a host that is not Slack');
+        lines.push(`• ${name}: refused, the download address is not Slack's`);
+        continue;
+      }
+      const response = await fetch(url, { headers: { authorization: `Bearer ${slack.botToken}` }, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
+      if (response.status !== 200 || !response.body) {
+        await response.body?.cancel();
+        throw Object.assign(new Error(`downloading ${fileId} answered HTTP ${response.status}`), { code: 'slack_download_failed' });
+      }
+      const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidenceStore, actor, {
+        content: Readable.fromWeb(response.body),
+        fileName: name,
+        source: 'slack',
+        controlIds: payload.controlId ? [payload.controlId] : [],
+        taskIds: payload.taskId ? [payload.taskId] : [],
+      });
+      lines.push(
+        result.ok
+          ? `• ${name}: stored, SHA-256 \`${result.value.sha256}\`${result.value.stored ? '' : ' (identical content was already stored)'}`
+          : `• ${name}: refused, ${result.refusal.message}`,
+      );
+    }
+    const target = payload.controlId ? `control ${payload.controlId}` : `task T-${payload.taskId ?? '?'}`;
+    const text = `Evidence for ${target}:\n${lines.join('\n')}`;
+    const dm = await slack.sender.openDm(payload.slackUserId);
+    if (dm.ok) await slack.sender.post({ key: `evidence-confirmation:${job.id}`, channel: dm.value, text, blocks: toBlocks({ text, blocks: [{ type: 'section', text }] }) });
+    return { files: lines.length };
+  },
+});
