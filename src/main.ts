@@ -9,6 +9,7 @@ import type { Hono } from 'hono';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
+import { resolveKeyring } from './connectors/sdk/crypto.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeIntegrations } from './connectors/catalog.ts';
@@ -107,6 +108,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
 
+    const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     const events = createEventSink(jobs);
     const domain: DomainDeps = { db, events, clock };
     if (role !== 'web') {
@@ -133,7 +135,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       readiness: readinessChecks(db, jobs),
     });
     if (role !== 'worker') {
-      const slack = createSlackSurface({ config, domain, jobs, logger, metrics, integrations: () => integrationHealth(db, config) });
+      const slack = createSlackSurface({ config, domain, jobs, keyring, logger, metrics, integrations: () => integrationHealth(db, config) });
       slack?.mount(app);
       options.mount?.(app, { db, jobs, domain, config, logger });
     }

@@ -21,6 +21,9 @@ import type { JobRuntime } from '../../jobs/runtime.ts';
 import { slackEvidenceUpload } from './evidence-upload.ts';
 import { slackPublishHome } from './home.ts';
 import { slackLinkByEmail } from './link-by-email.ts';
+import type { Keyring } from '../../connectors/sdk/crypto.ts';
+import { findInstallation, revokeInstallation } from './installations.ts';
+import { createSlackOAuthApp } from './oauth.ts';
 import { HonoSlackReceiver } from './receiver.ts';
 
 export interface SlackSurfaceDeps {
@@ -28,6 +31,8 @@ export interface SlackSurfaceDeps {
   domain: DomainDeps;
   /** Slow work (file downloads, App Home, email lookups) goes to jobs. */
   jobs: Pick<JobRuntime, 'enqueue'>;
+  /** For multi-workspace installs (tokens encrypted at rest); without it only SLACK_BOT_TOKEN serves. */
+  keyring?: Keyring | undefined;
   logger: Logger;
   metrics: Metrics;
   integrations: () => Promise<IntegrationHealth[]>;
@@ -56,11 +61,14 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
   const botToken = config.SLACK_BOT_TOKEN;
   const app = new App({
     receiver,
-    // Tokens come from our configuration (or, for multi-workspace installs, our installation store): Bolt
-    // must never call auth.test on the request path.
-    authorize: (source): Promise<AuthorizeResult> => {
-      if (!botToken) return Promise.reject(new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`));
-      return Promise.resolve({ botToken, ...(source.teamId ? { teamId: source.teamId } : {}), ...(source.enterpriseId ? { enterpriseId: source.enterpriseId } : {}) });
+    // Tokens come from our installation store (multi-workspace; org-wide installs by enterprise id) or the
+    // configured single-workspace token: Bolt must never call auth.test on the request path.
+    authorize: async (source): Promise<AuthorizeResult> => {
+      const ids = { ...(source.teamId ? { teamId: source.teamId } : {}), ...(source.enterpriseId ? { enterpriseId: source.enterpriseId } : {}) };
+      const installation = deps.keyring ? await findInstallation(domain.db, deps.keyring, { enterpriseId: source.enterpriseId, teamId: source.teamId }) : undefined;
+      if (installation) return { botToken: installation.botToken, ...(installation.botUserId ? { botUserId: installation.botUserId } : {}), ...ids };
+      if (botToken) return { botToken, ...ids };
+      throw new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`);
     },
     ignoreSelf: false,
     logLevel: LogLevel.WARN,
@@ -150,6 +158,16 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     await ack();
   });
 
+  for (const name of ['app_uninstalled', 'tokens_revoked'] as const) {
+    app.event(name, async ({ body }) => {
+      const raw = body as unknown as { team_id?: string; enterprise_id?: string; authorizations?: { enterprise_id?: string | null; team_id?: string | null; is_enterprise_install?: boolean }[] };
+      const authorization = raw.authorizations?.[0];
+      const who = { enterpriseId: authorization?.enterprise_id ?? raw.enterprise_id ?? undefined, teamId: authorization?.team_id ?? raw.team_id, isEnterpriseInstall: authorization?.is_enterprise_install ?? false };
+      const revoked = await revokeInstallation(domain.db, who, domain.clock.now());
+      logger.warn({ event: name, ...who, revoked }, 'slack installation revoked');
+    });
+  }
+
   app.event('app_home_opened', async ({ event, body }) => {
     const who = slackIdentity({ ...(body as unknown as Record<string, unknown>), user_id: event.user });
     if (who) await deps.jobs.enqueue(slackPublishHome, { slackUserId: who.userId, tenant: who.tenant });
@@ -160,6 +178,7 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     receiver,
     mount(web) {
       web.post('/slack/events', (c) => receiver.handle(c));
+      web.route('/', createSlackOAuthApp({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger }));
     },
   };
 }
