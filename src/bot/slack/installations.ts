@@ -4,7 +4,7 @@
  * stored only as AES-256-GCM envelopes (src/connectors/sdk/crypto.ts); the row never holds a token.
  */
 import type { Db } from '../../db/database.ts';
-import { type Envelope, type Keyring, isEnvelope } from '../../connectors/sdk/crypto.ts';
+import { type Keyring, isEnvelope } from '../../connectors/sdk/crypto.ts';
 
 export interface InstallationGrant {
   enterpriseId?: string | undefined;
