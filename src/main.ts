@@ -124,6 +124,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         rerenderers: slack ? [slack.rerenderer] : [],
         evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
         slack: slack ? { client: slack.client, sender: slack.sender, botToken: slack.botToken } : undefined,
+        keyring,
       };
       await jobs.work(deps);
     }

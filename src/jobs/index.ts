@@ -5,6 +5,7 @@
 import { slackEvidenceUpload } from '../bot/slack/evidence-upload.ts';
 import { slackPublishHome } from '../bot/slack/home.ts';
 import { slackLinkByEmail } from '../bot/slack/link-by-email.ts';
+import { slackRefreshTokens } from '../bot/slack/token-refresh.ts';
 import type { AnyJob } from './runtime.ts';
 import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
@@ -19,4 +20,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   slackEvidenceUpload,
   slackPublishHome,
   slackLinkByEmail,
+  slackRefreshTokens,
 ];

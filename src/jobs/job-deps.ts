@@ -3,6 +3,7 @@ import type { Notifier } from '../bot/notifier.ts';
 import type { Rerenderer } from '../bot/slack/notifier.ts';
 import type { SlackSender } from '../bot/slack/sender.ts';
 import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
+import type { Keyring } from '../connectors/sdk/crypto.ts';
 import type { WebClient } from '@slack/web-api';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -25,6 +26,8 @@ export interface JobDeps {
   rerenderers: readonly Rerenderer[];
   /** Where evidence files go. */
   evidenceStore: EvidenceStore;
+  /** Credentials at rest (undefined with a real database and no PROJECTX_ENCRYPTION_KEY). */
+  keyring?: Keyring | undefined;
   /** The Slack Web API for Slack's jobs, when a bot token is configured. */
   slack?: { client: WebClient; sender: SlackSender; botToken: string } | undefined;
 }

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
 import { checkState, issueState } from '../../../src/bot/slack/oauth.ts';
 import { findInstallation } from '../../../src/bot/slack/installations.ts';
+import { slackRefreshTokens } from '../../../src/bot/slack/token-refresh.ts';
+import type { JobDeps } from '../../../src/jobs/job-deps.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
@@ -106,6 +108,26 @@ describe('Slack installs', () => {
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: { code: 'slack_install_failed', message: 'Slack refused the install code (invalid_code)' } });
     expect(logs.text()).not.toContain(CLIENT.secret);
+  });
+
+  it('refreshes rotating tokens before they expire, once, even with two workers at the same time', async () => {
+    fake.oauth({ 'code-rot': { clientId: CLIENT.id, clientSecret: CLIENT.secret, team: { id: 'TROT', name: 'Rotating' }, redirectUri: 'https://projectx.example.com/oauth/callback/slack', tokenRotation: true } });
+    const { state, cookie } = await begin();
+    expect((await callback(`code=code-rot&state=${encodeURIComponent(state)}`, cookie)).status).toBe(200);
+    const before = await findInstallation(fx.tdb.db, keyring, { teamId: 'TROT' });
+    expect(before?.refreshToken).toBeDefined();
+    // Pretend the 12-hour token is 10 minutes from expiry.
+    await fx.tdb.db.updateTable('slack_installations').set({ token_expires_at: new Date(fx.clock.now().getTime() + 10 * 60_000) }).where('team_id', '=', 'TROT').execute();
+    const config = loadConfig({ SLACK_CLIENT_ID: CLIENT.id, SLACK_CLIENT_SECRET: CLIENT.secret, SLACK_API_URL: fake.apiUrl });
+    if (!config.ok) throw new Error('config');
+    const deps = { db: fx.tdb.db, clock: fx.clock, config: config.config, keyring, logger: logs.logger } as unknown as JobDeps;
+    const context = { deps, logger: logs.logger, signal: new AbortController().signal, job: { id: 'j', name: slackRefreshTokens.name, retryCount: 0 } };
+    const results = await Promise.all([slackRefreshTokens.handler({}, context), slackRefreshTokens.handler({}, context)]);
+    expect(results.map((result) => (result as { refreshed: number }).refreshed).sort()).toEqual([0, 1]);
+    const after = await findInstallation(fx.tdb.db, keyring, { teamId: 'TROT' });
+    expect(after?.botToken).not.toBe(before?.botToken);
+    expect(after?.tokenExpiresAt?.getTime()).toBeGreaterThan(fx.clock.now().getTime() + 11 * 3_600_000);
+    expect(fake.callsTo('oauth.v2.access').filter((call) => call.params.grant_type === 'refresh_token')).toHaveLength(1);
   });
 
   it('revokes the installation on app_uninstalled: its tokens are wiped', async () => {
