@@ -138,6 +138,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     if (role !== 'worker') {
       const slack = createSlackSurface({ config, domain, jobs, keyring, logger, metrics, integrations: () => integrationHealth(db, config) });
       slack?.mount(app);
+      if (slack) {
+        await slack.start();
+        cleanups.push({ name: 'Slack Socket Mode', run: () => slack.stop() });
+      }
       options.mount?.(app, { db, jobs, domain, config, logger });
     }
     const http = await startHttpServer(app, {

@@ -76,7 +76,6 @@ export class HonoSlackReceiver implements Receiver {
 
   /** The Hono handler for `POST /slack/events`. */
   async handle(c: Context): Promise<Response> {
-    const { logger } = this.#options;
     const rawBody = new Uint8Array(await c.req.arrayBuffer());
     const verified = verifySlackSignature({
       signingSecret: this.#options.signingSecret,
@@ -92,9 +91,24 @@ export class HonoSlackReceiver implements Receiver {
     if (body.type === 'url_verification') return c.json({ challenge: typeof body.challenge === 'string' ? body.challenge : '' });
     if (body.ssl_check === '1') return c.body(null, 200);
 
-    const delivery = deliveryOf(body, rawBody);
     const retryNum = Number(c.req.header('x-slack-retry-num') ?? Number.NaN);
     const retryReason = c.req.header('x-slack-retry-reason');
+    const outcome = await this.dispatch(body, rawBody, { ...(Number.isFinite(retryNum) ? { retryNum } : {}), ...(retryReason ? { retryReason } : {}) });
+    if (outcome.kind === 'not_ready') return c.json(errorBody('not_ready', 'the Slack app is not initialised'), 503);
+    const response = outcome.response;
+    if (response === undefined || response === '') return c.body(null, 200);
+    if (typeof response === 'string') return c.text(response, 200);
+    return c.json(response as object, 200);
+  }
+
+  /**
+   * Transport-independent: records the delivery (a repeat is answered with nothing and not processed again),
+   * hands it to Bolt, and resolves with what the listener acked (or nothing, after the ack timeout). The HTTP
+   * route and the Socket Mode client both come through here.
+   */
+  async dispatch(body: Body, rawBody: Uint8Array, retry: { retryNum?: number; retryReason?: string } = {}): Promise<{ kind: 'answered' | 'duplicate'; response?: unknown } | { kind: 'not_ready' }> {
+    const { logger } = this.#options;
+    const delivery = deliveryOf(body, rawBody);
     let inboundId: string | undefined;
     if (delivery) {
       const row = await this.#options.db
@@ -104,7 +118,7 @@ export class HonoSlackReceiver implements Receiver {
           delivery_id: delivery.id.slice(0, 500),
           kind: delivery.kind,
           body: Buffer.from(rawBody),
-          headers: JSON.stringify(Number.isFinite(retryNum) ? { 'x-slack-retry-num': String(retryNum), 'x-slack-retry-reason': retryReason ?? '' } : {}),
+          headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
           received_at: this.#options.clock.now(),
         })
         .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
@@ -112,14 +126,14 @@ export class HonoSlackReceiver implements Receiver {
         .executeTakeFirst();
       if (!row) {
         this.#duplicates.inc({ kind: delivery.kind });
-        logger.info({ kind: delivery.kind, retryNum: Number.isFinite(retryNum) ? retryNum : undefined }, 'slack delivery already received; not processed again');
-        return c.body(null, 200);
+        logger.info({ kind: delivery.kind, retryNum: retry.retryNum }, 'slack delivery already received; not processed again');
+        return { kind: 'duplicate' };
       }
       inboundId = row.id;
     }
 
     const app = this.#app;
-    if (!app) return c.json(errorBody('not_ready', 'the Slack app is not initialised'), 503);
+    if (!app) return { kind: 'not_ready' };
     let settle: (response: unknown) => void = () => {};
     const acked = new Promise<unknown>((resolve) => (settle = resolve));
     const event: ReceiverEvent = {
@@ -128,8 +142,8 @@ export class HonoSlackReceiver implements Receiver {
         settle(response);
         return Promise.resolve();
       },
-      ...(Number.isFinite(retryNum) ? { retryNum } : {}),
-      ...(retryReason ? { retryReason } : {}),
+      ...(retry.retryNum !== undefined ? { retryNum: retry.retryNum } : {}),
+      ...(retry.retryReason ? { retryReason: retry.retryReason } : {}),
     };
     const processing = app.processEvent(event).then(
       () => ({ ok: true as const }),
@@ -149,9 +163,7 @@ export class HonoSlackReceiver implements Receiver {
       new Promise((resolve) => (timer = setTimeout(() => resolve(NO_ACK), this.#options.ackTimeoutMs ?? 2500))),
     ]);
     clearTimeout(timer);
-    if (response === NO_ACK || response === undefined || response === '') return c.body(null, 200);
-    if (typeof response === 'string') return c.text(response, 200);
-    return c.json(response as object, 200);
+    return { kind: 'answered', ...(response === NO_ACK ? {} : { response }) };
   }
 
   #refuse(c: Context, reason: SignatureFailure): Response {

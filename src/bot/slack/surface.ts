@@ -25,6 +25,7 @@ import type { Keyring } from '../../connectors/sdk/crypto.ts';
 import { findInstallation, revokeInstallation } from './installations.ts';
 import { createSlackOAuthApp } from './oauth.ts';
 import { HonoSlackReceiver } from './receiver.ts';
+import { type SocketModeTransport, startSocketMode } from './socket-mode.ts';
 
 export interface SlackSurfaceDeps {
   config: Config;
@@ -41,8 +42,11 @@ export interface SlackSurfaceDeps {
 export interface SlackSurface {
   app: App;
   receiver: HonoSlackReceiver;
-  /** Adds `POST /slack/events` to the web app. */
+  /** Adds `POST /slack/events` (when a signing secret is set) and the install routes to the web app. */
   mount(web: Hono): void;
+  /** Connects Socket Mode when `SLACK_APP_LEVEL_TOKEN` is set; nothing otherwise. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 /** The chat identity of whoever sent a Slack payload (Enterprise Grid: the enterprise id is the tenant). */
@@ -56,8 +60,8 @@ export function slackIdentity(body: Record<string, unknown>): { tenant: string; 
 
 export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undefined {
   const { config, domain, logger } = deps;
-  if (!config.SLACK_SIGNING_SECRET) return undefined;
-  const receiver = new HonoSlackReceiver({ signingSecret: config.SLACK_SIGNING_SECRET, db: domain.db, clock: domain.clock, logger, metrics: deps.metrics });
+  if (!config.SLACK_SIGNING_SECRET && !config.SLACK_APP_LEVEL_TOKEN) return undefined;
+  const receiver = new HonoSlackReceiver({ signingSecret: config.SLACK_SIGNING_SECRET ?? '', db: domain.db, clock: domain.clock, logger, metrics: deps.metrics });
   const botToken = config.SLACK_BOT_TOKEN;
   const app = new App({
     receiver,
@@ -173,12 +177,22 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     if (who) await deps.jobs.enqueue(slackPublishHome, { slackUserId: who.userId, tenant: who.tenant });
   });
 
+  let socket: SocketModeTransport | undefined;
   return {
     app,
     receiver,
     mount(web) {
-      web.post('/slack/events', (c) => receiver.handle(c));
+      if (config.SLACK_SIGNING_SECRET) web.post('/slack/events', (c) => receiver.handle(c));
       web.route('/', createSlackOAuthApp({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger }));
+    },
+    async start() {
+      if (config.SLACK_APP_LEVEL_TOKEN && !socket) {
+        socket = await startSocketMode({ appToken: config.SLACK_APP_LEVEL_TOKEN, apiUrl: config.SLACK_API_URL, receiver, logger });
+      }
+    },
+    async stop() {
+      await socket?.stop();
+      socket = undefined;
     },
   };
 }

@@ -24,6 +24,7 @@ import {
 } from './fixtures.ts';
 import { createOAuth } from './oauth.ts';
 import type { FailureSpec, FakeSlack, FakeSlackOptions, FileDownload, RecordedCall, TokenInfo } from './types.ts';
+import { type FakeSocketMode, attachSocketMode } from './socket.ts';
 import { bearer, fail, isObj, parseArgs, rand, readBody, str } from './wire.ts';
 
 export type { FakeFile, FakeUser, Json, SlackMessage, SlackView } from './fixtures.ts';
@@ -56,6 +57,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const users = new Map<string, FakeUser>();
   const files = new Map<string, FakeFile>();
   const oauth = createOAuth(tokens, bot);
+  let socketMode: FakeSocketMode | undefined;
   const responseUrls = new Map<string, unknown[]>();
   let counter = 0;
   let origin = '';
@@ -258,6 +260,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     const info = token === undefined ? undefined : tokens.get(token);
     const body = typeof parsed === 'string' ? fail(parsed)
       : method === 'oauth.v2.access' ? oauth.access(params, req.headers.authorization)
+      : method === 'apps.connections.open' ? (socketMode && token === socketMode.appToken ? socketMode.open(origin) : fail(token === undefined ? 'not_authed' : 'invalid_auth'))
       : !handler ? fail('unknown_method')
       : token === undefined ? fail('not_authed')
       : !info ? fail('invalid_auth')
@@ -333,6 +336,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
+    socketMode = attachSocketMode(server);
   });
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -368,7 +372,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       return `${origin}${path}`;
     },
     responses: (url) => responseUrls.get(new URL(url).pathname) ?? [],
+    socketMode: () => socketMode!,
     async close() {
+      socketMode?.close();
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
     },

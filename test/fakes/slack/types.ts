@@ -3,6 +3,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FakeFile, FakeUser, Json, SlackMessage, SlackView } from './fixtures.ts';
+import type { FakeSocketMode } from './socket.ts';
 
 /** `status: 429` (or just `retryAfter`) -> the fixture's 429; `error` -> `{ ok:false, error }` (HTTP `status`, default
  * 200); other `status` without `error` -> that status with a text body; `dropResponse` -> processed, socket destroyed. */
@@ -77,6 +78,8 @@ export interface FakeSlack {
    * tokens and OAuth codes. */
   reset(): void;
   messages(channel: string): SlackMessage[];
+  /** Socket Mode: its app-level token, and envelopes to send to the connected client. */
+  socketMode(): FakeSocketMode;
   ephemerals(channel: string): { user: string; message: SlackMessage }[];
   view(id: string): SlackView | undefined;
   publishedHome(userId: string): SlackView | undefined;

@@ -1,0 +1,40 @@
+/**
+ * Socket Mode: when `SLACK_APP_LEVEL_TOKEN` is set, Slack delivers over a WebSocket that we open
+ * (`apps.connections.open`), not to our Request URL. The same receiver dispatches each envelope (recording and
+ * de-duplicating it, then Bolt and our listeners), and its ack payload goes back over the socket.
+ */
+import { SocketModeClient } from '@slack/socket-mode';
+import { LogLevel } from '@slack/bolt';
+import type { Logger } from '../../logger.ts';
+import type { HonoSlackReceiver } from './receiver.ts';
+
+export interface SocketModeTransport {
+  stop(): Promise<void>;
+}
+
+export async function startSocketMode(input: { appToken: string; apiUrl: string | undefined; receiver: HonoSlackReceiver; logger: Logger }): Promise<SocketModeTransport> {
+  const logger = input.logger.child({ component: 'slack-socket-mode' });
+  const client = new SocketModeClient({
+    appToken: input.appToken,
+    logLevel: LogLevel.WARN,
+    clientOptions: input.apiUrl ? { slackApiUrl: input.apiUrl } : {},
+  });
+  client.on('slack_event', (args: { ack: (response?: unknown) => Promise<void>; body: Record<string, unknown>; retry_num?: number; retry_reason?: string }) => {
+    void (async () => {
+      const raw = Buffer.from(JSON.stringify(args.body));
+      const outcome = await input.receiver.dispatch(args.body, raw, {
+        ...(typeof args.retry_num === 'number' ? { retryNum: args.retry_num } : {}),
+        ...(args.retry_reason ? { retryReason: args.retry_reason } : {}),
+      });
+      const response = outcome.kind === 'answered' ? outcome.response : undefined;
+      await args.ack(response === undefined || response === '' ? undefined : response);
+    })().catch((error: unknown) => logger.error({ err: error }, 'a Socket Mode envelope failed'));
+  });
+  await client.start();
+  logger.info('connected to Slack over Socket Mode');
+  return {
+    async stop() {
+      await client.disconnect();
+    },
+  };
+}
