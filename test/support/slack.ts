@@ -75,3 +75,19 @@ export function appHomeOpenedBody(input: { userId: string; teamId: string; event
   body.event = { ...body.event, user: input.userId };
   return JSON.stringify(body);
 }
+
+/** A view_submission of the deny-reason modal (the SDK test envelope with our callback, metadata and value). */
+export function denySubmissionBody(input: { userId: string; teamId: string; taskId: string; reason: string; viewId: string }): string {
+  const payload = JSON.parse(fixture('slack_view_submission_sdk_test.json')) as Record<string, unknown> & { view: Record<string, unknown> };
+  payload.team = { id: input.teamId, domain: 'example' };
+  payload.user = { id: input.userId, username: 'decider', name: 'decider', team_id: input.teamId };
+  payload.view = {
+    ...payload.view,
+    id: input.viewId,
+    hash: `${input.viewId}.hash`,
+    callback_id: 'deny_reason',
+    private_metadata: input.taskId,
+    state: { values: { reason: { reason_input: { type: 'plain_text_input', value: input.reason } } } },
+  };
+  return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}

@@ -14,7 +14,8 @@ import { type Service, startService } from '../../../src/main.ts';
 import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
 import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, blockActionsBody, signedRequest } from '../../support/slack.ts';
+import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { upsertIncident } from '../../../src/domain/incidents.ts';
 
 // The real jobs, polling every 0.5 s so that a deferred delivery (Retry-After: 1) is not waited for 5 s.
 const fastJobs = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, retryDelaySeconds: 0, retryBackoff: false } }));
@@ -80,6 +81,52 @@ describe('Slack delivery', () => {
       expect(message.edited).toBeDefined();
     }
     expect(fake.callsTo('chat.update').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('answers a late click on a decided task with an ephemeral explanation through response_url, and audits it', async () => {
+    const other = await createUser(tdb.db, { email: 'otto@example.test', displayName: 'Otto', roles: ['approver'] });
+    if (!other.ok) throw new Error(other.refusal.message);
+    await linkIdentity(tdb.db, other.value.id, { surface: 'slack', tenant: fake.teamId, externalId: 'WOTTO' }, 'test');
+    const task = await createTask(service.domain, CLI_ACTOR, { type: 'approval', title: 'Late click', policy: { approverUserIds: [approverId, other.value.id] } });
+    if (!task.ok) throw new Error(task.refusal.message);
+    const first = fake.responseUrl();
+    await fetch(`${service.http.url}/slack/events`, signedRequest(blockActionsBody({ actionId: 'approve', value: task.value.id, userId: 'WANN', teamId: fake.teamId, actionTs: '1700000002.000100', responseUrl: first })));
+    await expect.poll(() => fake.responses(first).length, { timeout: 10_000 }).toBe(1);
+    const late = fake.responseUrl();
+    await fetch(`${service.http.url}/slack/events`, signedRequest(blockActionsBody({ actionId: 'approve', value: task.value.id, userId: 'WOTTO', teamId: fake.teamId, actionTs: '1700000003.000100', responseUrl: late })));
+    await expect.poll(() => fake.responses(late).length, { timeout: 10_000 }).toBe(1);
+    expect(fake.responses(late)[0]).toMatchObject({ response_type: 'ephemeral', replace_original: false, text: expect.stringMatching(new RegExp(`^${task.value.ref} was already approved by Ann Approver at `)) });
+    const refusal = await tdb.db.selectFrom('audit_log').selectAll().where('actor', '=', `user:${other.value.id}`).executeTakeFirstOrThrow();
+    expect(refusal).toMatchObject({ action: 'task.approve', outcome: 'refused', detail: { code: 'already_decided' } });
+  });
+
+  it('opens a reason form on Deny, refuses an empty reason inside the form, and denies with one', async () => {
+    const task = await approvalTask('Deny me');
+    const triggerCount = fake.callsTo('views.open').length;
+    await fetch(`${service.http.url}/slack/events`, signedRequest(blockActionsBody({ actionId: 'deny', value: task.id, userId: 'WANN', teamId: fake.teamId, actionTs: '1700000004.000100' })));
+    await expect.poll(() => fake.callsTo('views.open').length, { timeout: 10_000 }).toBe(triggerCount + 1);
+    expect(fake.callsTo('views.open').at(-1)!.params.view).toMatchObject({ callback_id: 'deny_reason', private_metadata: task.id });
+
+    const empty = await fetch(`${service.http.url}/slack/events`, signedRequest(denySubmissionBody({ userId: 'WANN', teamId: fake.teamId, taskId: task.id, reason: '  ', viewId: 'VDENY1' })));
+    expect(await empty.json()).toEqual({ response_action: 'errors', errors: { reason: 'A denial needs a reason.' } });
+    const denied = await fetch(`${service.http.url}/slack/events`, signedRequest(denySubmissionBody({ userId: 'WANN', teamId: fake.teamId, taskId: task.id, reason: 'no change ticket', viewId: 'VDENY2' })));
+    expect(denied.status).toBe(200);
+    expect(await denied.text()).toBe('');
+    const decision = await tdb.db.selectFrom('approval_decisions').select(['decision', 'reason']).where('task_id', '=', task.id).executeTakeFirstOrThrow();
+    expect(decision).toEqual({ decision: 'deny', reason: 'no change ticket' });
+  });
+
+  it('acknowledges an incident from /projectx ack and re-renders the alert posted about it', async () => {
+    const responder = await createUser(tdb.db, { email: 'rae@example.test', displayName: 'Rae Responder', roles: ['responder'] });
+    if (!responder.ok) throw new Error(responder.refusal.message);
+    await linkIdentity(tdb.db, responder.value.id, { surface: 'slack', tenant: fake.teamId, externalId: 'WRAE' }, 'test');
+    await upsertIncident(service.domain, CLI_ACTOR, { sourceSystem: 'servicenow', externalId: 'sys-1', number: 'INC0012345', priority: 1, state: 'new', shortDescription: 'Payments API down' });
+    await expect.poll(() => messagesAbout('alerts-servicenow', 'INC0012345').length, { timeout: 15_000 }).toBe(1);
+    expect(messagesAbout('alerts-servicenow', 'INC0012345')[0]!.text).toContain('not acknowledged');
+
+    const res = await fetch(`${service.http.url}/slack/events`, signedRequest(slashCommandBody({ team_id: fake.teamId, enterprise_id: '', user_id: 'WRAE', text: 'ack INC0012345', trigger_id: 'trg-ack-1' })));
+    expect(await res.json()).toMatchObject({ response_type: 'ephemeral', text: expect.stringContaining('You acknowledged INC0012345 (P1) Payments API down at') });
+    await expect.poll(() => messagesAbout('alerts-servicenow', 'INC0012345')[0]!.text, { timeout: 15_000 }).toContain('acknowledged by Rae Responder');
   });
 
   it('honours a 429 with Retry-After: the message is posted once, after the wait', async () => {
