@@ -5,20 +5,17 @@
  * in the channel's history instead of being posted again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.ts';
 import { CLI_ACTOR } from '../../../src/domain/actor.ts';
 import { createTask } from '../../../src/domain/tasks.ts';
 import { createUser, linkIdentity } from '../../../src/domain/users.ts';
-import { jobDefinitions } from '../../../src/jobs/index.ts';
-import { type Service, startService } from '../../../src/main.ts';
-import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
-import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
+import type { Service } from '../../../src/main.ts';
+import { type SlackService, startSlackService } from '../../support/slack-service.ts';
+import type { FakeSlack } from '../../fakes/slack/server.ts';
+import type { TestDatabase } from '../../support/database.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { blockActionsBody, denySubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
 import { upsertIncident } from '../../../src/domain/incidents.ts';
 
-// The real jobs, polling every 0.5 s so that a deferred delivery (Retry-After: 1) is not waited for 5 s.
-const fastJobs = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, retryDelaySeconds: 0, retryBackoff: false } }));
 
 describe('Slack delivery', () => {
   let tdb: TestDatabase;
@@ -27,30 +24,13 @@ describe('Slack delivery', () => {
   const logs = captureLogs({ level: 'info' });
   let approverId: string;
 
+  let env: SlackService;
   beforeAll(async () => {
-    tdb = await createTestDatabase();
-    fake = await startFakeSlack();
-    const config = loadConfig({
-      DATABASE_URL: tdb.url,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_BOT_TOKEN: fake.botToken,
-      SLACK_API_URL: fake.apiUrl,
-    });
-    if (!config.ok) throw new Error(config.problems.join('; '));
-    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
-    const approver = await createUser(tdb.db, { email: 'ann@example.test', displayName: 'Ann Approver', roles: ['approver'] });
-    if (!approver.ok) throw new Error(approver.refusal.message);
-    approverId = approver.value.id;
-    fake.addUser({ id: 'WANN', teamId: fake.teamId, realName: 'Ann Approver', email: 'ann@example.test' });
-    await linkIdentity(tdb.db, approverId, { surface: 'slack', tenant: fake.teamId, externalId: 'WANN' }, 'test');
+    env = await startSlackService(logs.logger);
+    ({ tdb, fake, service } = env);
+    approverId = await env.linkedUser({ email: 'ann@example.test', name: 'Ann Approver', roles: ['approver'], slackId: 'WANN' });
   });
-  afterAll(async () => {
-    await service?.stop();
-    await fake?.close();
-    await tdb?.drop();
-  });
+  afterAll(() => env?.close());
 
   const approvalTask = async (title: string) => {
     const task = await createTask(service.domain, CLI_ACTOR, { type: 'approval', title, policy: { approverUserIds: [approverId] } });

@@ -9,19 +9,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlackFileUrl } from '../../../src/bot/slack/evidence-upload.ts';
-import { loadConfig } from '../../../src/config.ts';
 import { CLI_ACTOR } from '../../../src/domain/actor.ts';
 import { createControl } from '../../../src/domain/controls.ts';
 import { createTask } from '../../../src/domain/tasks.ts';
-import { createUser, findUserByIdentity, linkIdentity } from '../../../src/domain/users.ts';
-import { jobDefinitions } from '../../../src/jobs/index.ts';
-import { type Service, startService } from '../../../src/main.ts';
-import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
-import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
+import { createUser, findUserByIdentity } from '../../../src/domain/users.ts';
+import type { Service } from '../../../src/main.ts';
+import { type SlackService, startSlackService } from '../../support/slack-service.ts';
+import type { FakeSlack } from '../../fakes/slack/server.ts';
+import type { TestDatabase } from '../../support/database.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, appHomeOpenedBody, evidenceSubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { appHomeOpenedBody, evidenceSubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
 
-const fastJobs = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, retryDelaySeconds: 0, retryBackoff: false } }));
 const PDF = Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n');
 const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000' + '1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082', 'hex');
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -34,31 +32,16 @@ describe('Slack flows', () => {
   let uploaderId: string;
   const logs = captureLogs({ level: 'info' });
 
+  let env: SlackService;
   beforeAll(async () => {
-    tdb = await createTestDatabase();
-    fake = await startFakeSlack();
     evidenceDir = await mkdtemp(path.join(tmpdir(), 'projectx-slack-evidence-'));
-    const config = loadConfig({
-      DATABASE_URL: tdb.url,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_BOT_TOKEN: fake.botToken,
-      SLACK_API_URL: fake.apiUrl,
-      EVIDENCE_LOCAL_DIR: evidenceDir,
-    });
-    if (!config.ok) throw new Error(config.problems.join('; '));
-    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
-    const uploader = await createUser(tdb.db, { email: 'uma@example.test', displayName: 'Uma Uploader', roles: ['contributor', 'approver'] });
-    if (!uploader.ok) throw new Error(uploader.refusal.message);
-    uploaderId = uploader.value.id;
-    await linkIdentity(tdb.db, uploaderId, { surface: 'slack', tenant: fake.teamId, externalId: 'WUMA' }, 'test');
+    env = await startSlackService(logs.logger, { EVIDENCE_LOCAL_DIR: evidenceDir });
+    ({ tdb, fake, service } = env);
+    uploaderId = await env.linkedUser({ email: 'uma@example.test', name: 'Uma Uploader', roles: ['contributor', 'approver'], slackId: 'WUMA' });
     await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
   });
   afterAll(async () => {
-    await service?.stop();
-    await fake?.close();
-    await tdb?.drop();
+    await env?.close();
     await rm(evidenceDir, { recursive: true, force: true });
   });
 

@@ -93,8 +93,9 @@ describe('POST /slack/events', () => {
     expect(await again.text()).toBe('');
     const decisions = await fx.tdb.db.selectFrom('approval_decisions').selectAll().where('task_id', '=', task.id).execute();
     expect(decisions).toHaveLength(1);
-    const inbound = await fx.tdb.db.selectFrom('inbound_events').selectAll().where('delivery_id', '=', `command:trg-approve-${task.id}`).execute();
-    expect(inbound).toMatchObject([{ source: 'slack', kind: 'slash_command', status: 'processed' }]);
+    // The outcome is recorded just after the response, off the request path: wait for it.
+    const inbound = () => fx.tdb.db.selectFrom('inbound_events').select(['source', 'kind', 'status']).where('delivery_id', '=', `command:trg-approve-${task.id}`).execute();
+    await expect.poll(inbound, { timeout: 5000 }).toEqual([{ source: 'slack', kind: 'slash_command', status: 'processed' }]);
     expect(await metrics.registry.getSingleMetricAsString('slack_duplicate_deliveries_total')).toContain('kind="slash_command"} 1');
   });
 
