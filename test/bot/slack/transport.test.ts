@@ -99,6 +99,35 @@ describe('POST /slack/events', () => {
     expect(await metrics.registry.getSingleMetricAsString('slack_duplicate_deliveries_total')).toContain('kind="slash_command"} 1');
   });
 
+  it.each([
+    ['help', /ProjectX commands for/],
+    ['tasks', /open assigned to you/],
+    ['tasks --all', /`--all` needs the approver role/],
+    ['task T-999999', /There is no task T-999999/],
+    ['incident INC0404040', /There is no incident INC0404040/],
+    ['ack INC0404040', /no incident INC0404040/],
+    ['evidence ZZ-1', /There is no control ZZ-1/],
+    ['status', /No integrations are known to this service/],
+    ['link', /You are linked to ProjectX as/],
+    ['deny T-1', /A denial needs a reason/],
+    ['frobnicate', /I don't know "frobnicate"/],
+  ])('answers `/projectx %s` ephemerally', async (text, expected) => {
+    const { slackUser } = await linked({ roles: ['responder', 'contributor'] });
+    const res = await post(slashCommandBody({ user_id: slackUser, text, trigger_id: `trg-verb-${slackUser}` }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { response_type: string; text: string };
+    expect(body.response_type).toBe('ephemeral');
+    expect(body.text).toMatch(expected);
+  });
+
+  it('refuses a self-approval from Slack with the reason, and audits it', async () => {
+    const { user, slackUser } = await linked({ roles: ['approver'] });
+    const task = await fx.task({ type: 'approval', requesterId: user.id, policy: { approverUserIds: [user.id] } });
+    const res = await post(slashCommandBody({ user_id: slackUser, text: `approve ${task.ref}`, trigger_id: `trg-self-${task.id}` }));
+    expect(await res.json()).toMatchObject({ text: `you requested ${task.ref}; someone else must decide it (separation of duties)` });
+    expect(await fx.tdb.db.selectFrom('audit_log').select(['outcome', 'action']).where('actor', '=', `user:${user.id}`).execute()).toEqual([{ outcome: 'refused', action: 'task.approve' }]);
+  });
+
   it('decides on an Approve click once, however often the same click is delivered', async () => {
     const { slackUser } = await linked({ roles: ['approver'] });
     const approver = await fx.tdb.db.selectFrom('identity_links').select('user_id').where('external_id', '=', slackUser).executeTakeFirstOrThrow();

@@ -6,6 +6,7 @@ const ICON: Record<string, string> = { healthy: '●', degraded: '◐', down: '�
 
 export async function status(ctx: CommandContext): Promise<Reply> {
   const rows = await ctx.integrations();
+  if (rows.length === 0) return okReply({ text: 'No integrations are known to this service.', blocks: [{ type: 'section', text: 'No integrations are known to this service.' }] });
   const lines = rows.map((row) => `${ICON[row.status] ?? '·'} ${row.title}: ${row.status.replace('_', ' ')}${row.detail ? ` (${row.detail})` : ''}`);
   return okReply({ text: lines.join('\n'), blocks: [{ type: 'header', text: 'Integration health' }, { type: 'section', text: lines.join('\n') }] });
 }
