@@ -1,0 +1,63 @@
+/**
+ * The servers under test, one per child process (the load generator and PostgreSQL do not share its event
+ * loop):
+ *
+ * - `projectx`: the real service (`startService`, role `web`: the ack path; a worker would only add noise)
+ *   against the bench database given in `BENCH_DATABASE_URL`. A slash command goes through our Hono receiver
+ *   (signature, the `inbound_events` insert), Bolt, the identity lookup and the command layer, then is acked.
+ * - `bolt`: a stock Bolt app, its built-in HTTPReceiver on node:http, and a listener that only acks. Bolt is
+ *   given an `authorize` function so it never calls auth.test (with a bare `token` it would, at start-up, and
+ *   with token verification off, on the first event); nothing here reaches the network.
+ *
+ * Tells the parent its port over IPC; on a `stop` message shuts down and exits (so `--cpu-prof` can write).
+ */
+import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
+import type { AddressInfo } from 'node:net';
+import { loadConfig, secretValues } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startService } from '../../src/main.ts';
+
+const kind = process.argv[2];
+const signingSecret = process.env.BENCH_SIGNING_SECRET ?? '';
+let stop: () => Promise<unknown> = () => Promise.resolve();
+
+if (kind === 'projectx') {
+  const env = {
+    DATABASE_URL: process.env.BENCH_DATABASE_URL,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SLACK_SIGNING_SECRET: signingSecret,
+    SLACK_BOT_TOKEN: 'xoxb-bench',
+    // Nothing on the ack path calls Slack; if something did, it would fail fast here instead of leaving loopback.
+    SLACK_API_URL: 'http://127.0.0.1:9/api/',
+    LOG_LEVEL: 'warn',
+  };
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error(loaded.problems.join('; '));
+  const secrets = secretValues(env);
+  const logger = createLogger({ level: loaded.config.LOG_LEVEL, destination: process.stderr, secrets });
+  const service = await startService({ config: loaded.config, role: 'web', logger, secrets });
+  stop = () => service.stop();
+  process.send?.({ port: service.http.port });
+} else if (kind === 'bolt') {
+  const receiver = new HTTPReceiver({ signingSecret, endpoints: '/slack/events', logLevel: LogLevel.WARN });
+  const app = new App({
+    receiver,
+    authorize: () => Promise.resolve({ botToken: 'xoxb-bench', botId: 'B1', botUserId: 'U1' }),
+    logLevel: LogLevel.WARN,
+    clientOptions: { slackApiUrl: 'http://127.0.0.1:9/api/' },
+  });
+  app.command('/projectx', async ({ ack }) => {
+    await ack();
+  });
+  const server = await app.start({ port: 0, host: '127.0.0.1' });
+  stop = () => app.stop();
+  process.send?.({ port: (server.address() as AddressInfo).port });
+} else {
+  throw new Error(`unknown server kind ${kind}`);
+}
+
+process.on('message', (message: { type?: string }) => {
+  if (message.type !== 'stop') return;
+  void stop().finally(() => process.exit(0));
+});
