@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
 import type { Context } from 'hono';
 import { Counter } from 'prom-client';
+import type { Insertable } from 'kysely';
 import type { Clock } from '../../clock.ts';
+import { Batcher } from '../../db/batcher.ts';
+import type { InboundEventsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/database.ts';
 import { errorBody } from '../../http/errors.ts';
 import type { Logger } from '../../logger.ts';
@@ -26,6 +29,7 @@ export interface SlackReceiverOptions {
 }
 
 type Body = Record<string, unknown>;
+type InboundRow = Insertable<InboundEventsTable>;
 
 /** The delivery id Slack gives (or that identifies a repeat), and what kind of request it is. */
 export function deliveryOf(body: Body, rawBody: Uint8Array): { id: string; kind: string } | undefined {
@@ -56,8 +60,15 @@ export class HonoSlackReceiver implements Receiver {
   readonly #failures: Counter<'reason'>;
   readonly #duplicates: Counter<'kind'>;
 
+  /** Deliveries are recorded in batches (group commit): one INSERT and one commit for all that arrive together. */
+  readonly #recorder: Batcher<InboundRow, string | undefined>;
+  /** Outcomes are written in batches too, off the request path. */
+  readonly #settler: Batcher<{ id: string; error?: string }, void>;
+
   constructor(options: SlackReceiverOptions) {
     this.#options = options;
+    this.#recorder = new Batcher((rows) => this.#insert(rows));
+    this.#settler = new Batcher((outcomes) => this.#settle(outcomes));
     this.#failures = new Counter({ name: 'slack_signature_failures_total', help: 'Slack requests refused by signature check, by reason', labelNames: ['reason'], registers: [options.metrics.registry] });
     this.#duplicates = new Counter({ name: 'slack_duplicate_deliveries_total', help: 'Slack deliveries recognised as repeats and not processed again', labelNames: ['kind'], registers: [options.metrics.registry] });
   }
@@ -111,25 +122,19 @@ export class HonoSlackReceiver implements Receiver {
     const delivery = deliveryOf(body, rawBody);
     let inboundId: string | undefined;
     if (delivery) {
-      const row = await this.#options.db
-        .insertInto('inbound_events')
-        .values({
-          source: 'slack',
-          delivery_id: delivery.id.slice(0, 500),
-          kind: delivery.kind,
-          body: Buffer.from(rawBody),
-          headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
-          received_at: this.#options.clock.now(),
-        })
-        .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
-        .returning('id')
-        .executeTakeFirst();
-      if (!row) {
+      inboundId = await this.#recorder.add({
+        source: 'slack',
+        delivery_id: delivery.id.slice(0, 500),
+        kind: delivery.kind,
+        body: Buffer.from(rawBody),
+        headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
+        received_at: this.#options.clock.now(),
+      });
+      if (!inboundId) {
         this.#duplicates.inc({ kind: delivery.kind });
         logger.info({ kind: delivery.kind, retryNum: retry.retryNum }, 'slack delivery already received; not processed again');
         return { kind: 'duplicate' };
       }
-      inboundId = row.id;
     }
 
     const app = this.#app;
@@ -175,16 +180,39 @@ export class HonoSlackReceiver implements Receiver {
 
   async #settleInbound(id: string | undefined, outcome: { ok: boolean; error?: unknown }): Promise<void> {
     if (!id) return;
-    await this.#options.db
-      .updateTable('inbound_events')
-      .set(
-        outcome.ok
-          ? { status: 'processed', processed_at: this.#options.clock.now() }
-          : { status: 'failed', processed_at: this.#options.clock.now(), error: JSON.stringify({ message: outcome.error instanceof Error ? outcome.error.message : 'listener failed' }) },
-      )
-      .where('id', '=', id)
-      .execute()
-      .catch((error: unknown) => this.#options.logger.warn({ err: error }, 'could not record the outcome of a slack delivery'));
+    const error = outcome.ok ? undefined : outcome.error instanceof Error ? outcome.error.message : 'listener failed';
+    await this.#settler.add(error === undefined ? { id } : { id, error }).catch((failure: unknown) => this.#options.logger.warn({ err: failure }, 'could not record the outcome of a slack delivery'));
+  }
+
+  /** One INSERT for the batch; a delivery id already known (or twice in the batch) gets no id: a repeat. */
+  async #insert(rows: readonly InboundRow[]): Promise<(string | undefined)[]> {
+    const inserted = await this.#options.db
+      .insertInto('inbound_events')
+      .values([...rows])
+      .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
+      .returning(['id', 'delivery_id'])
+      .execute();
+    const ids = new Map(inserted.map((row) => [row.delivery_id, row.id]));
+    return rows.map((row) => {
+      const id = ids.get(row.delivery_id);
+      ids.delete(row.delivery_id); // the first of two identical deliveries in one batch wins
+      return id;
+    });
+  }
+
+  async #settle(outcomes: readonly { id: string; error?: string }[]): Promise<void[]> {
+    const now = this.#options.clock.now();
+    const processed = outcomes.filter((outcome) => outcome.error === undefined).map((outcome) => outcome.id);
+    if (processed.length > 0) await this.#options.db.updateTable('inbound_events').set({ status: 'processed', processed_at: now }).where('id', 'in', processed).execute();
+    for (const failed of outcomes.filter((outcome) => outcome.error !== undefined)) {
+      await this.#options.db.updateTable('inbound_events').set({ status: 'failed', processed_at: now, error: JSON.stringify({ message: failed.error }) }).where('id', '=', failed.id).execute();
+    }
+    return outcomes.map(() => undefined);
+  }
+
+  /** Waits for every recorded outcome to be written (shutdown, tests). */
+  flush(): Promise<void> {
+    return this.#settler.flush();
   }
 }
 

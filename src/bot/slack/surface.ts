@@ -193,6 +193,7 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     async stop() {
       await socket?.stop();
       socket = undefined;
+      await receiver.flush();
     },
   };
 }

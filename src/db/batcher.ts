@@ -1,0 +1,45 @@
+/**
+ * Group commit for hot write paths: callers `add()` an item and wait for its result; items that arrive while a
+ * batch is being written are written together in the next one. At low load every item is written at once
+ * (no timer, no added latency); under load one statement and one commit (one fsync) serve many requests.
+ * The result of each item is known only after its batch committed, so "answered" still means "committed".
+ */
+export class Batcher<I, O> {
+  readonly #write: (items: readonly I[]) => Promise<O[]>;
+  readonly #maxBatch: number;
+  #queue: { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
+  #writing: Promise<void> | undefined;
+
+  /** `write` returns one result per item, in order. */
+  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number } = {}) {
+    this.#write = write;
+    this.#maxBatch = options.maxBatch ?? 200;
+  }
+
+  add(item: I): Promise<O> {
+    const result = new Promise<O>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
+    this.#writing ??= this.#drain();
+    return result;
+  }
+
+  /** Resolves when everything added so far is written. */
+  async flush(): Promise<void> {
+    while (this.#writing) await this.#writing;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#maxBatch);
+        try {
+          const results = await this.#write(batch.map((entry) => entry.item));
+          batch.forEach((entry, index) => entry.resolve(results[index] as O));
+        } catch (error) {
+          for (const entry of batch) entry.reject(error);
+        }
+      }
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+}

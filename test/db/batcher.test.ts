@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { Batcher } from '../../src/db/batcher.ts';
+
+describe('Batcher (group commit)', () => {
+  it('writes a lone item at once, and items arriving during a write together in the next batch', async () => {
+    const batches: number[][] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const batcher = new Batcher<number, number>(async (items) => {
+      batches.push([...items]);
+      if (batches.length === 1) await gate;
+      return items.map((item) => item * 10);
+    });
+    const first = batcher.add(1);
+    const rest = [batcher.add(2), batcher.add(3), batcher.add(4)];
+    release();
+    expect(await first).toBe(10);
+    expect(await Promise.all(rest)).toEqual([20, 30, 40]);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
+  });
+
+  it('fails every item of a failed batch, and keeps serving later ones', async () => {
+    let fail = true;
+    const batcher = new Batcher<string, string>((items) => (fail ? Promise.reject(new Error('db down')) : Promise.resolve(items.map((item) => item.toUpperCase()))));
+    await expect(batcher.add('a')).rejects.toThrow('db down');
+    fail = false;
+    expect(await batcher.add('b')).toBe('B');
+    await batcher.flush();
+  });
+
+  it('splits a long queue into batches of at most maxBatch', async () => {
+    const sizes: number[] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const batcher = new Batcher<number, number>(async (items) => {
+      sizes.push(items.length);
+      if (sizes.length === 1) await gate;
+      return [...items];
+    }, { maxBatch: 3 });
+    const all = [0, 1, 2, 3, 4, 5, 6, 7].map((n) => batcher.add(n));
+    release();
+    expect(await Promise.all(all)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(sizes).toEqual([1, 3, 3, 1]);
+  });
+});
