@@ -112,7 +112,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     const events = createEventSink(jobs);
     const domain: DomainDeps = { db, events, clock };
     if (role !== 'web') {
-      const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL });
+      const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring });
       const deps: JobDeps = {
         db,
         logger,
@@ -123,7 +123,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         notifiers: [...(slack ? [slack.notifier] : []), ...(options.notifiers ?? [])],
         rerenderers: slack ? [slack.rerenderer] : [],
         evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
-        slack: slack ? { client: slack.client, sender: slack.sender, botToken: slack.botToken } : undefined,
+        slack: slack ? { sender: slack.sender, tokens: slack.tokens } : undefined,
         keyring,
       };
       await jobs.work(deps);

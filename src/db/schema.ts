@@ -299,6 +299,7 @@ export interface SlackMessagesTable {
   message_key: string;
   channel: string;
   channel_id: string | null;
+  team: string | null;
   ts: string | null;
   status: 'posting' | 'posted';
   subject_kind: string | null;

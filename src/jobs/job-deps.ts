@@ -4,7 +4,7 @@ import type { Rerenderer } from '../bot/slack/notifier.ts';
 import type { SlackSender } from '../bot/slack/sender.ts';
 import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
 import type { Keyring } from '../connectors/sdk/crypto.ts';
-import type { WebClient } from '@slack/web-api';
+import type { SlackTokens } from '../bot/slack/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
@@ -28,6 +28,6 @@ export interface JobDeps {
   evidenceStore: EvidenceStore;
   /** Credentials at rest (undefined with a real database and no PROJECTX_ENCRYPTION_KEY). */
   keyring?: Keyring | undefined;
-  /** The Slack Web API for Slack's jobs, when a bot token is configured. */
-  slack?: { client: WebClient; sender: SlackSender; botToken: string } | undefined;
+  /** Slack for Slack's jobs, when it can be reached (a bot token, or installations). */
+  slack?: { sender: SlackSender; tokens: SlackTokens } | undefined;
 }

@@ -31,6 +31,8 @@ export const slackEvidenceUpload = defineJob({
     fileIds: z.array(z.string().regex(/^F[A-Z0-9]+$/)).min(1).max(10),
     userId: z.uuid(),
     slackUserId: z.string(),
+    /** The uploader's workspace (enterprise or team id): its installation's token fetches the files. */
+    tenant: z.string().optional(),
     controlId: z.string().optional(),
     taskId: z.string().optional(),
   }),
@@ -40,10 +42,12 @@ export const slackEvidenceUpload = defineJob({
     if (!slack) throw Object.assign(new Error('Slack is not configured on this worker (SLACK_BOT_TOKEN)'), { code: 'slack_not_configured' });
     const user = await findUserById(deps.db, payload.userId);
     if (!user) return { skipped: 'user gone' };
-    const actor = { surface: 'slack' as const, user, identity: { surface: 'slack' as const, tenant: '', externalId: payload.slackUserId } };
+    const actor = { surface: 'slack' as const, user, identity: { surface: 'slack' as const, tenant: payload.tenant ?? '', externalId: payload.slackUserId } };
+    const client = await slack.tokens.clientFor(payload.tenant);
+    const botToken = await slack.tokens.tokenFor(payload.tenant);
     const lines: string[] = [];
     for (const fileId of payload.fileIds) {
-      const info = await slack.client.files.info({ file: fileId });
+      const info = await client.files.info({ file: fileId });
       const file = info.file;
       const name = file?.name ?? fileId;
       const url = file?.url_private_download ?? file?.url_private;
@@ -60,7 +64,7 @@ export const slackEvidenceUpload = defineJob({
         lines.push(`• ${name}: refused, the download address is not Slack's`);
         continue;
       }
-      const response = await fetch(url, { headers: { authorization: `Bearer ${slack.botToken}` }, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
+      const response = await fetch(url, { headers: { authorization: `Bearer ${botToken}` }, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
       if (response.status !== 200 || !response.body) {
         await response.body?.cancel();
         throw Object.assign(new Error(`downloading ${fileId} answered HTTP ${response.status}`), { code: 'slack_download_failed' });
@@ -80,8 +84,8 @@ export const slackEvidenceUpload = defineJob({
     }
     const target = payload.controlId ? `control ${payload.controlId}` : `task T-${payload.taskId ?? '?'}`;
     const text = `Evidence for ${target}:\n${lines.join('\n')}`;
-    const dm = await slack.sender.openDm(payload.slackUserId);
-    if (dm.ok) await slack.sender.post({ key: `evidence-confirmation:${job.id}`, channel: dm.value, text, blocks: toBlocks({ text, blocks: [{ type: 'section', text }] }) });
+    const dm = await slack.sender.openDm(payload.slackUserId, payload.tenant);
+    if (dm.ok) await slack.sender.post({ key: `evidence-confirmation:${job.id}`, channel: dm.value, team: payload.tenant, text, blocks: toBlocks({ text, blocks: [{ type: 'section', text }] }) });
     return { files: lines.length };
   },
 });

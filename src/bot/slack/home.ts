@@ -68,7 +68,8 @@ export const slackPublishHome = defineJob({
     if (!deps.slack) throw Object.assign(new Error('Slack is not configured on this worker (SLACK_BOT_TOKEN)'), { code: 'slack_not_configured' });
     const user = await findUserByIdentity(deps.db, { surface: 'slack', tenant, externalId: slackUserId });
     const home = await renderHome(deps.db, deps.config, user);
-    await deps.slack.client.views.publish({ user_id: slackUserId, view: { type: 'home', blocks: toBlocks(home) as never } });
+    const client = await deps.slack.tokens.clientFor(tenant);
+    await client.views.publish({ user_id: slackUserId, view: { type: 'home', blocks: toBlocks(home) as never } });
     return { linked: Boolean(user) };
   },
 });

@@ -18,7 +18,8 @@ export const slackLinkByEmail = defineJob({
     if (!deps.slack) return { skipped: 'slack not configured' };
     const identity = { surface: 'slack' as const, tenant, externalId: slackUserId };
     if (await findUserByIdentity(deps.db, identity)) return { linked: 'already' };
-    const info = await deps.slack.client.users.info({ user: slackUserId });
+    const client = await deps.slack.tokens.clientFor(tenant);
+    const info = await client.users.info({ user: slackUserId });
     const profile = info.user;
     const email = profile?.profile?.email;
     if (!email || profile?.is_bot || profile?.deleted) return { linked: false, reason: 'no verified email' };

@@ -9,8 +9,9 @@ import type { Logger } from '../../logger.ts';
 import type { Notifier } from '../notifier.ts';
 import { renderSubject } from '../render-subject.ts';
 import { toBlocks } from './block-kit.ts';
-import { WebClient } from '@slack/web-api';
 import { SlackSender } from './sender.ts';
+import { type SlackTokens, createSlackTokens } from './tokens.ts';
+import type { Keyring } from '../../connectors/sdk/crypto.ts';
 
 export interface Rerenderer {
   surface: string;
@@ -23,15 +24,18 @@ export function createSlackNotifier(db: Db, sender: SlackSender): Notifier {
     surface: 'slack',
     async deliver({ notificationId, target, message, subject }) {
       let channel = target;
+      let team: string | undefined;
       if (target.startsWith('user:')) {
         const link = await db.selectFrom('identity_links').select(['tenant', 'external_id']).where('user_id', '=', target.slice(5)).where('surface', '=', 'slack').executeTakeFirst();
         if (!link) return refuse('no_slack_identity', 'that user has no linked Slack account', { permanent: true });
-        const dm = await sender.openDm(link.external_id);
+        // A DM goes through the user's own workspace (its installation's token).
+        team = link.tenant;
+        const dm = await sender.openDm(link.external_id, team);
         if (!dm.ok) return dm;
         channel = dm.value;
       }
       const rendered = (subject ? await renderSubject(db, subject) : undefined) ?? message;
-      const posted = await sender.post({ key: notificationId, channel, text: rendered.text, blocks: toBlocks(rendered), ...(subject ? { subject } : {}) });
+      const posted = await sender.post({ key: notificationId, channel, team, text: rendered.text, blocks: toBlocks(rendered), ...(subject ? { subject } : {}) });
       return posted.ok ? ok({ ref: `${posted.value.channel}/${posted.value.ts}` }) : posted;
     },
   };
@@ -43,7 +47,7 @@ export function createSlackRerenderer(db: Db, sender: SlackSender, logger: Logge
     async rerender(subject) {
       const messages = await db
         .selectFrom('slack_messages')
-        .select(['channel_id', 'ts'])
+        .select(['channel_id', 'ts', 'team'])
         .where('subject_kind', '=', subject.kind)
         .where('subject_id', '=', subject.id)
         .where('status', '=', 'posted')
@@ -52,9 +56,9 @@ export function createSlackRerenderer(db: Db, sender: SlackSender, logger: Logge
       const rendered = await renderSubject(db, subject);
       if (!rendered) return ok({ updated: 0 });
       let updated = 0;
-      for (const { channel_id: channel, ts } of messages) {
+      for (const { channel_id: channel, ts, team } of messages) {
         if (!channel || !ts) continue;
-        const result = await sender.update({ channel, ts, text: rendered.text, blocks: toBlocks(rendered) });
+        const result = await sender.update({ channel, ts, team: team ?? undefined, text: rendered.text, blocks: toBlocks(rendered) });
         if (result.ok) updated++;
         else if (result.refusal.permanent) logger.warn({ channel, code: result.refusal.code }, 'a posted message can no longer be updated');
         else return result; // rate-limited or unreachable: the job retries (updates are idempotent)
@@ -64,14 +68,12 @@ export function createSlackRerenderer(db: Db, sender: SlackSender, logger: Logge
   };
 }
 
-/** The worker role's Slack pieces, when a bot token is configured. */
-export function createSlackDelivery(deps: { db: Db; clock: Clock; logger: Logger; botToken: string | undefined; apiUrl: string | undefined }):
-  | { sender: SlackSender; notifier: Notifier; rerenderer: Rerenderer; client: WebClient; botToken: string }
+/** The worker role's Slack pieces, when Slack can be reached: a bot token, or installations to take one from. */
+export function createSlackDelivery(deps: { db: Db; clock: Clock; logger: Logger; botToken: string | undefined; apiUrl: string | undefined; keyring: Keyring | undefined }):
+  | { sender: SlackSender; notifier: Notifier; rerenderer: Rerenderer; tokens: SlackTokens }
   | undefined {
-  if (!deps.botToken) return undefined;
-  const botToken = deps.botToken;
-  const sender = new SlackSender({ db: deps.db, clock: deps.clock, logger: deps.logger, apiUrl: deps.apiUrl, token: () => Promise.resolve(botToken) });
-  // For idempotent reads and view publishes; posting goes through the sender.
-  const client = new WebClient(botToken, { ...(deps.apiUrl ? { slackApiUrl: deps.apiUrl } : {}), retryConfig: { retries: 2 }, rejectRateLimitedCalls: true });
-  return { sender, client, botToken, notifier: createSlackNotifier(deps.db, sender), rerenderer: createSlackRerenderer(deps.db, sender, deps.logger) };
+  if (!deps.botToken && !deps.keyring) return undefined;
+  const tokens = createSlackTokens({ db: deps.db, keyring: deps.keyring, botToken: deps.botToken, apiUrl: deps.apiUrl });
+  const sender = new SlackSender({ db: deps.db, clock: deps.clock, logger: deps.logger, apiUrl: deps.apiUrl, token: (team) => tokens.tokenFor(team) });
+  return { sender, tokens, notifier: createSlackNotifier(deps.db, sender), rerenderer: createSlackRerenderer(deps.db, sender, deps.logger) };
 }

@@ -17,6 +17,7 @@ import type { Db } from '../../db/database.ts';
 import { type Result, ok, refuse } from '../../domain/result.ts';
 import type { Logger } from '../../logger.ts';
 import type { SlackBlock } from './block-kit.ts';
+import { SlackTokenError } from './tokens.ts';
 
 const PERMANENT_ERRORS = new Set(['channel_not_found', 'not_in_channel', 'is_archived', 'invalid_auth', 'account_inactive', 'token_revoked', 'no_permission', 'missing_scope', 'user_not_found', 'msg_too_long', 'invalid_blocks', 'message_not_found']);
 export const METADATA_EVENT = 'projectx_message';
@@ -25,7 +26,7 @@ export interface SlackSenderOptions {
   db: Db;
   clock: Clock;
   logger: Logger;
-  /** The bot token for a workspace (single-workspace: the configured token). */
+  /** The bot token for a workspace (see tokens.ts). */
   token: (team?: string) => Promise<string>;
   apiUrl?: string | undefined;
   /** Minimum gap between two posts to one channel. */
@@ -38,7 +39,7 @@ export interface PostInput {
   text: string;
   blocks: SlackBlock[];
   subject?: { kind: string; id: string };
-  team?: string;
+  team?: string | undefined;
 }
 
 export class SlackSender {
@@ -81,7 +82,8 @@ export class SlackSender {
     const { db, clock } = this.#options;
     const existing = await db.selectFrom('slack_messages').selectAll().where('message_key', '=', input.key).where('channel', '=', input.channel).executeTakeFirst();
     if (existing?.status === 'posted' && existing.ts) return ok({ channel: existing.channel_id ?? input.channel, ts: existing.ts, posted: false });
-    const client = await this.#client(input.team);
+    const client = await this.#client(input.team).catch((error: unknown) => error);
+    if (!(client instanceof WebClient)) return this.#tokenFailure(client);
     if (existing?.status === 'posting') {
       const found = await this.#findPosted(client, input.channel, input.key, existing.attempt_started_at);
       if (found) {
@@ -97,7 +99,7 @@ export class SlackSender {
     } else {
       await db
         .insertInto('slack_messages')
-        .values({ message_key: input.key, channel: input.channel, status: 'posting', subject_kind: input.subject?.kind ?? null, subject_id: input.subject?.id ?? null, attempt_started_at: clock.now() })
+        .values({ message_key: input.key, channel: input.channel, team: input.team ?? null, status: 'posting', subject_kind: input.subject?.kind ?? null, subject_id: input.subject?.id ?? null, attempt_started_at: clock.now() })
         .onConflict((oc) => oc.constraint('slack_messages_key_channel_key').doNothing())
         .execute();
     }
@@ -121,7 +123,7 @@ export class SlackSender {
     }
   }
 
-  async update(input: { channel: string; ts: string; text: string; blocks: SlackBlock[]; team?: string }): Promise<Result<void>> {
+  async update(input: { channel: string; ts: string; text: string; blocks: SlackBlock[]; team?: string | undefined }): Promise<Result<void>> {
     try {
       const client = await this.#client(input.team);
       await client.chat.update({ channel: input.channel, ts: input.ts, text: input.text, blocks: input.blocks as never });
@@ -132,7 +134,7 @@ export class SlackSender {
   }
 
   /** The DM channel with a Slack user. */
-  async openDm(slackUserId: string, team?: string): Promise<Result<string>> {
+  async openDm(slackUserId: string, team?: string  ): Promise<Result<string>> {
     try {
       const client = await this.#client(team);
       const result = await client.conversations.open({ users: slackUserId });
@@ -141,6 +143,11 @@ export class SlackSender {
     } catch (error) {
       return this.#failure(error, () => Promise.resolve());
     }
+  }
+
+  #tokenFailure<T>(error: unknown): Result<T> {
+    if (error instanceof SlackTokenError) return refuse(error.code, error.message, { permanent: true });
+    throw error;
   }
 
   async #findPosted(client: WebClient, channel: string, key: string, since: Date): Promise<string | undefined> {
@@ -155,6 +162,7 @@ export class SlackSender {
   }
 
   async #failure<T>(error: unknown, notPosted: () => Promise<void>): Promise<Result<T>> {
+    if (error instanceof SlackTokenError) return refuse(error.code, error.message, { permanent: true });
     if (error instanceof WebAPIRateLimitedError) {
       await notPosted();
       return refuse('rate_limited', `Slack asked us to wait ${error.retryAfter} s`, { retryAfterSeconds: Math.max(1, error.retryAfter) });

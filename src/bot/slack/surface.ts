@@ -156,7 +156,7 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     }
     await deps.jobs.enqueue(
       slackEvidenceUpload,
-      { fileIds, userId: ctx.actor.user!.id, slackUserId: ctx.actor.identity!.externalId, ...(controlId ? { controlId } : {}), ...(taskId ? { taskId } : {}) },
+      { fileIds, userId: ctx.actor.user!.id, slackUserId: ctx.actor.identity!.externalId, tenant: ctx.actor.identity!.tenant, ...(controlId ? { controlId } : {}), ...(taskId ? { taskId } : {}) },
       { singletonKey: `${view.id}:${view.hash}` },
     );
     await ack();
