@@ -14,7 +14,9 @@ export type Block =
   | { type: 'header'; text: string }
   | { type: 'section'; text: string; fields?: { label: string; value: string }[] }
   | { type: 'actions'; buttons: Button[] }
-  | { type: 'context'; text: string };
+  | { type: 'context'; text: string }
+  /** Deep links to where a thing lives (the source record in ServiceNow or Jira, the ProjectX page). */
+  | { type: 'links'; links: { label: string; url: string }[] };
 
 export interface Message {
   /** Plain-text fallback (notifications, screen readers, logs). */

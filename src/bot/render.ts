@@ -32,6 +32,8 @@ export function renderTask(task: Task, options: { buttons?: boolean; names?: Rec
     { type: 'section', text: task.description ?? task.title, fields },
   ];
   if (links.length > 0) blocks.push({ type: 'context', text: `Linked: ${links.join(', ')}` });
+  const deepLinks = task.links.filter((link) => link.url && /^https?:\/\//.test(link.url)).map((link) => ({ label: `Open ${link.target}`, url: link.url! }));
+  if (deepLinks.length > 0) blocks.push({ type: 'links', links: deepLinks });
   if (options.buttons !== false && task.state === 'pending_approval') blocks.push({ type: 'actions', buttons: approvalButtons(task) });
   return { text: `${task.ref} ${task.title} (${task.state.replace('_', ' ')})`, blocks };
 }

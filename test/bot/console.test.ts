@@ -1,3 +1,6 @@
+import { renderText } from '../../src/bot/console/render.ts';
+import { renderTask } from '../../src/bot/render.ts';
+import { toBlocks } from '../../src/bot/slack/block-kit.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsoleSession } from '../../src/bot/console/session.ts';
 import type { Role } from '../../src/db/schema.ts';
@@ -140,5 +143,18 @@ describe('ConsoleSession', () => {
     const out = await sessionFor(await userWith('viewer')).handle('evidence');
     expect(out.refused).toBe(true);
     expect(out.text).not.toContain('projectx evidence add');
+  });
+});
+
+describe('deep links', () => {
+  it('renders a task linked to an external record with its URL, in Block Kit and on the console', () => {
+    const task = {
+      id: '7', ref: 'T-7', type: 'remediation' as const, title: 'Patch host', description: null, state: 'open' as const, priority: 'high' as const,
+      requesterId: null, assigneeId: null, dueAt: null, policy: null, version: 1, createdAt: new Date(), updatedAt: new Date(),
+      links: [{ kind: 'external' as const, target: 'servicenow:INC0012345', url: 'https://acme.service-now.com/nav_to.do?uri=incident.do?sys_id=abc|x' }],
+    };
+    const message = renderTask(task);
+    expect(JSON.stringify(toBlocks(message))).toContain('<https://acme.service-now.com/nav_to.do?uri=incident.do?sys_id=abc%7Cx|Open servicenow:INC0012345>');
+    expect(renderText(message).text).toContain('Open servicenow:INC0012345: https://acme.service-now.com/nav_to.do?uri=incident.do?sys_id=abc|x');
   });
 });

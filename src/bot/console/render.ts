@@ -18,6 +18,7 @@ export function renderText(message: Message): RenderedText {
       lines.push(plain(block.text));
       for (const field of block.fields ?? []) lines.push(`  ${field.label}: ${plain(field.value)}`);
     } else if (block.type === 'context') lines.push(`  (${plain(block.text)})`);
+    else if (block.type === 'links') lines.push(...block.links.map((link) => `  ${link.label}: ${link.url}`));
     else {
       lines.push(
         block.buttons

@@ -6,6 +6,7 @@ import type { Block, Message } from '../message.ts';
 
 export type SlackBlock = Record<string, unknown>;
 
+const escapeMrkdwn = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const mrkdwn = (text: string) => ({ type: 'mrkdwn', text: text.slice(0, 3000) });
 const plain = (text: string) => ({ type: 'plain_text', text: text.slice(0, 150), emoji: true });
 
@@ -19,6 +20,9 @@ function renderBlock(block: Block): SlackBlock {
         : { type: 'section', text: mrkdwn(block.text) };
     case 'context':
       return { type: 'context', elements: [mrkdwn(block.text)] };
+    case 'links':
+      // Slack's link syntax <url|label>; characters that would break it are escaped per Slack's formatting rules.
+      return { type: 'context', elements: [mrkdwn(block.links.map((link) => `<${link.url.replace(/[<>|]/g, encodeURIComponent)}|${escapeMrkdwn(link.label)}>`).join('  ·  '))] };
     case 'actions':
       return {
         type: 'actions',
