@@ -11,7 +11,7 @@ import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../../connector
 import { findUserById } from '../../domain/users.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
-import { toBlocks } from './block-kit.ts';
+import { escapeMrkdwn, toBlocks } from './block-kit.ts';
 
 export const SLACK_FILE_HOSTS = ['files.slack.com'];
 
@@ -85,7 +85,7 @@ export const slackEvidenceUpload = defineJob({
     const target = payload.controlId ? `control ${payload.controlId}` : `task T-${payload.taskId ?? '?'}`;
     const text = `Evidence for ${target}:\n${lines.join('\n')}`;
     const dm = await slack.sender.openDm(payload.slackUserId, payload.tenant);
-    if (dm.ok) await slack.sender.post({ key: `evidence-confirmation:${job.id}`, channel: dm.value, team: payload.tenant, text, blocks: toBlocks({ text, blocks: [{ type: 'section', text }] }) });
+    if (dm.ok) await slack.sender.post({ key: `evidence-confirmation:${job.id}`, channel: dm.value, team: payload.tenant, text: escapeMrkdwn(text), blocks: toBlocks({ text, blocks: [{ type: 'section', text }] }) });
     return { files: lines.length };
   },
 });

@@ -22,7 +22,9 @@ export const slackLinkByEmail = defineJob({
     const info = await client.users.info({ user: slackUserId });
     const profile = info.user;
     const email = profile?.profile?.email;
-    if (!email || profile?.is_bot || profile?.deleted) return { linked: false, reason: 'no verified email' };
+    // Only an address Slack says the person confirmed, of a member of the workspace the request came from.
+    const sameTenant = profile?.team_id === tenant || profile?.enterprise_user?.enterprise_id === tenant;
+    if (!email || profile?.is_bot || profile?.deleted || profile?.is_email_confirmed !== true || !sameTenant) return { linked: false, reason: 'no confirmed email in this workspace' };
     const user = await findUserByEmail(deps.db, email);
     if (!user) return { linked: false, reason: 'no ProjectX user with that email' };
     const linked = await linkIdentity(deps.db, user.id, identity, 'slack_verified_email');

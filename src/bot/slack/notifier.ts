@@ -8,7 +8,7 @@ import { type Result, ok, refuse } from '../../domain/result.ts';
 import type { Logger } from '../../logger.ts';
 import type { Notifier } from '../notifier.ts';
 import { renderSubject } from '../render-subject.ts';
-import { toBlocks } from './block-kit.ts';
+import { escapeMrkdwn, toBlocks } from './block-kit.ts';
 import { SlackSender } from './sender.ts';
 import { type SlackTokens, createSlackTokens } from './tokens.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
@@ -35,7 +35,7 @@ export function createSlackNotifier(db: Db, sender: SlackSender): Notifier {
         channel = dm.value;
       }
       const rendered = (subject ? await renderSubject(db, subject) : undefined) ?? message;
-      const posted = await sender.post({ key: notificationId, channel, team, text: rendered.text, blocks: toBlocks(rendered), ...(subject ? { subject } : {}) });
+      const posted = await sender.post({ key: notificationId, channel, team, text: escapeMrkdwn(rendered.text), blocks: toBlocks(rendered), ...(subject ? { subject } : {}) });
       return posted.ok ? ok({ ref: `${posted.value.channel}/${posted.value.ts}` }) : posted;
     },
   };
@@ -58,7 +58,7 @@ export function createSlackRerenderer(db: Db, sender: SlackSender, logger: Logge
       let updated = 0;
       for (const { channel_id: channel, ts, team } of messages) {
         if (!channel || !ts) continue;
-        const result = await sender.update({ channel, ts, team: team ?? undefined, text: rendered.text, blocks: toBlocks(rendered) });
+        const result = await sender.update({ channel, ts, team: team ?? undefined, text: escapeMrkdwn(rendered.text), blocks: toBlocks(rendered) });
         if (result.ok) updated++;
         else if (result.refusal.permanent) logger.warn({ channel, code: result.refusal.code }, 'a posted message can no longer be updated');
         else return result; // rate-limited or unreachable: the job retries (updates are idempotent)

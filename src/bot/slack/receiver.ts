@@ -106,7 +106,8 @@ export class HonoSlackReceiver implements Receiver {
     const retryReason = c.req.header('x-slack-retry-reason');
     const outcome = await this.dispatch(body, rawBody, { ...(Number.isFinite(retryNum) ? { retryNum } : {}), ...(retryReason ? { retryReason } : {}) });
     if (outcome.kind === 'not_ready') return c.json(errorBody('not_ready', 'the Slack app is not initialised'), 503);
-    const response = outcome.response;
+    if (outcome.kind === 'failed') return c.json(errorBody('processing_failed', 'the request could not be processed; it can be retried'), 500);
+    const response = 'response' in outcome ? outcome.response : undefined;
     if (response === undefined || response === '') return c.body(null, 200);
     if (typeof response === 'string') return c.text(response, 200);
     return c.json(response as object, 200);
@@ -117,7 +118,7 @@ export class HonoSlackReceiver implements Receiver {
    * hands it to Bolt, and resolves with what the listener acked (or nothing, after the ack timeout). The HTTP
    * route and the Socket Mode client both come through here.
    */
-  async dispatch(body: Body, rawBody: Uint8Array, retry: { retryNum?: number; retryReason?: string } = {}): Promise<{ kind: 'answered' | 'duplicate'; response?: unknown } | { kind: 'not_ready' }> {
+  async dispatch(body: Body, rawBody: Uint8Array, retry: { retryNum?: number; retryReason?: string } = {}): Promise<{ kind: 'answered' | 'duplicate'; response?: unknown } | { kind: 'not_ready' | 'failed' }> {
     const { logger } = this.#options;
     const delivery = deliveryOf(body, rawBody);
     let inboundId: string | undefined;
@@ -161,13 +162,16 @@ export class HonoSlackReceiver implements Receiver {
     void processing.then((outcome) => this.#settleInbound(inboundId, outcome));
 
     const NO_ACK = Symbol('no-ack');
+    const FAILED = Symbol('failed');
     let timer: NodeJS.Timeout | undefined;
     const response = await Promise.race([
       acked,
-      processing.then(() => NO_ACK),
+      processing.then((outcome) => (outcome.ok ? NO_ACK : FAILED)),
       new Promise((resolve) => (timer = setTimeout(() => resolve(NO_ACK), this.#options.ackTimeoutMs ?? 2500))),
     ]);
     clearTimeout(timer);
+    // Failed before acknowledging: say so (Slack retries an event; a form shows an error to resubmit), never 200.
+    if (response === FAILED) return { kind: 'failed' };
     return { kind: 'answered', ...(response === NO_ACK ? {} : { response }) };
   }
 
@@ -184,18 +188,30 @@ export class HonoSlackReceiver implements Receiver {
     await this.#settler.add(error === undefined ? { id } : { id, error }).catch((failure: unknown) => this.#options.logger.warn({ err: failure }, 'could not record the outcome of a slack delivery'));
   }
 
-  /** One INSERT for the batch; a delivery id already known (or twice in the batch) gets no id: a repeat. */
+  /**
+   * One INSERT for the batch. A delivery id already received gets no id (a repeat), unless its earlier
+   * processing failed: then this delivery takes the row over and is processed again (Slack retries a failed
+   * event; a person resubmits a form that answered with an error). Two identical deliveries in one batch: the
+   * first wins.
+   */
   async #insert(rows: readonly InboundRow[]): Promise<(string | undefined)[]> {
+    const seen = new Set<string>();
+    const unique = rows.filter((row) => (seen.has(row.delivery_id) ? false : (seen.add(row.delivery_id), true)));
     const inserted = await this.#options.db
       .insertInto('inbound_events')
-      .values([...rows])
-      .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
+      .values(unique)
+      .onConflict((oc) =>
+        oc
+          .constraint('inbound_events_source_delivery_id_key')
+          .doUpdateSet((eb) => ({ status: 'received', error: null, processed_at: null, received_at: eb.ref('excluded.received_at'), body: eb.ref('excluded.body'), headers: eb.ref('excluded.headers') }))
+          .where('inbound_events.status', '=', 'failed'),
+      )
       .returning(['id', 'delivery_id'])
       .execute();
     const ids = new Map(inserted.map((row) => [row.delivery_id, row.id]));
     return rows.map((row) => {
       const id = ids.get(row.delivery_id);
-      ids.delete(row.delivery_id); // the first of two identical deliveries in one batch wins
+      ids.delete(row.delivery_id);
       return id;
     });
   }

@@ -26,6 +26,8 @@ export async function startSocketMode(input: { appToken: string; apiUrl: string 
         ...(typeof args.retry_num === 'number' ? { retryNum: args.retry_num } : {}),
         ...(args.retry_reason ? { retryReason: args.retry_reason } : {}),
       });
+      // Over Socket Mode a failure is shown by not acknowledging: Slack then retries the envelope.
+      if (outcome.kind === 'failed' || outcome.kind === 'not_ready') return;
       const response = outcome.kind === 'answered' ? outcome.response : undefined;
       await args.ack(response === undefined || response === '' ? undefined : response);
     })().catch((error: unknown) => logger.error({ err: error }, 'a Socket Mode envelope failed'));

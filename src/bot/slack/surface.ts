@@ -131,7 +131,13 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     await ack();
   });
 
-  app.options('control_picker', async ({ ack, options }) => {
+  app.options('control_picker', async ({ ack, options, body }) => {
+    // The picker lists controls only to people who may upload evidence.
+    const ctx = await contextFor(body);
+    if (!can(ctx.actor.user, 'evidence.upload')) {
+      await ack({ options: [] });
+      return;
+    }
     const controls = await searchControls(domain.db, options.value ?? '', 20);
     await ack({ options: controls.map((control) => ({ text: { type: 'plain_text', text: `${control.id} ${control.title}`.slice(0, 75) }, value: control.id })) });
   });

@@ -51,6 +51,13 @@ export class LocalEvidenceStore implements EvidenceStore {
     }
     await mkdir(path.dirname(finalPath), { recursive: true });
     await rename(tmp, finalPath);
+    // The rename is durable only once its directory is: the evidence row is committed right after this.
+    const dir = await open(path.dirname(finalPath), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
     return { sha256, sizeBytes: size, uri, written: true };
   }
 

@@ -13,6 +13,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MANIFEST_PLACEHOLDER_URL, SLACK_BOT_EVENTS, SLACK_BOT_SCOPES, SLACK_COMMANDS, SLACK_PATHS, readManifestTemplate, renderManifest } from '../../../src/bot/slack/manifest.ts';
+import { linkIdentity } from '../../../src/domain/users.ts';
 import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { createApp } from '../../../src/http/app.ts';
@@ -168,8 +169,10 @@ describe('the Slack app manifest', () => {
       expect(await res.text()).toBe('');
     });
 
-    it('answers the control_picker options at the options load URL', async () => {
+    it('answers the control_picker options at the options load URL (to people who may upload evidence only)', async () => {
       const control = await fx.control({ title: 'Manifest options check' });
+      const uploader = await fx.user({ roles: ['contributor'] });
+      await linkIdentity(fx.tdb.db, uploader.id, { surface: 'slack', tenant: 'T0MANIFEST', externalId: 'UMANIFEST1' }, 'test');
       const payload = {
         type: 'block_suggestion',
         action_id: 'control_picker',
@@ -184,6 +187,9 @@ describe('the Slack app manifest', () => {
       const res = await post(pathOf(m.settings.interactivity.message_menu_options_url), new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ options: [{ text: { type: 'plain_text', text: `${control} Manifest options check` }, value: control }] });
+      const stranger = { ...payload, user: { id: 'USTRANGER', team_id: 'T0MANIFEST' } };
+      const refused = await post(pathOf(m.settings.interactivity.message_menu_options_url), new URLSearchParams({ payload: JSON.stringify(stranger) }).toString());
+      expect(await refused.json()).toEqual({ options: [] });
     });
 
     it.each(m.settings.event_subscriptions.bot_events)('accepts and records a signed %s event at the events Request URL', async (type) => {

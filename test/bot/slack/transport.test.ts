@@ -70,7 +70,8 @@ describe('POST /slack/events', () => {
     const body = (await res.json()) as { response_type: string; text: string; blocks: { type: string; text?: { text: string } }[] };
     expect(body.response_type).toBe('ephemeral');
     expect(body.text).toContain('ProjectX commands for Avery (approver)');
-    expect(body.text).toContain('/projectx approve <id> [reason]');
+    // Slack's control characters are escaped in everything we send (no <!channel>, no spoofed <url|links>).
+    expect(body.text).toContain('/projectx approve &lt;id&gt; [reason]');
     expect(body.blocks[0]).toMatchObject({ type: 'section', text: { type: 'mrkdwn' } });
   });
 
@@ -118,6 +119,33 @@ describe('POST /slack/events', () => {
     const body = (await res.json()) as { response_type: string; text: string };
     expect(body.response_type).toBe('ephemeral');
     expect(body.text).toMatch(expected);
+  });
+
+  it('escapes Slack control sequences in text that people wrote (no @channel ping, no spoofed link)', async () => {
+    const { slackUser } = await linked({ roles: ['approver'] });
+    const approver = await fx.tdb.db.selectFrom('identity_links').select('user_id').where('external_id', '=', slackUser).executeTakeFirstOrThrow();
+    const task = await fx.task({ type: 'approval', title: '<!channel> <https://evil.example|Re-approve here>', policy: { approverUserIds: [approver.user_id] } });
+    const res = await post(slashCommandBody({ user_id: slackUser, text: `task ${task.ref}`, trigger_id: `trg-inject-${task.id}` }));
+    const body = (await res.json()) as { text: string; blocks: unknown[] };
+    // Everything Slack formats (the fallback text and every mrkdwn element; plain_text is never formatted).
+    const formatted = [body.text, ...JSON.stringify(body.blocks).matchAll(/"type":"mrkdwn","text":"((?:[^"\\]|\\.)*)"/g)].map((match) => (typeof match === 'string' ? match : match[1]!));
+    expect(formatted.join('\n')).not.toContain('<!channel>');
+    expect(formatted.join('\n')).not.toContain('<https://evil.example|');
+    expect(formatted.join('\n')).toContain('&lt;!channel&gt;');
+  });
+
+  it('answers 500 when processing fails before the ack, and lets the redelivery take the failed record over', async () => {
+    const { slackUser } = await linked({ roles: ['approver'] });
+    // A view submission whose state is not an object makes the deny-reason listener throw before its ack.
+    const payload = { type: 'view_submission', team: { id: 'E111' }, user: { id: slackUser, team_id: 'E111' }, view: { id: 'VBROKEN', hash: 'h1', callback_id: 'deny_reason', private_metadata: '1', state: null } };
+    const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+    const first = await post(body);
+    expect(first.status).toBe(500);
+    expect(await first.json()).toEqual({ error: { code: 'processing_failed', message: 'the request could not be processed; it can be retried' } });
+    const failed = () => fx.tdb.db.selectFrom('inbound_events').select('status').where('delivery_id', '=', 'view:VBROKEN:h1:view_submission').executeTakeFirst();
+    await expect.poll(async () => (await failed())?.status, { timeout: 5000 }).toBe('failed');
+    // The same delivery again is not refused as a duplicate: it is processed (and fails) again.
+    expect((await post(body)).status).toBe(500);
   });
 
   it('refuses a self-approval from Slack with the reason, and audits it', async () => {
