@@ -29,7 +29,7 @@ import { jobDefinitions } from './jobs/index.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
 import type { Logger } from './logger.ts';
-import { type Metrics, createMetrics } from './metrics.ts';
+import { type Metrics, createMetrics, registerCollectedGauge } from './metrics.ts';
 
 export type Role = 'all' | 'web' | 'worker';
 export const ROLES: readonly Role[] = ['all', 'web', 'worker'];
@@ -98,6 +98,20 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     logger.info({ applied }, applied.length > 0 ? 'database migrated' : 'database schema is up to date');
 
     const metrics = createMetrics();
+    // Deliveries not (yet) processed, by source and status: failed ones wait here for an operator.
+    registerCollectedGauge(
+      metrics,
+      { name: 'inbound_events_unsettled', help: 'Inbound deliveries not processed, by source and status', labelNames: ['source', 'status'] as const },
+      async () =>
+        (
+          await db
+            .selectFrom('inbound_events')
+            .select(['source', 'status', (eb) => eb.fn.countAll<string>().as('n')])
+            .where('status', '<>', 'processed')
+            .groupBy(['source', 'status'])
+            .execute()
+        ).map((row) => ({ labels: { source: row.source, status: row.status }, value: Number(row.n) })),
+    );
     const jobs = await startJobRuntime({
       connectionString: database.url,
       definitions: options.jobs ?? jobDefinitions,

@@ -85,6 +85,11 @@ describe('service', () => {
     expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}",state="ready"} 1`);
     expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}",state="deferred"} 1`);
     expect(text).toContain(`queue_depth{queue="${pruneInboundEvents.name}.dead",state="ready"} 0`);
+    // Failed inbound deliveries are visible to operators.
+    await tdb.db.insertInto('inbound_events').values({ source: 'slack', delivery_id: 'metrics-failed-1', kind: 'event_callback', body: Buffer.from('{}'), status: 'failed' }).execute();
+    const after = await (await fetch(`${service.http.url}/metrics`)).text();
+    expect(after).toContain('inbound_events_unsettled{source="slack",status="failed"} 1');
+    await tdb.db.deleteFrom('inbound_events').where('delivery_id', '=', 'metrics-failed-1').execute();
     await service.jobs.boss.deleteAllJobs(pruneInboundEvents.name);
   });
 
