@@ -11,7 +11,7 @@
  */
 import { sql } from 'kysely';
 import type { TaskState } from '../db/schema.ts';
-import type { Actor } from './actor.ts';
+import { type Actor, SYSTEM_ACTOR } from './actor.ts';
 import { appendAudit, auditRefusal } from './audit.ts';
 import type { DomainDeps } from './deps.ts';
 import { newEvent } from './events.ts';
@@ -152,8 +152,7 @@ export async function expireTask(deps: DomainDeps, task: Task): Promise<boolean>
       .returning('id')
       .executeTakeFirst();
     if (!row) return false;
-    const system = { surface: 'system' as const, user: undefined };
-    await appendAudit(trx, { actor: system, action: 'task.expire', objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { expiresAt: task.policy?.expiresAt ?? null } });
+    await appendAudit(trx, { actor: SYSTEM_ACTOR, action: 'task.expire', objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { expiresAt: task.policy?.expiresAt ?? null } });
     await deps.events.emit(trx, newEvent({ subject: { kind: 'task', id: task.id, label: task.ref }, type: 'task.decided', controlIds: controlIdsOf(task), summary: `${task.ref} expired without a decision`, data: { state: 'expired' } }, now));
     return true;
   });

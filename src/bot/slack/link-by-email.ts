@@ -4,6 +4,7 @@
  * user's first contact, so no Slack call is made before the ack.
  */
 import { z } from 'zod';
+import { SYSTEM_ACTOR } from '../../domain/actor.ts';
 import { appendAudit } from '../../domain/audit.ts';
 import { findUserByEmail, findUserByIdentity, linkIdentity } from '../../domain/users.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
@@ -33,7 +34,7 @@ export const slackLinkByEmail = defineJob({
       return { linked: false, reason: linked.refusal.code };
     }
     await deps.db.transaction().execute((trx) =>
-      appendAudit(trx, { actor: { surface: 'system', user: undefined }, action: 'identity.link', objectType: 'user', objectId: user.email, outcome: 'success', at: deps.clock.now(), detail: { surface: 'slack', tenant, externalId: slackUserId, via: 'slack_verified_email' } }),
+      appendAudit(trx, { actor: SYSTEM_ACTOR, action: 'identity.link', objectType: 'user', objectId: user.email, outcome: 'success', at: deps.clock.now(), detail: { surface: 'slack', tenant, externalId: slackUserId, via: 'slack_verified_email' } }),
     );
     return { linked: true };
   },

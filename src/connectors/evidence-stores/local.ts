@@ -45,7 +45,8 @@ export class LocalEvidenceStore implements EvidenceStore {
     const sha256 = hash.digest('hex');
     const finalPath = path.join(this.#root, sha256.slice(0, 2), sha256);
     const uri = pathToFileURL(finalPath).href;
-    if (await exists(finalPath)) {
+    const alreadyStored = await stat(finalPath).then(() => true, () => false);
+    if (alreadyStored) {
       await rm(tmp, { force: true });
       return { sha256, sizeBytes: size, uri, written: false };
     }
@@ -65,14 +66,5 @@ export class LocalEvidenceStore implements EvidenceStore {
     const file = fileURLToPath(uri);
     if (!file.startsWith(this.#root + path.sep)) return Promise.reject(new Error('that evidence is not in this store'));
     return Promise.resolve(createReadStream(file));
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
   }
 }

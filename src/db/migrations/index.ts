@@ -7,10 +7,12 @@ import * as foundation from './20261122_0130_foundation.ts';
 import * as domain from './20261122_0200_domain.ts';
 import * as slack from './20261122_0300_slack.ts';
 import * as slackMessageTeam from './20261122_0400_slack_message_team.ts';
+import * as inboundUnsettledIndex from './20261122_0500_inbound_unsettled_index.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
   '20261122_0200_domain': domain,
   '20261122_0300_slack': slack,
   '20261122_0400_slack_message_team': slackMessageTeam,
+  '20261122_0500_inbound_unsettled_index': inboundUnsettledIndex,
 };
