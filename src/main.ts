@@ -22,6 +22,7 @@ import { type HttpServer, startHttpServer } from './http/server.ts';
 import type { Notifier } from './bot/notifier.ts';
 import { createSlackDelivery } from './bot/slack/notifier.ts';
 import { createSlackSurface } from './bot/slack/surface.ts';
+import { createIdentityCache } from './domain/identity-cache.ts';
 import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
@@ -150,7 +151,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       readiness: readinessChecks(db, jobs),
     });
     if (role !== 'worker') {
-      const slack = createSlackSurface({ config, domain, jobs, keyring, logger, metrics, integrations: () => integrationHealth(db, config) });
+      const identities = await createIdentityCache({ db, connectionString: database.url, logger, metrics });
+      cleanups.push({ name: 'identity cache', run: () => identities.close() });
+      const slack = createSlackSurface({ config, domain, jobs, keyring, identities, logger, metrics, integrations: () => integrationHealth(db, config) });
       slack?.mount(app);
       if (slack) {
         await slack.start();

@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
 import type { Context } from 'hono';
 import { Counter } from 'prom-client';
-import type { Insertable } from 'kysely';
+import type { Insertable, QueryCreator } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import { Batcher } from '../../db/batcher.ts';
-import type { InboundEventsTable } from '../../db/schema.ts';
+import type { Database, InboundEventsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/database.ts';
 import { errorBody } from '../../http/errors.ts';
 import type { Logger } from '../../logger.ts';
@@ -30,6 +30,8 @@ export interface SlackReceiverOptions {
 
 type Body = Record<string, unknown>;
 type InboundRow = Insertable<InboundEventsTable>;
+/** A new delivery to record, or how an earlier one ended (no error: processed). */
+type WriteOp = { kind: 'record'; row: InboundRow } | { kind: 'settle'; id: string; error?: string };
 
 /** The delivery id Slack gives (or that identifies a repeat), and what kind of request it is. */
 export function deliveryOf(body: Body, rawBody: Uint8Array): { id: string; kind: string } | undefined {
@@ -60,15 +62,17 @@ export class HonoSlackReceiver implements Receiver {
   readonly #failures: Counter<'reason'>;
   readonly #duplicates: Counter<'kind'>;
 
-  /** Deliveries are recorded in batches (group commit): one INSERT and one commit for all that arrive together. */
-  readonly #recorder: Batcher<InboundRow, string | undefined>;
-  /** Outcomes are written in batches too, off the request path. */
-  readonly #settler: Batcher<{ id: string; error?: string }, void>;
+  /**
+   * Deliveries are recorded in batches (group commit): one statement and one commit for all that arrive
+   * together. The outcomes of earlier deliveries ride along in the same statement (an UPDATE in a CTE), so
+   * under load recording how a delivery ended costs no commit of its own; when nothing else arrives, an
+   * outcome is written by itself at once.
+   */
+  readonly #writer: Batcher<WriteOp, string | undefined>;
 
   constructor(options: SlackReceiverOptions) {
     this.#options = options;
-    this.#recorder = new Batcher((rows) => this.#insert(rows));
-    this.#settler = new Batcher((outcomes) => this.#settle(outcomes));
+    this.#writer = new Batcher((ops) => this.#write(ops));
     this.#failures = new Counter({ name: 'slack_signature_failures_total', help: 'Slack requests refused by signature check, by reason', labelNames: ['reason'], registers: [options.metrics.registry] });
     this.#duplicates = new Counter({ name: 'slack_duplicate_deliveries_total', help: 'Slack deliveries recognised as repeats and not processed again', labelNames: ['kind'], registers: [options.metrics.registry] });
   }
@@ -123,13 +127,16 @@ export class HonoSlackReceiver implements Receiver {
     const delivery = deliveryOf(body, rawBody);
     let inboundId: string | undefined;
     if (delivery) {
-      inboundId = await this.#recorder.add({
-        source: 'slack',
-        delivery_id: delivery.id.slice(0, 500),
-        kind: delivery.kind,
-        body: Buffer.from(rawBody),
-        headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
-        received_at: this.#options.clock.now(),
+      inboundId = await this.#writer.add({
+        kind: 'record',
+        row: {
+          source: 'slack',
+          delivery_id: delivery.id.slice(0, 500),
+          kind: delivery.kind,
+          body: Buffer.from(rawBody),
+          headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
+          received_at: this.#options.clock.now(),
+        },
       });
       if (!inboundId) {
         this.#duplicates.inc({ kind: delivery.kind });
@@ -185,19 +192,37 @@ export class HonoSlackReceiver implements Receiver {
   async #settleInbound(id: string | undefined, outcome: { ok: boolean; error?: unknown }): Promise<void> {
     if (!id) return;
     const error = outcome.ok ? undefined : outcome.error instanceof Error ? outcome.error.message : 'listener failed';
-    await this.#settler.add(error === undefined ? { id } : { id, error }).catch((failure: unknown) => this.#options.logger.warn({ err: failure }, 'could not record the outcome of a slack delivery'));
+    await this.#writer.add(error === undefined ? { kind: 'settle', id } : { kind: 'settle', id, error }).catch((failure: unknown) => this.#options.logger.warn({ err: failure }, 'could not record the outcome of a slack delivery'));
   }
 
   /**
-   * One INSERT for the batch. A delivery id already received gets no id (a repeat), unless its earlier
-   * processing failed: then this delivery takes the row over and is processed again (Slack retries a failed
-   * event; a person resubmits a form that answered with an error). Two identical deliveries in one batch: the
-   * first wins.
+   * One statement for the batch: the new deliveries are inserted and, in a CTE, the earlier ones whose
+   * processing succeeded are marked processed. A delivery id already received gets no id (a repeat), unless
+   * its earlier processing failed: then this delivery takes the row over and is processed again (Slack
+   * retries a failed event; a person resubmits a form that answered with an error). Two identical deliveries
+   * in one batch: the first wins. Failures (rare) are written first, each with its error.
+   *
+   * The CTE and the INSERT never touch the same row: a row being marked processed is 'received', and the
+   * INSERT only takes over rows that were 'failed' when the statement began.
    */
-  async #insert(rows: readonly InboundRow[]): Promise<(string | undefined)[]> {
+  async #write(ops: readonly WriteOp[]): Promise<(string | undefined)[]> {
+    const { db, clock } = this.#options;
+    const now = clock.now();
+    const rows = ops.flatMap((op) => (op.kind === 'record' ? [op.row] : []));
+    const processed = ops.flatMap((op) => (op.kind === 'settle' && op.error === undefined ? [op.id] : []));
+    for (const op of ops) {
+      if (op.kind === 'settle' && op.error !== undefined) {
+        await db.updateTable('inbound_events').set({ status: 'failed', processed_at: now, error: JSON.stringify({ message: op.error }) }).where('id', '=', op.id).execute();
+      }
+    }
+    const markProcessed = (qc: QueryCreator<Database>) => qc.updateTable('inbound_events').set({ status: 'processed', processed_at: now }).where('id', 'in', processed);
+    if (rows.length === 0) {
+      if (processed.length > 0) await markProcessed(db).execute();
+      return ops.map(() => undefined);
+    }
     const seen = new Set<string>();
     const unique = rows.filter((row) => (seen.has(row.delivery_id) ? false : (seen.add(row.delivery_id), true)));
-    const inserted = await this.#options.db
+    const insert = (processed.length > 0 ? db.with('settled', (trx) => markProcessed(trx)) : db)
       .insertInto('inbound_events')
       .values(unique)
       .onConflict((oc) =>
@@ -206,29 +231,20 @@ export class HonoSlackReceiver implements Receiver {
           .doUpdateSet((eb) => ({ status: 'received', error: null, processed_at: null, received_at: eb.ref('excluded.received_at'), body: eb.ref('excluded.body'), headers: eb.ref('excluded.headers') }))
           .where('inbound_events.status', '=', 'failed'),
       )
-      .returning(['id', 'delivery_id'])
-      .execute();
+      .returning(['id', 'delivery_id']);
+    const inserted = await insert.execute();
     const ids = new Map(inserted.map((row) => [row.delivery_id, row.id]));
-    return rows.map((row) => {
-      const id = ids.get(row.delivery_id);
-      ids.delete(row.delivery_id);
+    return ops.map((op) => {
+      if (op.kind !== 'record') return undefined;
+      const id = ids.get(op.row.delivery_id);
+      ids.delete(op.row.delivery_id);
       return id;
     });
   }
 
-  async #settle(outcomes: readonly { id: string; error?: string }[]): Promise<void[]> {
-    const now = this.#options.clock.now();
-    const processed = outcomes.filter((outcome) => outcome.error === undefined).map((outcome) => outcome.id);
-    if (processed.length > 0) await this.#options.db.updateTable('inbound_events').set({ status: 'processed', processed_at: now }).where('id', 'in', processed).execute();
-    for (const failed of outcomes.filter((outcome) => outcome.error !== undefined)) {
-      await this.#options.db.updateTable('inbound_events').set({ status: 'failed', processed_at: now, error: JSON.stringify({ message: failed.error }) }).where('id', '=', failed.id).execute();
-    }
-    return outcomes.map(() => undefined);
-  }
-
   /** Waits for every recorded outcome to be written (shutdown, tests). */
   flush(): Promise<void> {
-    return this.#settler.flush();
+    return this.#writer.flush();
   }
 }
 

@@ -9,6 +9,7 @@ import type { Config } from '../../config.ts';
 import type { Actor } from '../../domain/actor.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
 import { searchControls } from '../../domain/controls.ts';
+import type { IdentityDirectory } from '../../domain/identity-cache.ts';
 import { findUserByIdentity } from '../../domain/users.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
@@ -37,6 +38,8 @@ export interface SlackSurfaceDeps {
   logger: Logger;
   metrics: Metrics;
   integrations: () => Promise<IntegrationHealth[]>;
+  /** Who is behind a Slack user, answered from a cache the database invalidates; without it, a query each time. */
+  identities?: IdentityDirectory | undefined;
 }
 
 export interface SlackSurface {
@@ -75,6 +78,9 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
       throw new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`);
     },
     ignoreSelf: false,
+    // No conversation state is kept in Bolt (ours lives in the database); its default in-memory store would
+    // grow with every channel and cost a lookup per event.
+    convoStore: false,
     logLevel: LogLevel.WARN,
     logger: boltLogger(logger),
     // A lost response to a non-idempotent call must not make the SDK post twice; jobs retry instead.
@@ -84,7 +90,7 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
   const contextFor = async (body: Record<string, unknown>): Promise<CommandContext> => {
     const who = slackIdentity(body);
     const identity = who ? { surface: 'slack' as const, tenant: who.tenant, externalId: who.userId } : undefined;
-    const user = identity ? await findUserByIdentity(domain.db, identity) : undefined;
+    const user = identity ? await (deps.identities ? deps.identities.resolve(identity) : findUserByIdentity(domain.db, identity)) : undefined;
     if (identity && !user) {
       // First contact from an unlinked user: look up their verified Slack email in a job (never before the ack);
       // one job per user and hour at most.

@@ -8,6 +8,7 @@ import * as domain from './20261122_0200_domain.ts';
 import * as slack from './20261122_0300_slack.ts';
 import * as slackMessageTeam from './20261122_0400_slack_message_team.ts';
 import * as inboundUnsettledIndex from './20261122_0500_inbound_unsettled_index.ts';
+import * as identityNotify from './20261122_0600_identity_notify.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -15,4 +16,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0300_slack': slack,
   '20261122_0400_slack_message_team': slackMessageTeam,
   '20261122_0500_inbound_unsettled_index': inboundUnsettledIndex,
+  '20261122_0600_identity_notify': identityNotify,
 };

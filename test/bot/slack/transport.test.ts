@@ -100,6 +100,21 @@ describe('POST /slack/events', () => {
     expect(await metrics.registry.getSingleMetricAsString('slack_duplicate_deliveries_total')).toContain('kind="slash_command"} 1');
   });
 
+  it('records a burst of concurrent commands once each, and every one ends processed (outcomes ride along with later records)', async () => {
+    const { slackUser } = await linked({ roles: ['viewer'] });
+    const triggers = Array.from({ length: 60 }, (_, i) => `trg-burst-${slackUser}-${i}`);
+    const answers = await Promise.all(triggers.map((trigger) => post(slashCommandBody({ user_id: slackUser, text: 'help', trigger_id: trigger }))));
+    expect(answers.map((res) => res.status)).toEqual(triggers.map(() => 200));
+    const statuses = () =>
+      fx.tdb.db
+        .selectFrom('inbound_events')
+        .select(['status', (eb) => eb.fn.countAll<string>().as('n')])
+        .where('delivery_id', 'in', triggers.map((trigger) => `command:${trigger}`))
+        .groupBy('status')
+        .execute();
+    await expect.poll(statuses, { timeout: 5000 }).toEqual([{ status: 'processed', n: '60' }]);
+  });
+
   it.each([
     ['help', /ProjectX commands for/],
     ['tasks', /open assigned to you/],
