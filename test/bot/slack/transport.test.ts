@@ -103,7 +103,7 @@ describe('POST /slack/events', () => {
   it('records a burst of concurrent commands once each, and every one ends processed (outcomes ride along with later records)', async () => {
     const { slackUser } = await linked({ roles: ['viewer'] });
     const triggers = Array.from({ length: 60 }, (_, i) => `trg-burst-${slackUser}-${i}`);
-    const answers = await Promise.all(triggers.map((trigger) => post(slashCommandBody({ user_id: slackUser, text: 'help', trigger_id: trigger }))));
+    const answers = await Promise.all(triggers.map(async (trigger) => post(slashCommandBody({ user_id: slackUser, text: 'help', trigger_id: trigger }))));
     expect(answers.map((res) => res.status)).toEqual(triggers.map(() => 200));
     const statuses = () =>
       fx.tdb.db
