@@ -9,7 +9,7 @@ import type { Hono } from 'hono';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
-import { resolveKeyring } from './connectors/sdk/crypto.ts';
+import { type Keyring, resolveKeyring } from './connectors/sdk/crypto.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeIntegrations } from './connectors/catalog.ts';
@@ -190,6 +190,8 @@ export interface OperatorContext {
   jobs: JobRuntime;
   domain: DomainDeps;
   config: Config;
+  /** Encrypts secrets at rest (partners, subscriptions); undefined when no key is configured (and not embedded). */
+  keyring: Keyring | undefined;
   close(): Promise<void>;
 }
 
@@ -208,11 +210,13 @@ export async function openOperatorContext(config: Config, logger: Logger, option
     await migrateToLatest(db);
     const jobs = await startJobRuntime({ connectionString: database.url, definitions: jobDefinitions, logger, metrics: createMetrics({ defaultMetrics: false }), supervise: false, secrets: options.secrets ?? [] });
     const domain: DomainDeps = { db, events: createEventSink(jobs), clock: options.clock ?? systemClock };
+    const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     return {
       db,
       jobs,
       domain,
       config,
+      keyring,
       close: async () => {
         await jobs.stop(1000);
         await close();

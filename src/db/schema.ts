@@ -313,6 +313,68 @@ export interface SlackChannelPacingTable {
   next_at: Timestamp;
 }
 
+export type WebhookScheme = 'standard' | 'github' | 'jira';
+
+export interface WebhookPartnersTable {
+  key: string;
+  scheme: WebhookScheme;
+  /** Event type → action (src/connectors/webhook-bridge/mapping.ts). */
+  mapping: Json<Record<string, unknown>>;
+  description: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface WebhookPartnerSecretsTable {
+  id: Generated<string>;
+  partner_key: string;
+  /** An encrypted envelope of the secret (`whsec_…` for Standard Webhooks), never the secret itself. */
+  secret: Json<Record<string, unknown>>;
+  created_at: Generated<Date>;
+  /** After a rotation the old secret stays valid until then; null: no end. */
+  expires_at: NullableTimestamp;
+}
+
+export interface WebhookSubscriptionsTable {
+  id: Generated<string>;
+  url: string;
+  event_types: ColumnType<string[], string[], string[]>;
+  secret: Json<Record<string, unknown>>;
+  description: string | null;
+  enabled: Generated<boolean>;
+  disabled_reason: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export type WebhookDeliveryStatus = 'pending' | 'delivered' | 'failed' | 'abandoned';
+
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  subscription_id: string;
+  /** `webhook-id`: the same for every attempt of one event to one subscriber. */
+  message_id: string;
+  event_type: string;
+  payload: Json<Record<string, unknown>>;
+  status: Generated<WebhookDeliveryStatus>;
+  attempts: Generated<number>;
+  next_attempt_at: NullableTimestamp;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: Generated<Date>;
+  delivered_at: NullableTimestamp;
+}
+
+export interface WebhookDeliveryAttemptsTable {
+  id: Generated<string>;
+  delivery_id: string;
+  attempt: number;
+  attempted_at: Timestamp;
+  duration_ms: number;
+  http_status: number | null;
+  error: string | null;
+}
+
 export interface Database {
   integration_configs: IntegrationConfigsTable;
   integration_runs: IntegrationRunsTable;
@@ -338,4 +400,9 @@ export interface Database {
   slack_installations: SlackInstallationsTable;
   slack_messages: SlackMessagesTable;
   slack_channel_pacing: SlackChannelPacingTable;
+  webhook_partners: WebhookPartnersTable;
+  webhook_partner_secrets: WebhookPartnerSecretsTable;
+  webhook_subscriptions: WebhookSubscriptionsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
 }

@@ -9,6 +9,7 @@ import * as slack from './20261122_0300_slack.ts';
 import * as slackMessageTeam from './20261122_0400_slack_message_team.ts';
 import * as inboundUnsettledIndex from './20261122_0500_inbound_unsettled_index.ts';
 import * as identityNotify from './20261122_0600_identity_notify.ts';
+import * as webhooks from './20261122_0700_webhooks.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0400_slack_message_team': slackMessageTeam,
   '20261122_0500_inbound_unsettled_index': inboundUnsettledIndex,
   '20261122_0600_identity_notify': identityNotify,
+  '20261122_0700_webhooks': webhooks,
 };
