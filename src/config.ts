@@ -5,6 +5,7 @@
  * Variable names follow the integration runbook (DESIGN.md, "Environment"); `.env.example` documents each.
  * A secret's value never appears in an error message: problems name the variable and what was expected.
  */
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 /** Variables whose values are secrets: never echoed in errors, and scrubbed from every log line. */
@@ -83,6 +84,27 @@ const encryptionKeys = optional(
   }),
 );
 
+/**
+ * `OUTBOUND_WEBHOOK_ALLOWED_NETWORKS`: IP addresses or CIDR ranges (comma-separated) that outbound webhook
+ * deliveries may reach although they are not public unicast (loopback, private, link-local, …). Parsed into
+ * normalized CIDRs (`127.0.0.1/32`); only plain dotted-quad IPv4 is accepted (no `127.1` or octal forms).
+ */
+const networks = optional(
+  z.string().transform((value, ctx) => {
+    const parsed: string[] = [];
+    for (const entry of value.split(',').map((part) => part.trim()).filter(Boolean)) {
+      const [address = '', prefix, extra] = entry.split('/');
+      const bits = ipaddr.IPv4.isValidFourPartDecimal(address) ? 32 : ipaddr.IPv6.isValid(address) ? 128 : 0;
+      if (bits === 0 || extra !== undefined || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits))) {
+        ctx.addIssue({ code: 'custom', message: 'must be comma-separated IP addresses or CIDR ranges (e.g. 127.0.0.1/32,10.0.0.0/8,fd00::/8)' });
+        return z.NEVER;
+      }
+      parsed.push(`${ipaddr.parse(address).toString()}/${prefix ?? bits}`);
+    }
+    return parsed;
+  }),
+);
+
 const schema = z.object({
   NODE_ENV: withDefault(z.enum(['development', 'production', 'test']), 'development'),
   LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
@@ -153,6 +175,8 @@ const schema = z.object({
   SMTP_PASSWORD: secret,
   SMTP_FROM_ADDRESS: optional(z.email({ message: 'must be an email address' })),
   GENERIC_WEBHOOK_SECRET: secret,
+  /** Non-public networks outbound webhook subscriptions may deliver to (tests: 127.0.0.1/32); unset: none. */
+  OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: networks,
 
   /** Local evidence store directory (default `<PROJECTX_DATA_DIR>/evidence`). */
   EVIDENCE_LOCAL_DIR: text,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
 import { type Keyring, resolveKeyring } from './connectors/sdk/crypto.ts';
+import { createOutboundTransport } from './connectors/webhook-bridge/outbound/destination.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeIntegrations } from './connectors/catalog.ts';
@@ -128,6 +129,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     const domain: DomainDeps = { db, events, clock };
     if (role !== 'web') {
       const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring });
+      const outboundTransport = createOutboundTransport({ allowedNetworks: config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
+      cleanups.push({ name: 'outbound webhook agent', run: () => outboundTransport.close() });
       const deps: JobDeps = {
         db,
         logger,
@@ -140,6 +143,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
         slack: slack ? { sender: slack.sender, tokens: slack.tokens } : undefined,
         keyring,
+        outboundTransport,
       };
       await jobs.work(deps);
     }

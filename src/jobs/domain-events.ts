@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { Kysely } from 'kysely';
 import { renderEvent } from '../bot/render.ts';
+import { enqueueSubscriptionDeliveries } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { Database } from '../db/schema.ts';
 import type { DomainEvent, EventSink } from '../domain/events.ts';
 import { routeEvent } from '../domain/routing.ts';
@@ -61,7 +62,9 @@ export const routeDomainEvent = defineJob({
     if (RERENDER_ON.has(event.type) && deps.rerenderers.length > 0) {
       await deps.jobs.enqueue(rerenderSubject, { kind: event.subject.kind, id: event.subject.id });
     }
-    return { targets: targets.length, created };
+    // Outbound subscriptions: a delivery row and its first attempt's job per subscriber, or none of either.
+    const webhooks = await deps.db.transaction().execute((trx) => enqueueSubscriptionDeliveries(deps, trx, event));
+    return { targets: targets.length, created, ...(webhooks > 0 ? { webhooks } : {}) };
   },
 });
 

@@ -6,6 +6,7 @@ import { slackEvidenceUpload } from '../bot/slack/evidence-upload.ts';
 import { slackPublishHome } from '../bot/slack/home.ts';
 import { slackLinkByEmail } from '../bot/slack/link-by-email.ts';
 import { slackRefreshTokens } from '../bot/slack/token-refresh.ts';
+import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
 import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
@@ -21,4 +22,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   slackPublishHome,
   slackLinkByEmail,
   slackRefreshTokens,
+  deliverWebhook,
 ];

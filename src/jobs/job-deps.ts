@@ -4,6 +4,7 @@ import type { Rerenderer } from '../bot/slack/notifier.ts';
 import type { SlackSender } from '../bot/slack/sender.ts';
 import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
 import type { Keyring } from '../connectors/sdk/crypto.ts';
+import type { OutboundTransport } from '../connectors/webhook-bridge/outbound/destination.ts';
 import type { SlackTokens } from '../bot/slack/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -28,6 +29,8 @@ export interface JobDeps {
   evidenceStore: EvidenceStore;
   /** Credentials at rest (undefined with a real database and no PROJECTX_ENCRYPTION_KEY). */
   keyring?: Keyring | undefined;
+  /** Outbound webhooks: the SSRF-guarded HTTP agent, shared by deliveries (absent: one per attempt). */
+  outboundTransport?: OutboundTransport | undefined;
   /** Slack for Slack's jobs, when it can be reached (a bot token, or installations). */
   slack?: { sender: SlackSender; tokens: SlackTokens } | undefined;
 }

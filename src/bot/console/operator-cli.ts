@@ -24,6 +24,7 @@ import { ROLES, type User, createUser, findUserByEmail, linkIdentity, listUsers,
 import type { OperatorContext } from '../../main.ts';
 import type { CommandContext } from '../commands/context.ts';
 import { ConsoleSession } from './session.ts';
+import { subscriptionsVerb } from '../../connectors/webhook-bridge/outbound/cli.ts';
 
 /** A usage problem: the message and exit code 2. */
 export class UsageError extends Error {
@@ -38,7 +39,7 @@ export interface Io {
   interactive: boolean;
 }
 
-export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence'] as const;
+export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'subscriptions'] as const;
 export type OperatorVerb = (typeof OPERATOR_VERBS)[number];
 
 export const OPERATOR_USAGE = `  shell --as <email>                          the bot in a terminal (press buttons with "press N")
@@ -57,7 +58,10 @@ export const OPERATOR_USAGE = `  shell --as <email>                          the
   routing add --event <type or prefix.*> (--channel <name> | --assignee-dm | --approvers-dm | --email <address>)
               [--surface slack|teams|email] [--max-priority <n>] [--control <id>]
   audit verify [--tenant <tenant>]            walk the audit hash chain; exit 1 on a break
-  evidence add --as <email> (--control <id> | --task <id>)... <file>...`;
+  evidence add --as <email> (--control <id> | --task <id>)... <file>...
+  subscriptions add --url <url> --event <type or prefix.*>... [--description "<text>"]   prints the secret once
+  subscriptions list | subscriptions remove <id> | subscriptions enable <id>
+  subscriptions deliveries <id> [--limit <n>]  recent outbound webhook deliveries with every attempt`;
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -127,6 +131,8 @@ export async function runOperatorVerb(ctx: OperatorContext, verb: OperatorVerb, 
     }
     case 'evidence':
       return evidence(ctx, args, io);
+    case 'subscriptions':
+      return subscriptionsVerb(ctx, args, io);
   }
 }
 

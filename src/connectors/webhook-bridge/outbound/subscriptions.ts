@@ -1,0 +1,241 @@
+/**
+ * Outbound event subscriptions: a subscriber's endpoint, the event types it wants (exact names, a prefix like
+ * `task.*`, or `*`), and its Standard Webhooks signing secret (`whsec_…`). The secret is stored only as an
+ * AES-256-GCM envelope whose AAD names the subscription, and it is returned once, by `addSubscription`; nothing
+ * else lists or prints it. Repository functions take `db` first; the caller owns the transaction.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Keyring, isEnvelope } from '../../sdk/crypto.ts';
+import type { Database, WebhookDeliveryStatus, WebhookSubscriptionsTable } from '../../../db/schema.ts';
+import type { DomainEventType } from '../../../domain/events.ts';
+import { type Result, ok, refuse } from '../../../domain/result.ts';
+import { newWebhookSecret } from '../signatures.ts';
+
+/**
+ * Every event a subscriber may name, sorted. The check below fails the typecheck when the domain gains an event
+ * type that is not listed here: list it, and subscribers can ask for it by name.
+ */
+export const SUBSCRIBABLE_EVENT_TYPES = [
+  'evidence.recorded',
+  'incident.acknowledged',
+  'incident.created',
+  'incident.updated',
+  'partner.alert',
+  'security.webhook_signature_failures',
+  'task.approval_recorded',
+  'task.approval_requested',
+  'task.assigned',
+  'task.commented',
+  'task.created',
+  'task.decided',
+  'task.state_changed',
+] as const;
+type Unlisted = Exclude<DomainEventType, (typeof SUBSCRIBABLE_EVENT_TYPES)[number]>;
+const _everyEventTypeListed: [Unlisted] extends [never] ? true : Unlisted = true;
+const SUBSCRIBABLE: readonly string[] = SUBSCRIBABLE_EVENT_TYPES;
+
+export const MAX_URL_LENGTH = 2048;
+
+export interface Subscription {
+  id: string;
+  url: string;
+  eventTypes: string[];
+  description: string | null;
+  enabled: boolean;
+  disabledReason: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface SubscriptionListing extends Subscription {
+  /** The newest delivery, for an operator's overview. */
+  lastDelivery: { status: WebhookDeliveryStatus; httpStatus: number | null; at: Date } | null;
+}
+
+export interface NewSubscription {
+  url: string;
+  eventTypes: readonly string[];
+  description?: string | undefined;
+}
+
+type Row = Selectable<WebhookSubscriptionsTable>;
+
+function toSubscription(row: Row): Subscription {
+  return {
+    id: row.id,
+    url: row.url,
+    eventTypes: row.event_types,
+    description: row.description,
+    enabled: row.enabled,
+    disabledReason: row.disabled_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const secretAad = (id: string) => `webhook_subscription:${id}:secret`;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** An endpoint we may be asked to call: http(s), with a host, no credentials in it (they would sit in logs and lists). */
+export function validateEndpoint(raw: string): Result<URL> {
+  const text = raw.trim();
+  if (!URL.canParse(text)) return refuse('invalid_url', `"${raw}" is not a URL`);
+  const url = new URL(text);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return refuse('invalid_url', `the URL must use https or http (got ${url.protocol.replace(/:$/, '')})`);
+  if (!url.hostname) return refuse('invalid_url', 'the URL has no host');
+  if (url.username || url.password) return refuse('invalid_url', 'the URL must not carry credentials (user:password@); the signature authenticates us to the receiver');
+  if (url.href.length > MAX_URL_LENGTH) return refuse('invalid_url', `the URL is longer than ${MAX_URL_LENGTH} characters`);
+  return ok(url);
+}
+
+/** Exact event types, prefixes of known types (`task.*`), or `*`; duplicates dropped, order kept. */
+export function validateEventTypes(patterns: readonly string[]): Result<string[]> {
+  const wanted = [...new Set(patterns.map((pattern) => pattern.trim()).filter(Boolean))];
+  if (wanted.length === 0) return refuse('missing_event_types', 'name at least one event type (e.g. task.created, task.* or *)');
+  for (const pattern of wanted) {
+    const known = pattern === '*' || (pattern.endsWith('.*') ? SUBSCRIBABLE.some((type) => type.startsWith(pattern.slice(0, -1))) : SUBSCRIBABLE.includes(pattern));
+    if (!known) return refuse('unknown_event_type', `"${pattern}" is not an event type or a prefix of one (event types: ${SUBSCRIBABLE_EVENT_TYPES.join(', ')})`);
+  }
+  return ok(wanted);
+}
+
+/** The patterns that select `eventType`: itself, each dotted prefix with `.*`, and `*`. */
+export function patternsFor(eventType: string): string[] {
+  const parts = eventType.split('.');
+  const prefixes = parts.slice(0, -1).map((_, index) => `${parts.slice(0, index + 1).join('.')}.*`);
+  return [eventType, ...prefixes, '*'];
+}
+
+/** Adds a subscription with a fresh secret; the secret is in the result and nowhere readable after. */
+export async function addSubscription(db: Kysely<Database>, keyring: Keyring, input: NewSubscription, now: Date): Promise<Result<{ subscription: Subscription; secret: string }>> {
+  const url = validateEndpoint(input.url);
+  if (!url.ok) return url;
+  const eventTypes = validateEventTypes(input.eventTypes);
+  if (!eventTypes.ok) return eventTypes;
+  // The id is chosen here, not by the database, because the secret's AAD names it.
+  const id = randomUUID();
+  const secret = newWebhookSecret();
+  const row = await db
+    .insertInto('webhook_subscriptions')
+    .values({
+      id,
+      url: url.value.href,
+      event_types: eventTypes.value,
+      secret: JSON.stringify(keyring.encrypt(secret, secretAad(id))),
+      description: input.description?.trim() || null,
+      created_at: now,
+      updated_at: now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return ok({ subscription: toSubscription(row), secret });
+}
+
+/** The signing secret of a subscription row (for deliveries only). */
+export function subscriptionSecret(keyring: Keyring, row: { id: string; secret: unknown }): string {
+  if (!isEnvelope(row.secret)) throw Object.assign(new Error(`subscription ${row.id} has no stored secret`), { code: 'subscription_secret_missing' });
+  return keyring.decrypt(row.secret, secretAad(row.id));
+}
+
+export async function getSubscription(db: Kysely<Database>, id: string): Promise<Subscription | undefined> {
+  if (!UUID.test(id)) return undefined;
+  const row = await db.selectFrom('webhook_subscriptions').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toSubscription(row) : undefined;
+}
+
+/** Every subscription, oldest first, each with its newest delivery. */
+export async function listSubscriptions(db: Kysely<Database>): Promise<SubscriptionListing[]> {
+  const rows = await db
+    .selectFrom('webhook_subscriptions as s')
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('webhook_deliveries as d')
+          .select(['d.status', 'd.last_status', (inner) => inner.fn.coalesce('d.delivered_at', 'd.created_at').as('at')])
+          .whereRef('d.subscription_id', '=', 's.id')
+          .orderBy('d.created_at', 'desc')
+          .limit(1)
+          .as('last'),
+      (join) => join.onTrue(),
+    )
+    .selectAll('s')
+    .select(['last.status as last_delivery_status', 'last.last_status as last_http_status', 'last.at as last_at'])
+    .orderBy('s.created_at')
+    .orderBy('s.id')
+    .execute();
+  return rows.map(({ last_delivery_status: status, last_http_status: httpStatus, last_at: at, ...row }) => ({
+    ...toSubscription(row),
+    lastDelivery: status && at ? { status, httpStatus, at } : null,
+  }));
+}
+
+/** Deletes the subscription and, with it, its deliveries and their attempts. False when there was none. */
+export async function removeSubscription(db: Kysely<Database>, id: string): Promise<boolean> {
+  if (!UUID.test(id)) return false;
+  const result = await db.deleteFrom('webhook_subscriptions').where('id', '=', id).executeTakeFirst();
+  return Number(result.numDeletedRows) > 0;
+}
+
+/** Re-enables a subscription (after a 410 or by hand); deliveries abandoned meanwhile stay abandoned. */
+export async function enableSubscription(db: Kysely<Database>, id: string, now: Date): Promise<Result<Subscription>> {
+  if (!UUID.test(id)) return refuse('not_found', `no subscription ${id}`);
+  const row = await db.updateTable('webhook_subscriptions').set({ enabled: true, disabled_reason: null, updated_at: now }).where('id', '=', id).returningAll().executeTakeFirst();
+  return row ? ok(toSubscription(row)) : refuse('not_found', `no subscription ${id}`);
+}
+
+/** Stops deliveries to a subscription, saying why (shown by `projectx subscriptions list`). */
+export async function disableSubscription(db: Kysely<Database>, id: string, reason: string, now: Date): Promise<boolean> {
+  const result = await db.updateTable('webhook_subscriptions').set({ enabled: false, disabled_reason: reason, updated_at: now }).where('id', '=', id).where('enabled', '=', true).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+/** Enabled subscriptions that asked for `eventType` (by name, by a prefix of it, or `*`). */
+export async function matchingSubscriptions(db: Kysely<Database>, eventType: string): Promise<Subscription[]> {
+  const rows = await db
+    .selectFrom('webhook_subscriptions')
+    .selectAll()
+    .where('enabled', '=', true)
+    .where(sql<boolean>`event_types && ${patternsFor(eventType)}::text[]`)
+    .orderBy('created_at')
+    .execute();
+  return rows.map(toSubscription);
+}
+
+export interface DeliveryRecord {
+  id: string;
+  eventType: string;
+  messageId: string;
+  status: WebhookDeliveryStatus;
+  attempts: { attempt: number; attemptedAt: Date; durationMs: number; httpStatus: number | null; error: string | null }[];
+  nextAttemptAt: Date | null;
+  lastError: string | null;
+  createdAt: Date;
+  deliveredAt: Date | null;
+}
+
+/** A subscription's newest deliveries (newest first), each with its attempts in order. */
+export async function recentDeliveries(db: Kysely<Database>, subscriptionId: string, limit: number): Promise<DeliveryRecord[]> {
+  if (!UUID.test(subscriptionId)) return [];
+  const deliveries = await db.selectFrom('webhook_deliveries').selectAll().where('subscription_id', '=', subscriptionId).orderBy('created_at', 'desc').orderBy('id').limit(limit).execute();
+  if (deliveries.length === 0) return [];
+  const attempts = await db
+    .selectFrom('webhook_delivery_attempts')
+    .selectAll()
+    .where('delivery_id', 'in', deliveries.map((delivery) => delivery.id))
+    .orderBy('attempt')
+    .execute();
+  return deliveries.map((delivery) => ({
+    id: delivery.id,
+    eventType: delivery.event_type,
+    messageId: delivery.message_id,
+    status: delivery.status,
+    attempts: attempts
+      .filter((attempt) => attempt.delivery_id === delivery.id)
+      .map((attempt) => ({ attempt: attempt.attempt, attemptedAt: attempt.attempted_at, durationMs: attempt.duration_ms, httpStatus: attempt.http_status, error: attempt.error })),
+    nextAttemptAt: delivery.next_attempt_at,
+    lastError: delivery.last_error,
+    createdAt: delivery.created_at,
+    deliveredAt: delivery.delivered_at,
+  }));
+}
