@@ -24,6 +24,8 @@ import type { Notifier } from './bot/notifier.ts';
 import { createSlackDelivery } from './bot/slack/notifier.ts';
 import { createSlackSurface } from './bot/slack/surface.ts';
 import { createIdentityCache } from './domain/identity-cache.ts';
+import { type WebhookReceiver, createWebhookReceiver } from './connectors/webhook-bridge/inbound.ts';
+import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts';
 import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
@@ -148,12 +150,20 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       await jobs.work(deps);
     }
 
+    let webhooks: WebhookReceiver | undefined;
+    if (role !== 'worker') {
+      const partners = await createPartnerDirectory({ db, keyring, config, connectionString: database.url, logger, metrics });
+      cleanups.push({ name: 'webhook partner cache', run: () => partners.close() });
+      webhooks = createWebhookReceiver({ db, jobs, partners, clock, logger, metrics });
+    }
     const app = createApp({
       logger,
       metrics,
       bodyLimitBytes: config.HTTP_BODY_LIMIT_BYTES,
       readiness: readinessChecks(db, jobs),
+      onBodyTooLarge: webhooks ? (c) => webhooks.bodyTooLarge(c) : undefined,
     });
+    if (webhooks) app.route('/', webhooks.app);
     if (role !== 'worker') {
       const identities = await createIdentityCache({ db, connectionString: database.url, logger, metrics });
       cleanups.push({ name: 'identity cache', run: () => identities.close() });

@@ -24,22 +24,19 @@
  * list), BENCH_TARGETS (bolt,projectx), BENCH_TEXT (help), BENCH_QUIET_WAIT_MS (10000: how long to wait for a
  * quiet machine before each step), BENCH_CPU_PROF (a directory: write a CPU profile of the projectx server).
  */
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
-import path from 'node:path';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { signSlackRequest } from '../../src/bot/slack/signature.ts';
-import { createDatabase } from '../../src/db/database.ts';
-import { startEmbeddedPostgres } from '../../src/db/embedded.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { Db } from '../../src/db/database.ts';
 import { createUser, linkIdentity } from '../../src/domain/users.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type CpuUsage, benchmarkGroups, cpuUsage, sampleCpu } from '../lib/cpu.ts';
+import { benchDatabase, durabilitySettings, withClient } from '../lib/database.ts';
 import { type RateResult, rateTable, runRate } from '../lib/rate.ts';
+import { type BenchServer, withForkedServer } from '../lib/server.ts';
 
 const quick = process.env.BENCH_QUICK === '1';
 const stepMs = Number(process.env.BENCH_STEP_MS ?? (quick ? 1500 : 10_000));
@@ -97,92 +94,28 @@ function slashCommands() {
 
 // ---- the database: a fresh one for this run, with a user linked to the fixture's Slack identity ---------
 
-interface BenchDatabase {
-  url: string;
-  where: string;
-  close(): Promise<void>;
-}
-
-async function benchDatabase(): Promise<BenchDatabase> {
-  const name = `projectx_bench_${runId}`;
-  let adminUrl = process.env.DATABASE_URL;
-  let where = 'DATABASE_URL';
-  let stopEmbedded = async () => {};
-  if (!adminUrl) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'projectx-bench-pg-'));
-    await chmod(dir, 0o755);
-    const embedded = await startEmbeddedPostgres({ dataDir: dir, logger, unsafeFast: false, database: 'postgres' });
-    adminUrl = embedded.adminUrl;
-    where = `embedded PostgreSQL in ${dir}`;
-    stopEmbedded = async () => {
-      await embedded.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
-  }
-  await withClient(adminUrl, (client) => client.query(`create database "${name}"`));
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const db = createDatabase({ connectionString: url.toString(), max: 2 });
-  try {
-    await migrateToLatest(db);
-    const user = await createUser(db, { email: 'bench@example.test', displayName: 'Bench User', roles: ['approver'] });
-    if (!user.ok) throw new Error(user.refusal.message);
-    const linked = await linkIdentity(db, user.value.id, { surface: 'slack', tenant: 'E111', externalId: 'W111' }, 'bench');
-    if (!linked.ok) throw new Error(linked.refusal.message);
-  } finally {
-    await db.destroy();
-  }
-  return {
-    url: url.toString(),
-    where,
-    async close() {
-      if (process.env.DATABASE_URL) await withClient(adminUrl, (client) => client.query(`drop database if exists "${name}" with (force)`));
-      await stopEmbedded();
-    },
-  };
-}
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const seedLinkedUser = async (db: Db) => {
+  const user = await createUser(db, { email: 'bench@example.test', displayName: 'Bench User', roles: ['approver'] });
+  if (!user.ok) throw new Error(user.refusal.message);
+  const linked = await linkIdentity(db, user.value.id, { surface: 'slack', tenant: 'E111', externalId: 'W111' }, 'bench');
+  if (!linked.ok) throw new Error(linked.refusal.message);
+};
 
 // ---- servers ---------------------------------------------------------------------------------------------
 
-async function withServer<T>(kind: 'bolt' | 'projectx', env: Record<string, string>, fn: (server: Server) => Promise<T>): Promise<T> {
+function withServer<T>(kind: 'bolt' | 'projectx', env: Record<string, string>, fn: (server: Server) => Promise<T>): Promise<T> {
   const profileDir = kind === 'projectx' ? process.env.BENCH_CPU_PROF : undefined;
-  const child: ChildProcess = fork(serverFile, [kind], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, ...env, BENCH_SIGNING_SECRET: SIGNING_SECRET },
-    execArgv: profileDir ? [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : process.execArgv,
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    const port = await new Promise<number>((resolve, reject) => {
-      child.once('message', (message: { port: number }) => resolve(message.port));
-      child.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
-    });
-    return await fn({ origin: `http://127.0.0.1:${port}`, pid: child.pid });
-  } finally {
-    // A clean exit lets --cpu-prof write its profile; past 15 s, kill it.
-    if (child.connected) child.send({ type: 'stop' });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  }
+  return withForkedServer(
+    serverFile,
+    [kind],
+    { env: { ...env, BENCH_SIGNING_SECRET: SIGNING_SECRET }, execArgv: profileDir ? [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : process.execArgv },
+    fn,
+  );
 }
 
 // ---- the run ----------------------------------------------------------------------------------------------
 
-interface Server {
-  origin: string;
-  pid: number | undefined;
-}
+type Server = BenchServer;
 
 interface Step {
   label: string;
@@ -289,7 +222,7 @@ console.log(
   `\n### slack-ack (${revision}; open loop; ${quick ? 'QUICK smoke run, not a measurement; ' : ''}steps of ${stepMs / 1000} s, sustained ${sustainMs / 1000} s; command \`/projectx ${commandText}\`; loopback; node ${process.version}; client, servers and PostgreSQL share this machine's cores)\n`,
 );
 
-const database = targets.includes('projectx') ? await benchDatabase() : undefined;
+const database = targets.includes('projectx') ? await benchDatabase({ name: `projectx_bench_${runId}`, logger, seed: seedLinkedUser }) : undefined;
 let boltResult: Awaited<ReturnType<typeof ladder>> | undefined;
 let projectx: { sustained: Step; rerun: Step[]; ladder: Awaited<ReturnType<typeof ladder>> } | undefined;
 const projectxAcked: string[] = [];
@@ -337,9 +270,6 @@ try {
 
   if (database && projectx) {
     const check = await withClient(database.url, async (client) => {
-      const settings = await client.query<{ name: string; setting: string }>(
-        "select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes') order by name",
-      );
       const counts = await client.query<{ status: string; n: string }>("select status, count(*) as n from inbound_events where kind = 'slash_command' group by status order by status");
       const found = await client.query<{ n: string }>("select count(*) as n from inbound_events where kind = 'slash_command' and delivery_id = any($1::text[])", [
         projectxAcked.map((trigger) => `command:${trigger}`),
@@ -353,11 +283,12 @@ try {
         .then((result) => result.rows[0])
         .catch(() => undefined);
       const background = `autovacuum of inbound_events ${vacuum.rows[0]?.autovacuum_count ?? '?'}×, autoanalyze ${vacuum.rows[0]?.autoanalyze_count ?? '?'}×${checkpoints ? `, checkpoints ${checkpoints.num_timed} timed + ${checkpoints.num_requested} requested (whole server)` : ''}`;
-      return { settings: settings.rows, counts: counts.rows, found: Number(found.rows[0]?.n ?? 0), background };
+      return { counts: counts.rows, found: Number(found.rows[0]?.n ?? 0), background };
     });
+    const settings = await durabilitySettings(database.url);
     const rows = check.counts.reduce((sum, row) => sum + Number(row.n), 0);
     console.log('#### durability\n');
-    console.log(`- PostgreSQL: ${check.settings.map((s) => `${s.name}=${s.setting}`).join(', ')}`);
+    console.log(`- PostgreSQL: ${settings}`);
     console.log(`- projectx: ${projectxSent} commands sent (warm-up included), ${projectxAcked.length} answered 2xx`);
     console.log(`- inbound_events (kind slash_command): ${rows} rows (${check.counts.map((row) => `${row.status} ${row.n}`).join(', ')})`);
     console.log(`- PostgreSQL background work during the run: ${check.background}`);

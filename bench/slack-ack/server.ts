@@ -16,10 +16,10 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig, secretValues } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startService } from '../../src/main.ts';
+import { serveBench } from '../lib/server.ts';
 
 const kind = process.argv[2];
 const signingSecret = process.env.BENCH_SIGNING_SECRET ?? '';
-let stop: () => Promise<unknown> = () => Promise.resolve();
 
 if (kind === 'projectx') {
   const env = {
@@ -37,8 +37,7 @@ if (kind === 'projectx') {
   const secrets = secretValues(env);
   const logger = createLogger({ level: loaded.config.LOG_LEVEL, destination: process.stderr, secrets });
   const service = await startService({ config: loaded.config, role: 'web', logger, secrets });
-  stop = () => service.stop();
-  process.send?.({ port: service.http.port });
+  serveBench(service.http.port, () => service.stop());
 } else if (kind === 'bolt') {
   const receiver = new HTTPReceiver({ signingSecret, endpoints: '/slack/events', logLevel: LogLevel.WARN });
   const app = new App({
@@ -51,13 +50,7 @@ if (kind === 'projectx') {
     await ack();
   });
   const server = await app.start({ port: 0, host: '127.0.0.1' });
-  stop = () => app.stop();
-  process.send?.({ port: (server.address() as AddressInfo).port });
+  serveBench((server.address() as AddressInfo).port, () => app.stop());
 } else {
   throw new Error(`unknown server kind ${kind}`);
 }
-
-process.on('message', (message: { type?: string }) => {
-  if (message.type !== 'stop') return;
-  void stop().finally(() => process.exit(0));
-});

@@ -3,43 +3,47 @@
  * batch is being written are written together in the next one. At low load every item is written at once
  * (no timer, no added latency); under load one statement and one commit (one fsync) serve many requests.
  * The result of each item is known only after its batch committed, so "answered" still means "committed".
+ *
+ * `concurrency` writers may run at once (default 1). A write that takes several round trips (a transaction
+ * of a few statements) leaves the database idle between them; a second and third writer fill those gaps.
  */
 export class Batcher<I, O> {
   readonly #write: (items: readonly I[]) => Promise<O[]>;
   readonly #maxBatch: number;
+  readonly #concurrency: number;
   #queue: { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
-  #writing: Promise<void> | undefined;
+  readonly #writers = new Set<Promise<void>>();
 
   /** `write` returns one result per item, in order. */
-  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number } = {}) {
+  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number } = {}) {
     this.#write = write;
     this.#maxBatch = options.maxBatch ?? 200;
+    this.#concurrency = Math.max(1, options.concurrency ?? 1);
   }
 
   add(item: I): Promise<O> {
     const result = new Promise<O>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
-    this.#writing ??= this.#drain();
+    if (this.#writers.size < this.#concurrency) {
+      const writer: Promise<void> = this.#drain().finally(() => this.#writers.delete(writer));
+      this.#writers.add(writer);
+    }
     return result;
   }
 
   /** Resolves when everything added so far is written. */
   async flush(): Promise<void> {
-    while (this.#writing) await this.#writing;
+    while (this.#writers.size > 0) await Promise.all([...this.#writers]);
   }
 
   async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#maxBatch);
-        try {
-          const results = await this.#write(batch.map((entry) => entry.item));
-          batch.forEach((entry, index) => entry.resolve(results[index] as O));
-        } catch (error) {
-          for (const entry of batch) entry.reject(error);
-        }
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#maxBatch);
+      try {
+        const results = await this.#write(batch.map((entry) => entry.item));
+        batch.forEach((entry, index) => entry.resolve(results[index] as O));
+      } catch (error) {
+        for (const entry of batch) entry.reject(error);
       }
-    } finally {
-      this.#writing = undefined;
     }
   }
 }

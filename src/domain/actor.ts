@@ -20,13 +20,16 @@ export interface Actor {
   user: User | undefined;
   /** The chat identity behind the request, when there is one. */
   identity?: ChatIdentity;
+  /** For system actors: which integration acted (`webhook:acme`), recorded in the audit log. */
+  via?: string;
 }
 
 /** The stable string recorded in the audit log for an actor. */
 export function actorLabel(actor: Actor): string {
   if (actor.user) return `user:${actor.user.id}`;
   if (actor.identity) return `${actor.identity.surface}:${actor.identity.tenant ? `${actor.identity.tenant}/` : ''}${actor.identity.externalId}`;
-  return actor.surface === 'system' ? 'system' : `anonymous:${actor.surface}`;
+  if (actor.surface === 'system') return actor.via ? `system:${actor.via}` : 'system';
+  return `anonymous:${actor.surface}`;
 }
 
 export const SYSTEM_ACTOR: Actor = { surface: 'system', user: undefined };

@@ -17,14 +17,21 @@ export type DomainEventType =
   | 'incident.created'
   | 'incident.updated'
   | 'incident.acknowledged'
-  | 'evidence.recorded';
+  | 'task.commented'
+  | 'evidence.recorded'
+  | 'partner.alert'
+  | 'security.webhook_signature_failures';
+
+/** What an event is about; `integration`: a partner or connector (alerts raised by or about it). */
+export const SUBJECT_KINDS = ['task', 'incident', 'evidence', 'integration'] as const;
+export type SubjectKind = (typeof SUBJECT_KINDS)[number];
 
 export interface DomainEvent {
   id: string;
   type: DomainEventType;
   occurredAt: string;
   /** What the event is about, for rendering and for routing filters. */
-  subject: { kind: 'task' | 'incident' | 'evidence'; id: string; label: string };
+  subject: { kind: SubjectKind; id: string; label: string };
   summary: string;
   priority?: number;
   controlIds?: string[];

@@ -274,4 +274,39 @@ export async function transitionTask(deps: DomainDeps, actor: Actor, taskId: str
   return ok(updated);
 }
 
+/**
+ * Adds a comment to a task: kept in the audit log (the task's history) and announced as `task.commented`.
+ * `source` names where it came from (a partner webhook delivery) so that a retried delivery adds it once.
+ */
+export async function commentOnTask(deps: DomainDeps, actor: Actor, taskId: string, text: string, source?: string): Promise<Result<{ task: Task; added: boolean }>> {
+  const now = deps.clock.now();
+  const task = await getTask(deps.db, taskId);
+  if (!task) return refuse('unknown_task', `no task ${taskRef(taskId)}`);
+  const body = text.trim();
+  if (!body) return refuse('invalid_comment', 'a comment needs text');
+  if (!isOperator(actor) && !can(actor.user, 'tasks.manage') && actor.user?.id !== task.assigneeId && actor.user?.id !== task.requesterId) {
+    await auditRefusal(deps.db, { actor, action: 'task.comment', objectType: 'task', objectId: task.ref, at: now, code: 'forbidden', message: 'only the assignee, the requester or an admin may comment' });
+    return refuse('forbidden', 'only the assignee, the requester or an admin may comment on this task');
+  }
+  const added = await deps.db.transaction().execute(async (trx) => {
+    if (source) {
+      // Serialised per source, so two runs of one delivery cannot both add the comment.
+      await sql`select pg_advisory_xact_lock(hashtext(${`task.comment:${source}`}))`.execute(trx);
+      const seen = await trx
+        .selectFrom('audit_log')
+        .select('id')
+        .where('action', '=', 'task.comment')
+        .where('object_id', '=', task.ref)
+        .where(sql<boolean>`detail->>'source' = ${source}`)
+        .executeTakeFirst();
+      if (seen) return false;
+    }
+    await appendAudit(trx, { actor, action: 'task.comment', objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { text: body.slice(0, 4000), ...(source ? { source } : {}) } });
+    const subject = { kind: 'task' as const, id: task.id, label: task.ref };
+    await deps.events.emit(trx, newEvent({ subject, controlIds: controlIdsOf(task), type: 'task.commented', summary: `${task.ref} comment: ${body.slice(0, 200)}` }, now));
+    return true;
+  });
+  return ok({ task, added });
+}
+
 export const controlIdsOf = (task: Pick<Task, 'links'>) => task.links.filter((link) => link.kind === 'control').map((link) => link.target);

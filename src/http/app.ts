@@ -2,7 +2,7 @@
  * The Hono application: shared middleware, then one sub-app per surface mounted with `app.route`. Built from
  * its dependencies and testable with `app.request()`, no server needed.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { handleError, handleNotFound } from './errors.ts';
@@ -15,6 +15,8 @@ export interface AppDeps {
   metrics: Metrics;
   readiness: readonly ReadinessCheck[];
   bodyLimitBytes: number;
+  /** Told of every 413 the body limit answers (a surface counts its own rejections). */
+  onBodyTooLarge?: ((c: Context) => void | Promise<void>) | undefined;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.use('*', requestContext({ logger: deps.logger, metrics: deps.metrics }));
-  app.use('*', bodyLimit({ maxBytes: deps.bodyLimitBytes }));
+  app.use('*', bodyLimit({ maxBytes: deps.bodyLimitBytes, onTooLarge: deps.onBodyTooLarge }));
   app.route('/', createOpsApp({ metrics: deps.metrics, checks: deps.readiness }));
   app.notFound(handleNotFound);
   app.onError(handleError(deps.logger));

@@ -29,6 +29,12 @@ export interface JobPolicy {
   retryDelayMaxSeconds: number;
   /** How long one attempt may run before pg-boss considers it lost and retries it. */
   expireInSeconds: number;
+  /**
+   * A running job's worker refreshes its heartbeat every half of this; a job whose heartbeat is older (its
+   * process died: SIGKILL, OOM, a lost host) is failed and retried at the next monitor pass (every 15 s),
+   * instead of waiting out `expireInSeconds`.
+   */
+  heartbeatSeconds: number;
   /** Jobs fetched per poll and run concurrently by one worker. */
   batchSize: number;
   /** Workers per process for this queue. */
@@ -47,7 +53,8 @@ export interface JobPolicy {
  * NOTIFY wakes a worker the moment a job commits (p50 ≈ 6 ms here), polling every 5 s picks up retries and
  * delayed jobs (every 2 s when NOTIFY is unavailable);
  * batches of 10 run concurrently (≈ 3.7k trivial jobs/s measured); 5 retries with exponential backoff from
- * 5 s capped at 15 min, then the dead-letter queue.
+ * 5 s capped at 15 min, then the dead-letter queue; a job whose worker died is retried within about 40 s
+ * (heartbeat 20 s, monitor pass every 15 s, first retry after 5 s).
  */
 export const DEFAULT_POLICY: JobPolicy = {
   queuePolicy: 'standard',
@@ -56,6 +63,7 @@ export const DEFAULT_POLICY: JobPolicy = {
   retryBackoff: true,
   retryDelayMaxSeconds: 900,
   expireInSeconds: 900,
+  heartbeatSeconds: 20,
   batchSize: 10,
   localConcurrency: 1,
   pollingIntervalSeconds: 2,

@@ -9,7 +9,7 @@ import type { Kysely } from 'kysely';
 import { renderEvent } from '../bot/render.ts';
 import { enqueueSubscriptionDeliveries } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { Database } from '../db/schema.ts';
-import type { DomainEvent, EventSink } from '../domain/events.ts';
+import { type DomainEvent, type EventSink, SUBJECT_KINDS } from '../domain/events.ts';
 import { routeEvent } from '../domain/routing.ts';
 import { type JobContext, defineJob } from './define-job.ts';
 import type { JobDeps } from './job-deps.ts';
@@ -19,7 +19,7 @@ const domainEventSchema = z.object({
   id: z.uuid(),
   type: z.string(),
   occurredAt: z.string(),
-  subject: z.object({ kind: z.enum(['task', 'incident', 'evidence']), id: z.string(), label: z.string() }),
+  subject: z.object({ kind: z.enum(SUBJECT_KINDS), id: z.string(), label: z.string() }),
   summary: z.string(),
   priority: z.number().optional(),
   controlIds: z.array(z.string()).optional(),
@@ -73,7 +73,7 @@ const RERENDER_ON: ReadonlySet<string> = new Set(['task.decided', 'task.approval
 
 export const rerenderSubject = defineJob({
   name: 'subject.rerender',
-  schema: z.object({ kind: z.enum(['task', 'incident', 'evidence']), id: z.string() }),
+  schema: z.object({ kind: z.enum(SUBJECT_KINDS), id: z.string() }),
   policy: { retryDelaySeconds: 5, retryLimit: 8 },
   handler: async (subject, { deps }: JobContext<JobDeps>) => {
     let updated = 0;

@@ -6,6 +6,8 @@ import { slackEvidenceUpload } from '../bot/slack/evidence-upload.ts';
 import { slackPublishHome } from '../bot/slack/home.ts';
 import { slackLinkByEmail } from '../bot/slack/link-by-email.ts';
 import { slackRefreshTokens } from '../bot/slack/token-refresh.ts';
+import { webhookSecurityAlert } from '../connectors/webhook-bridge/alerts.ts';
+import { webhookProcess } from '../connectors/webhook-bridge/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
 import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
@@ -22,5 +24,7 @@ export const jobDefinitions: readonly AnyJob[] = [
   slackPublishHome,
   slackLinkByEmail,
   slackRefreshTokens,
+  webhookProcess,
+  webhookSecurityAlert,
   deliverWebhook,
 ];

@@ -21,6 +21,8 @@ export interface EnqueueOptions {
   db?: Kysely<any>;
   startAfter?: Date | number;
   singletonKey?: string;
+  /** With `singletonKey`: at most one job per key in each window of this many seconds (throttling). */
+  singletonSeconds?: number;
   /** A stable job id (uuid) for idempotent enqueueing. */
   id?: string;
 }
@@ -31,6 +33,8 @@ export interface JobRuntime {
   boss: PgBoss;
   /** Validates the payload (a bad one throws: it is a bug) and enqueues it. Returns the job id. */
   enqueue<S extends z.ZodType>(job: JobDefinition<S, any>, payload: z.input<S>, options?: EnqueueOptions): Promise<string | null>;
+  /** Many jobs of one kind in one INSERT (inside `options.db`'s transaction when given), for batched hot paths. */
+  enqueueMany<S extends z.ZodType>(job: JobDefinition<S, any>, payloads: readonly z.input<S>[], options?: Pick<EnqueueOptions, 'db'>): Promise<void>;
   /** Starts workers and schedules for every definition (worker role). */
   work<Deps>(deps: Deps): Promise<void>;
   /** Stops fetching, waits up to `timeoutMs` for running jobs, then closes pg-boss's pool. */
@@ -65,6 +69,9 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
     migrate: true,
     // Queue counts (queue_depth) are refreshed by the monitor; every 15 s keeps /metrics fresh and cheap.
     monitorIntervalSeconds: 15,
+    // The monitor runs inside the supervise pass, so this sets how often it really runs (pg-boss's default is
+    // 60 s): queue depths, expired jobs and jobs whose worker died (heartbeat) are looked at every 15 s.
+    superviseIntervalSeconds: 15,
   });
   boss.on('error', (error) => logger.error({ err: error }, 'job queue error'));
   await boss.start();
@@ -129,18 +136,21 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
   return {
     boss,
     async enqueue(job, payload, enqueueOptions = {}) {
-      const checked = job.schema.parse(payload);
-      const { correlationId, traceparent, requestId } = currentContext();
-      const envelope: Envelope = {
-        payload: checked,
-        meta: dropUndefined({ correlationId: correlationId ?? requestId, traceparent, enqueuedAt: new Date().toISOString() }),
-      };
-      return boss.send(job.name, envelope, {
+      return boss.send(job.name, envelopeOf(job, payload), {
         ...(enqueueOptions.db ? { db: fromKysely(enqueueOptions.db) } : {}),
         ...(enqueueOptions.startAfter !== undefined ? { startAfter: enqueueOptions.startAfter } : {}),
         ...(enqueueOptions.singletonKey !== undefined ? { singletonKey: enqueueOptions.singletonKey } : {}),
+        ...(enqueueOptions.singletonSeconds !== undefined ? { singletonSeconds: enqueueOptions.singletonSeconds } : {}),
         ...(enqueueOptions.id !== undefined ? { id: enqueueOptions.id } : {}),
       });
+    },
+    async enqueueMany(job, payloads, enqueueOptions = {}) {
+      if (payloads.length === 0) return;
+      await boss.insert(
+        job.name,
+        payloads.map((payload) => ({ data: envelopeOf(job, payload) })),
+        enqueueOptions.db ? { db: fromKysely(enqueueOptions.db) } : {},
+      );
     },
     async work(deps) {
       for (const definition of definitions) {
@@ -152,6 +162,10 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
             localConcurrency: policy.localConcurrency,
             pollingIntervalSeconds: policy.pollingIntervalSeconds,
             notifyPollingIntervalSeconds: policy.notifyPollingIntervalSeconds,
+            // A full batch means more is waiting: fetch again at once. Without it a backlog (after a restart,
+            // an outage, a burst) drained at one batch per poll interval, 10 jobs every 5 s, once new jobs
+            // stopped arriving to NOTIFY the worker.
+            burstWhenBatchFull: true,
             perJobResults: true,
           },
           (jobs) => Promise.all(jobs.map((job) => runOne(job, deps))),
@@ -169,6 +183,13 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
   };
 }
 
+/** Validates the payload (a bad one throws: it is a bug) and wraps it with the enqueuer's context. */
+function envelopeOf(job: AnyJob, payload: unknown): Envelope {
+  const checked: unknown = job.schema.parse(payload);
+  const { correlationId, traceparent, requestId } = currentContext();
+  return { payload: checked, meta: dropUndefined({ correlationId: correlationId ?? requestId, traceparent, enqueuedAt: new Date().toISOString() }) };
+}
+
 /** Creates every queue and its dead-letter queue; settings of existing queues are brought in line with the code. */
 async function ensureQueues(boss: PgBoss, definitions: readonly AnyJob[]): Promise<void> {
   for (const definition of definitions) {
@@ -182,6 +203,7 @@ async function ensureQueues(boss: PgBoss, definitions: readonly AnyJob[]): Promi
       // pg-boss accepts a maximum only together with backoff.
       ...(policy.retryBackoff ? { retryDelayMax: policy.retryDelayMaxSeconds } : {}),
       expireInSeconds: policy.expireInSeconds,
+      heartbeatSeconds: policy.heartbeatSeconds,
       deadLetter: dead,
       notify: true,
     };

@@ -42,4 +42,32 @@ describe('Batcher (group commit)', () => {
     expect(await Promise.all(all)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(sizes).toEqual([1, 3, 3, 1]);
   });
+
+  it('runs up to `concurrency` writes at once, each taking what has queued up', async () => {
+    const batches: number[][] = [];
+    const gates: (() => void)[] = [];
+    let running = 0;
+    let most = 0;
+    const batcher = new Batcher<number, number>(
+      async (items) => {
+        batches.push([...items]);
+        running++;
+        most = Math.max(most, running);
+        await new Promise<void>((resolve) => gates.push(resolve));
+        running--;
+        return [...items];
+      },
+      { concurrency: 2 },
+    );
+    const first = [batcher.add(1), batcher.add(2)]; // two writers start, one item each
+    const rest = [batcher.add(3), batcher.add(4), batcher.add(5)]; // wait for a free writer, then go together
+    expect(batches).toEqual([[1], [2]]);
+    gates.shift()!();
+    await first[0];
+    expect(batches).toEqual([[1], [2], [3, 4, 5]]);
+    while (gates.length > 0) gates.shift()!();
+    expect(await Promise.all([...first, ...rest])).toEqual([1, 2, 3, 4, 5]);
+    expect(most).toBe(2);
+    await batcher.flush();
+  });
 });

@@ -49,7 +49,14 @@ export function spawnCli(args: readonly string[], options: { env: Record<string,
       .slice(0, out.lastIndexOf('\n') + 1)
       .split('\n')
       .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+      // A verb may print JSON over several lines (a '{' alone): only whole-line JSON objects are log lines.
+      .flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
     const lines = parsed();

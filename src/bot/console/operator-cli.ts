@@ -24,6 +24,7 @@ import { ROLES, type User, createUser, findUserByEmail, linkIdentity, listUsers,
 import type { OperatorContext } from '../../main.ts';
 import type { CommandContext } from '../commands/context.ts';
 import { ConsoleSession } from './session.ts';
+import { partnersVerb, webhooksVerb } from '../../connectors/webhook-bridge/cli.ts';
 import { subscriptionsVerb } from '../../connectors/webhook-bridge/outbound/cli.ts';
 
 /** A usage problem: the message and exit code 2. */
@@ -39,7 +40,7 @@ export interface Io {
   interactive: boolean;
 }
 
-export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'subscriptions'] as const;
+export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'partners', 'webhooks', 'subscriptions'] as const;
 export type OperatorVerb = (typeof OPERATOR_VERBS)[number];
 
 export const OPERATOR_USAGE = `  shell --as <email>                          the bot in a terminal (press buttons with "press N")
@@ -59,13 +60,18 @@ export const OPERATOR_USAGE = `  shell --as <email>                          the
               [--surface slack|teams|email] [--max-priority <n>] [--control <id>]
   audit verify [--tenant <tenant>]            walk the audit hash chain; exit 1 on a break
   evidence add --as <email> (--control <id> | --task <id>)... <file>...
+  partners add <key> [--scheme standard|github|jira] [--mapping-file <json>] [--description "<text>"]
+  partners list | partners rotate-secret <key> [--overlap-hours <n>] | partners remove <key>
+  webhooks quarantine list [--partner <key>] | webhooks quarantine show <id>
+  webhooks quarantine replay <id> [--body-file <fixed.json>]
+  webhooks dead list [--partner <key>] | webhooks dead replay <id>
   subscriptions add --url <url> --event <type or prefix.*>... [--description "<text>"]   prints the secret once
   subscriptions list | subscriptions remove <id> | subscriptions enable <id>
   subscriptions deliveries <id> [--limit <n>]  recent outbound webhook deliveries with every attempt`;
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
-function parse<T extends Options>(args: readonly string[], options: T) {
+export function parse<T extends Options>(args: readonly string[], options: T) {
   try {
     return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
@@ -73,11 +79,11 @@ function parse<T extends Options>(args: readonly string[], options: T) {
   }
 }
 
-const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : typeof value === 'string' ? [value] : []);
-const one = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+export const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : typeof value === 'string' ? [value] : []);
+export const one = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 
 /** Unwraps a domain result: prints the refusal and exits 1. */
-function must<T>(result: Result<T>): T {
+export function must<T>(result: Result<T>): T {
   if (!result.ok) throw Object.assign(new Error(result.refusal.message), { exitCode: 1, code: result.refusal.code });
   return result.value;
 }
@@ -131,6 +137,10 @@ export async function runOperatorVerb(ctx: OperatorContext, verb: OperatorVerb, 
     }
     case 'evidence':
       return evidence(ctx, args, io);
+    case 'partners':
+      return partnersVerb(ctx, args, io);
+    case 'webhooks':
+      return webhooksVerb(ctx, args, io);
     case 'subscriptions':
       return subscriptionsVerb(ctx, args, io);
   }
@@ -397,6 +407,6 @@ async function evidence(ctx: OperatorContext, args: readonly string[], io: Io): 
 }
 
 /** Administrative verbs are audited like chat actions, under the operator. */
-async function audit(ctx: OperatorContext, action: string, objectType: string, objectId: string, detail: Record<string, unknown>): Promise<void> {
+export async function audit(ctx: OperatorContext, action: string, objectType: string, objectId: string, detail: Record<string, unknown>): Promise<void> {
   await ctx.db.transaction().execute((trx) => appendAudit(trx, { actor: CLI_ACTOR, action, objectType, objectId, outcome: 'success', at: ctx.domain.clock.now(), detail }));
 }

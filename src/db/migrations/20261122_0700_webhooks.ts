@@ -66,6 +66,15 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('webhook_delivery_attempts_delivery_idx').on('webhook_delivery_attempts').column('delivery_id').execute();
 
+  // Alerts raised by partners (the `notify` action) and about them (repeated signature failures).
+  await db
+    .insertInto('notification_rules')
+    .values([
+      { event_pattern: 'partner.alert', target_kind: 'channel', surface: 'slack', target: 'integration-alerts' },
+      { event_pattern: 'security.*', target_kind: 'channel', surface: 'slack', target: 'security-alerts' },
+    ])
+    .execute();
+
   // Partners are cached by every web process (src/connectors/webhook-bridge/partners.ts): tell them of changes.
   await sql`
     create function projectx_webhook_partners_changed() returns trigger language plpgsql as $$
@@ -79,6 +88,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await db.deleteFrom('notification_rules').where('event_pattern', 'in', ['partner.alert', 'security.*']).execute();
   for (const table of ['webhook_delivery_attempts', 'webhook_deliveries', 'webhook_subscriptions', 'webhook_partner_secrets', 'webhook_partners']) {
     await db.schema.dropTable(table).ifExists().execute();
   }

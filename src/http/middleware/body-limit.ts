@@ -13,8 +13,9 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit as honoBodyLimit } from 'hono/body-limit';
 import { errorBody } from '../errors.ts';
 
-export function bodyLimit(options: { maxBytes: number }): MiddlewareHandler {
-  const tooLarge = (c: Context) => {
+export function bodyLimit(options: { maxBytes: number; onTooLarge?: ((c: Context) => void | Promise<void>) | undefined }): MiddlewareHandler {
+  const tooLarge = async (c: Context) => {
+    await options.onTooLarge?.(c);
     c.header('Connection', 'close');
     return c.json(errorBody('payload_too_large', `request body is larger than ${options.maxBytes} bytes`), 413);
   };

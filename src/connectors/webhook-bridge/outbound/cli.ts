@@ -3,32 +3,15 @@
  * (it is stored encrypted and never shown again; remove and add again to get a new one); every change is
  * audited under the operator, without the secret. Wired into src/bot/console/operator-cli.ts (usage lines there).
  */
-import { parseArgs } from 'node:util';
-import { type Io, UsageError } from '../../../bot/console/operator-cli.ts';
+import { type Io, UsageError, must, parse } from '../../../bot/console/operator-cli.ts';
 import { CLI_ACTOR } from '../../../domain/actor.ts';
 import { appendAudit } from '../../../domain/audit.ts';
-import type { Result } from '../../../domain/result.ts';
 import type { OperatorContext } from '../../../main.ts';
 import { checkDestination, destinationPolicy } from './destination.ts';
 import { addSubscription, enableSubscription, getSubscription, listSubscriptions, recentDeliveries, removeSubscription } from './subscriptions.ts';
 
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-
-function parse<T extends Options>(args: readonly string[], options: T) {
-  try {
-    return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
-  }
-}
-
 /** A refusal the operator can act on: its message, exit code 1. */
 const failure = (message: string) => Object.assign(new Error(message), { exitCode: 1 });
-
-function must<T>(result: Result<T>): T {
-  if (!result.ok) throw Object.assign(failure(result.refusal.message), { code: result.refusal.code });
-  return result.value;
-}
 
 const when = (date: Date) => date.toISOString();
 

@@ -1,0 +1,41 @@
+/**
+ * A server under test in its own child process (so the load generator and PostgreSQL do not share its event
+ * loop): the child sends its port over IPC when it listens, and shuts down on a `stop` message (a clean exit
+ * lets `--cpu-prof` write its profile); past 15 s it is killed.
+ */
+import { fork } from 'node:child_process';
+
+export interface BenchServer {
+  origin: string;
+  pid: number | undefined;
+}
+
+export async function withForkedServer<T>(file: string, args: string[], options: { env?: Record<string, string>; execArgv?: string[] }, fn: (server: BenchServer) => Promise<T>): Promise<T> {
+  const child = fork(file, args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...options.env },
+    execArgv: options.execArgv ?? process.execArgv,
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (message: { port: number }) => resolve(message.port));
+      child.once('exit', (code) => reject(new Error(`${args.join(' ')} server exited (${code})`)));
+    });
+    return await fn({ origin: `http://127.0.0.1:${port}`, pid: child.pid });
+  } finally {
+    if (child.connected) child.send({ type: 'stop' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** In the child: tell the parent the port, and stop cleanly when asked. */
+export function serveBench(port: number, stop: () => Promise<unknown>): void {
+  process.send?.({ port });
+  process.on('message', (message: { type?: string }) => {
+    if (message.type !== 'stop') return;
+    void stop().finally(() => process.exit(0));
+  });
+}

@@ -1,0 +1,204 @@
+/**
+ * `POST /api/integration/webhook/:key`: partner webhooks in. Nothing a partner sends may be lost, forged or
+ * replayed:
+ *
+ * - unknown key → 404; a body over the limit → 413 (the body-limit middleware, counted here);
+ * - signature per the partner's scheme over the raw bytes, constant-time, every valid secret (rotation) →
+ *   401 `invalid_signature` / `missing_signature`, or `stale_timestamp` outside ±5 minutes;
+ * - a delivery id seen before → 200 with the original outcome, and nothing happens again (ids are kept in
+ *   `inbound_events` for 30 days, well past the 3 days senders retry for);
+ * - a payload that is not JSON, has no mapped event type or fails its action's schema → kept in quarantine
+ *   and answered 422 with the errors (`projectx webhooks quarantine …` fixes and replays it);
+ * - otherwise the verified body, the headers of interest and the delivery id are stored and the processing job
+ *   enqueued in one transaction, then 202 with the delivery's id. A 2xx means committed.
+ *
+ * Deliveries that arrive together share one transaction (group commit, src/db/batcher.ts). Every rejection is
+ * counted in `webhook_failures_total{partner,reason}`; repeated signature failures from one partner raise one
+ * security notification an hour (src/connectors/webhook-bridge/alerts.ts).
+ */
+import { createHash } from 'node:crypto';
+import { type Context, Hono } from 'hono';
+import type { Insertable } from 'kysely';
+import { Counter } from 'prom-client';
+import type { Clock } from '../../clock.ts';
+import { Batcher } from '../../db/batcher.ts';
+import type { Db } from '../../db/database.ts';
+import type { InboundEventsTable, InboundEventStatus } from '../../db/schema.ts';
+import { errorBody } from '../../http/errors.ts';
+import type { JobRuntime } from '../../jobs/runtime.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import { SignatureFailureWatch } from './alerts.ts';
+import { interpret } from './mapping.ts';
+import { type Partner, type PartnerDirectory, PARTNER_KEY, validSecrets } from './partners.ts';
+import { SOURCE_PREFIX, quarantineError, webhookProcess } from './process.ts';
+import { type VerifyFailure, verifyHubSignature, verifyStandardWebhook } from './signatures.ts';
+
+export const WEBHOOK_PATH = '/api/integration/webhook/:key';
+
+/** Headers kept with a delivery: what processing and an operator may need, never a signature. */
+const KEPT_HEADERS = ['content-type', 'user-agent', 'webhook-id', 'webhook-timestamp', 'x-github-event', 'x-github-delivery', 'x-atlassian-webhook-identifier', 'x-request-id', 'traceparent'];
+
+export interface WebhookReceiverDeps {
+  db: Db;
+  jobs: Pick<JobRuntime, 'enqueue' | 'enqueueMany'>;
+  partners: PartnerDirectory;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+type Row = Insertable<InboundEventsTable>;
+interface Outcome {
+  id: string;
+  status: InboundEventStatus;
+  duplicate: boolean;
+  error: unknown;
+}
+
+export interface WebhookReceiver {
+  app: Hono;
+  /** Counts a 413 answered by the body-limit middleware when it was meant for a partner. */
+  bodyTooLarge(c: Context): Promise<void>;
+  flush(): Promise<void>;
+}
+
+export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceiver {
+  const failures = new Counter({ name: 'webhook_failures_total', help: 'Partner webhook deliveries rejected, by partner and reason', labelNames: ['partner', 'reason'], registers: [deps.metrics.registry] });
+  const outcomes = new Counter({ name: 'webhook_deliveries_total', help: 'Partner webhook deliveries by partner and outcome (accepted, quarantined, duplicate)', labelNames: ['partner', 'outcome'], registers: [deps.metrics.registry] });
+  const watch = new SignatureFailureWatch({ jobs: deps.jobs, clock: deps.clock, logger: deps.logger });
+  // A batch is a transaction of three statements: up to 4 at once keep the database busy between round trips.
+  const recorder = new Batcher<Row, Outcome>((rows) => record(deps, rows), { concurrency: 4 });
+
+  const refuse = (partner: string, reason: string) => failures.inc({ partner, reason });
+
+  const app = new Hono();
+  app.post(WEBHOOK_PATH, async (c) => {
+    const key = c.req.param('key');
+    const partner = await deps.partners.resolve(key);
+    if (!partner) {
+      refuse('unknown', 'unknown_partner');
+      return c.json(errorBody('unknown_partner', 'no partner is configured for this webhook URL'), 404);
+    }
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const header = (name: string) => c.req.header(name);
+    const checked = verify(partner, header, body, deps.clock.now());
+    if (!checked.ok) {
+      refuse(partner.key, checked.reason);
+      watch.failed(partner.key, checked.reason);
+      deps.logger.warn({ partner: partner.key, reason: checked.reason }, 'webhook refused: signature check failed');
+      return c.json(signatureError(checked.reason), 401);
+    }
+
+    const headers = Object.fromEntries(KEPT_HEADERS.flatMap((name) => (header(name) !== undefined ? [[name, header(name)!.slice(0, 500)]] : [])));
+    const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body, headers });
+    const outcome = await recorder.add({
+      source: `${SOURCE_PREFIX}${partner.key}`,
+      delivery_id: checked.deliveryId,
+      kind: meaning.eventType ?? 'unknown',
+      status: meaning.ok ? 'received' : 'quarantined',
+      error: meaning.ok ? null : JSON.stringify(quarantineError(meaning)),
+      headers: JSON.stringify(headers),
+      body: Buffer.from(body),
+      correlation_id: header('x-request-id') ?? null,
+      received_at: deps.clock.now(),
+    });
+
+    if (outcome.duplicate) {
+      outcomes.inc({ partner: partner.key, outcome: 'duplicate' });
+      return c.json({ id: outcome.id, status: outcome.status, duplicate: true, ...(outcome.status === 'quarantined' ? { error: outcome.error } : {}) }, 200);
+    }
+    if (!meaning.ok) {
+      refuse(partner.key, meaning.reason);
+      outcomes.inc({ partner: partner.key, outcome: 'quarantined' });
+      return c.json(errorBody(meaning.reason, meaning.message, { id: outcome.id, quarantined: true, ...(meaning.issues ? { issues: meaning.issues } : {}) }), 422);
+    }
+    outcomes.inc({ partner: partner.key, outcome: 'accepted' });
+    return c.json({ id: outcome.id, status: 'accepted' }, 202);
+  });
+
+  return {
+    app,
+    async bodyTooLarge(c) {
+      const match = /^\/api\/integration\/webhook\/([^/]+)$/.exec(c.req.path);
+      if (!match) return;
+      const key = match[1]!; // partner keys need no decoding; anything encoded is not one
+      const known = PARTNER_KEY.test(key) ? await deps.partners.resolve(key).catch(() => undefined) : undefined;
+      refuse(known ? known.key : 'unknown', 'too_large');
+    },
+    flush: () => recorder.flush(),
+  };
+}
+
+function signatureError(reason: VerifyFailure) {
+  if (reason === 'stale') return errorBody('stale_timestamp', 'the webhook timestamp is more than 5 minutes from our clock; sign each attempt with the current time');
+  if (reason === 'missing_headers') return errorBody('missing_signature', 'the signature headers are missing or malformed');
+  return errorBody('invalid_signature', 'the webhook signature could not be verified');
+}
+
+/** The partner's scheme: the signature, and the delivery id that makes a repeat recognisable. */
+function verify(partner: Partner, header: (name: string) => string | undefined, body: Uint8Array, now: Date): { ok: true; deliveryId: string } | { ok: false; reason: VerifyFailure } {
+  const secrets = validSecrets(partner, now);
+  if (partner.scheme === 'standard') {
+    const id = header('webhook-id');
+    const result = verifyStandardWebhook({ secrets, id, timestamp: header('webhook-timestamp'), signature: header('webhook-signature'), body, nowSeconds: Math.floor(now.getTime() / 1000) });
+    return result.ok ? { ok: true, deliveryId: id! } : result;
+  }
+  const result = verifyHubSignature({ secrets, header: header(partner.scheme === 'github' ? 'x-hub-signature-256' : 'x-hub-signature'), body });
+  if (!result.ok) return result;
+  // No timestamp in these schemes: the sender's delivery id is what makes a replay harmless. Without one, the
+  // body's hash stands in (an identical body is the same delivery).
+  const offered = header(partner.scheme === 'github' ? 'x-github-delivery' : 'x-atlassian-webhook-identifier')?.trim();
+  const deliveryId = offered && /^[A-Za-z0-9_.:-]{1,200}$/.test(offered) ? offered : `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  return { ok: true, deliveryId };
+}
+
+/**
+ * One transaction for the batch: insert the new deliveries (a repeated id inserts nothing), enqueue a
+ * processing job for each accepted one, and read back the rows of the repeats.
+ */
+async function record(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
+  return deps.db.transaction().execute(async (trx) => {
+    const seen = new Set<string>();
+    const unique = rows.filter((row) => {
+      const key = `${row.source}\u0000${row.delivery_id}`;
+      return seen.has(key) ? false : (seen.add(key), true);
+    });
+    const inserted = await trx
+      .insertInto('inbound_events')
+      .values(unique)
+      .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
+      .returning(['id', 'source', 'delivery_id', 'status'])
+      .execute();
+    await deps.jobs.enqueueMany(
+      webhookProcess,
+      inserted.filter((row) => row.status === 'received').map((row) => ({ inboundId: row.id })),
+      { db: trx },
+    );
+    const fresh = new Map(inserted.map((row) => [`${row.source}\u0000${row.delivery_id}`, row]));
+    const repeats = rows.filter((row) => !fresh.has(`${row.source}\u0000${row.delivery_id}`));
+    const earlier = new Map(
+      repeats.length === 0
+        ? []
+        : (
+            await trx
+              .selectFrom('inbound_events')
+              .select(['id', 'source', 'delivery_id', 'status', 'error'])
+              .where((eb) => eb.or(repeats.map((row) => eb.and([eb('source', '=', row.source), eb('delivery_id', '=', row.delivery_id)]))))
+              .execute()
+          ).map((row) => [`${row.source}\u0000${row.delivery_id}`, row]),
+    );
+    const claimed = new Set<string>();
+    return rows.map((row) => {
+      const key = `${row.source}\u0000${row.delivery_id}`;
+      const first = fresh.get(key);
+      if (first && !claimed.has(key)) {
+        claimed.add(key);
+        return { id: first.id, status: first.status, duplicate: false, error: null };
+      }
+      const previous = first ?? earlier.get(key);
+      if (!previous) throw new Error('a delivery was neither inserted nor found');
+      return { id: previous.id, status: previous.status, duplicate: true, error: 'error' in previous ? previous.error : row.error ? (JSON.parse(row.error) as unknown) : null };
+    });
+  });
+}

@@ -1,0 +1,184 @@
+/**
+ * Processing an accepted partner delivery (`webhooks.process`): re-read it from `inbound_events`, interpret it
+ * with the partner's current mapping, perform the action through the domain, and record the result on the
+ * delivery and in `integration_events`.
+ *
+ * Exactly once, although jobs run at least once: each action is idempotent per delivery (a task carries the
+ * delivery as its external reference, a comment its source, evidence is stored by content hash, an alert's
+ * event id is derived from the delivery), and a delivery no longer 'received' is skipped. Errors are retried
+ * with backoff; after the last attempt, or at once when the domain refuses (an unknown control: retrying cannot
+ * help), the delivery is marked 'failed', where `projectx webhooks dead list|replay` finds it.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import type { Actor } from '../../domain/actor.ts';
+import type { DomainDeps } from '../../domain/deps.ts';
+import { newEvent } from '../../domain/events.ts';
+import { type Result, ok, refuse } from '../../domain/result.ts';
+import { commentOnTask, createTask, parseTaskRef, taskRef } from '../../domain/tasks.ts';
+import { findUserByEmail } from '../../domain/users.ts';
+import { DEFAULT_POLICY, type JobContext, defineJob } from '../../jobs/define-job.ts';
+import type { JobDeps } from '../../jobs/job-deps.ts';
+import { ingestEvidence } from '../evidence-stores/ingest.ts';
+import { type ActionInput, type Interpretation, interpret } from './mapping.ts';
+import { type Partner, genericPartner, loadPartner, GENERIC_PARTNER } from './partners.ts';
+
+export const SOURCE_PREFIX = 'webhook:';
+const RETRY_LIMIT = DEFAULT_POLICY.retryLimit;
+
+type Performed = Record<string, unknown>;
+
+export const webhookProcess = defineJob({
+  name: 'webhooks.process',
+  schema: z.object({ inboundId: z.uuid() }),
+  policy: { retryLimit: RETRY_LIMIT },
+  handler: async ({ inboundId }, { deps, job, logger }: JobContext<JobDeps>) => {
+    const row = await deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
+    if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
+    const key = row.source.slice(SOURCE_PREFIX.length);
+    const partner = await partnerFor(deps, key);
+    const settle = (status: 'processed' | 'failed' | 'quarantined', detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string }) => settleDelivery(deps, row, status, detail);
+    if (!partner) {
+      await settle('failed', { error: { code: 'unknown_partner', message: `partner ${key} no longer exists` } });
+      return { failed: 'unknown_partner' };
+    }
+    const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body: row.body, headers: row.headers });
+    if (!meaning.ok) {
+      // The mapping changed since the delivery was accepted: it waits in quarantine like any unfit payload.
+      await settle('quarantined', { error: quarantineError(meaning) });
+      return { quarantined: meaning.reason };
+    }
+    try {
+      const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
+      if (!performed.ok) {
+        await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
+        logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
+        return { failed: performed.refusal.code };
+      }
+      await settle('processed', { eventType: meaning.eventType, result: performed.value });
+      return performed.value;
+    } catch (error) {
+      if (job.retryCount >= RETRY_LIMIT) {
+        await settle('failed', { eventType: meaning.eventType, error: { code: 'processing_failed', message: error instanceof Error ? error.message : String(error) } });
+      }
+      throw error;
+    }
+  },
+});
+
+async function partnerFor(deps: JobDeps, key: string): Promise<Partner | undefined> {
+  return key === GENERIC_PARTNER ? genericPartner(deps.config) : loadPartner(deps.db, deps.keyring, key);
+}
+
+export function quarantineError(meaning: Extract<Interpretation, { ok: false }>): Record<string, unknown> {
+  return { code: meaning.reason, message: meaning.message, ...(meaning.eventType ? { eventType: meaning.eventType } : {}), ...(meaning.issues ? { issues: meaning.issues } : {}) };
+}
+
+/** Records how a delivery ended, on the delivery and as an `integration_events` row. */
+async function settleDelivery(
+  deps: JobDeps,
+  row: { id: string; source: string; delivery_id: string; correlation_id: string | null },
+  status: 'processed' | 'failed' | 'quarantined',
+  detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string },
+): Promise<void> {
+  const now = deps.clock.now();
+  await deps.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('inbound_events')
+      .set({ status, processed_at: now, result: detail.result ? JSON.stringify(detail.result) : null, error: detail.error ? JSON.stringify(detail.error) : null })
+      .where('id', '=', row.id)
+      .execute();
+    await trx
+      .insertInto('integration_events')
+      .values({
+        source: row.source,
+        direction: 'inbound',
+        event_type: detail.eventType ?? 'unknown',
+        external_id: row.delivery_id,
+        status,
+        result: detail.result ? JSON.stringify(detail.result) : null,
+        error: detail.error ? JSON.stringify(detail.error) : null,
+        correlation_id: row.correlation_id,
+        created_at: now,
+        processed_at: now,
+      })
+      .execute();
+  });
+}
+
+const SEVERITY_PRIORITY = { critical: 1, high: 2, medium: 3, low: 4, info: 5 } as const;
+
+/** Performs the mapped action, idempotently per delivery. */
+async function perform(domain: DomainDeps, deps: JobDeps, partner: Partner, deliveryId: string, meaning: Extract<Interpretation, { ok: true }>): Promise<Result<Performed>> {
+  const actor: Actor = { surface: 'system', user: undefined, via: `webhook:${partner.key}` };
+  const system = `${SOURCE_PREFIX}${partner.key}`;
+  switch (meaning.action) {
+    case 'create_task': {
+      const input = meaning.input as ActionInput<'create_task'>;
+      const target = `${system}:${deliveryId}`;
+      const existing = await domain.db.selectFrom('task_links').select('task_id').where('kind', '=', 'external').where('target', '=', target).executeTakeFirst();
+      if (existing) return ok({ action: 'create_task', task: taskRef(existing.task_id), created: false });
+      const assignee = input.assignee_email ? await findUserByEmail(domain.db, input.assignee_email) : undefined;
+      const created = await createTask(domain, actor, {
+        type: input.type,
+        title: input.title,
+        description: input.description,
+        priority: input.priority,
+        assigneeId: assignee?.id,
+        controlIds: input.control_ids,
+        external: [{ system, id: deliveryId, ...(input.url ? { url: input.url } : {}) }],
+      });
+      if (!created.ok) return created;
+      return ok({ action: 'create_task', task: created.value.ref, created: true, ...(input.assignee_email && !assignee ? { assigneeNotFound: input.assignee_email } : {}) });
+    }
+    case 'attach_evidence': {
+      const input = meaning.input as ActionInput<'attach_evidence'>;
+      const taskId = input.task_ref ? parseTaskRef(input.task_ref) : undefined;
+      if (input.task_ref && !taskId) return refuse('unknown_task', `no task ${input.task_ref}`);
+      const stored = await ingestEvidence(domain, deps.evidenceStore, actor, {
+        content: Readable.from([Buffer.from(input.content_base64, 'base64')]),
+        fileName: input.name,
+        source: system,
+        controlIds: input.control_ids,
+        taskIds: taskId ? [taskId] : undefined,
+      });
+      if (!stored.ok) return stored;
+      return ok({ action: 'attach_evidence', evidence: stored.value.id, sha256: stored.value.sha256, links: stored.value.newLinks });
+    }
+    case 'comment_task': {
+      const input = meaning.input as ActionInput<'comment_task'>;
+      const taskId = parseTaskRef(input.task_ref);
+      if (!taskId) return refuse('unknown_task', `no task ${input.task_ref}`);
+      const commented = await commentOnTask(domain, actor, taskId, input.text, `${system}:${deliveryId}`);
+      if (!commented.ok) return commented;
+      return ok({ action: 'comment_task', task: commented.value.task.ref, added: commented.value.added });
+    }
+    case 'notify': {
+      const input = meaning.input as ActionInput<'notify'>;
+      // The event id is derived from the delivery: a second run emits the same event, and notifications are
+      // unique per (event, target), so nobody is told twice.
+      const event = {
+        ...newEvent(
+          {
+            type: 'partner.alert',
+            subject: { kind: 'integration', id: partner.key, label: partner.key },
+            summary: `[${input.severity}] ${input.title}`,
+            priority: SEVERITY_PRIORITY[input.severity],
+            data: { partner: partner.key, text: input.text, ...(input.url ? { url: input.url } : {}) },
+          },
+          domain.clock.now(),
+        ),
+        id: uuidFrom(`${system}:${deliveryId}`),
+      };
+      await domain.db.transaction().execute((trx) => domain.events.emit(trx, event));
+      return ok({ action: 'notify', event: event.id });
+    }
+  }
+}
+
+/** A stable UUID-shaped id (version 8: custom) from a name. */
+function uuidFrom(name: string): string {
+  const hex = createHash('sha256').update(name).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${((Number.parseInt(hex.slice(16, 17), 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
