@@ -137,7 +137,14 @@ try {
   const found = await withClient(database.url, async (client) => {
     const rows = await client.query<{ n: string }>("select count(*) as n from inbound_events where source = 'webhook:generic' and status = 'received' and delivery_id = any($1::text[])", [sent]);
     const jobs = await client.query<{ n: string }>("select count(*) as n from projectx_jobs.job where name = 'webhooks.process'");
-    return { rows: Number(rows.rows[0]?.n ?? 0), jobs: Number(jobs.rows[0]?.n ?? 0) };
+    // Every accepted delivery must be named by a queued processing job (they commit together).
+    const covered = await client.query<{ n: string }>(
+      `select count(*) as n from inbound_events i
+        where i.source = 'webhook:generic' and i.delivery_id = any($1::text[])
+          and exists (select 1 from projectx_jobs.job j where j.name = 'webhooks.process' and j.data->'payload'->'inboundIds' ? i.id::text)`,
+      [sent],
+    );
+    return { rows: Number(rows.rows[0]?.n ?? 0), jobs: Number(jobs.rows[0]?.n ?? 0), covered: Number(covered.rows[0]?.n ?? 0) };
   });
   const settings = await durabilitySettings(database.url);
 
@@ -156,7 +163,7 @@ try {
   const clean = steps.filter((step) => step.webhooks.errors === 0 && (step.webhooks.statuses[202] ?? 0) === step.webhooks.requests && step.webhooks.p99ms < KNEE_P99_MS);
   const knee = clean.sort((a, b) => b.webhooks.rps - a.webhooks.rps)[0];
   console.log('\n#### summary\n');
-  console.log(`- durability: ${accepted2xx} deliveries answered 202; ${found.rows} of them found in inbound_events ('received', waiting for a worker) → ${found.rows === accepted2xx ? 'every accepted delivery was committed' : 'MISSING ROWS'}; ${found.jobs} processing jobs queued`);
+  console.log(`- durability: ${accepted2xx} deliveries answered 202; ${found.rows} of them found in inbound_events ('received', waiting for a worker) → ${found.rows === accepted2xx ? 'every accepted delivery was committed' : 'MISSING ROWS'}; ${found.covered} of them named by one of the ${found.jobs} queued processing jobs (one per group-committed batch) → ${found.covered === accepted2xx ? 'every accepted delivery has its job' : 'DELIVERIES WITHOUT A JOB'}`);
   if (knee) {
     const ratio = knee.webhooks.rps / knee.plain.tps;
     console.log(`- knee (highest throughput with p99 < ${KNEE_P99_MS} ms and only 202s): ${knee.concurrency} connections, ${Math.round(knee.webhooks.rps)} accepted/s, p99 ${knee.webhooks.p99ms.toFixed(1)} ms`);

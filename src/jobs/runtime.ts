@@ -33,8 +33,6 @@ export interface JobRuntime {
   boss: PgBoss;
   /** Validates the payload (a bad one throws: it is a bug) and enqueues it. Returns the job id. */
   enqueue<S extends z.ZodType>(job: JobDefinition<S, any>, payload: z.input<S>, options?: EnqueueOptions): Promise<string | null>;
-  /** Many jobs of one kind in one INSERT (inside `options.db`'s transaction when given), for batched hot paths. */
-  enqueueMany<S extends z.ZodType>(job: JobDefinition<S, any>, payloads: readonly z.input<S>[], options?: Pick<EnqueueOptions, 'db'>): Promise<void>;
   /** Starts workers and schedules for every definition (worker role). */
   work<Deps>(deps: Deps): Promise<void>;
   /** Stops fetching, waits up to `timeoutMs` for running jobs, then closes pg-boss's pool. */
@@ -143,14 +141,6 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
         ...(enqueueOptions.singletonSeconds !== undefined ? { singletonSeconds: enqueueOptions.singletonSeconds } : {}),
         ...(enqueueOptions.id !== undefined ? { id: enqueueOptions.id } : {}),
       });
-    },
-    async enqueueMany(job, payloads, enqueueOptions = {}) {
-      if (payloads.length === 0) return;
-      await boss.insert(
-        job.name,
-        payloads.map((payload) => ({ data: envelopeOf(job, payload) })),
-        enqueueOptions.db ? { db: fromKysely(enqueueOptions.db) } : {},
-      );
     },
     async work(deps) {
       for (const definition of definitions) {

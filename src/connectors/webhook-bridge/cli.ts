@@ -124,7 +124,7 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
           .set({ status: 'received', error: null, processed_at: null, kind: meaning.eventType, ...(bodyFile ? { body } : {}) })
           .where('id', '=', row.id)
           .execute();
-        await ctx.jobs.enqueue(webhookProcess, { inboundId: row.id }, { db: trx });
+        await ctx.jobs.enqueue(webhookProcess, { inboundIds: [row.id] }, { db: trx });
       });
       await audit(ctx, `webhook_delivery.replay`, 'inbound_event', row.id, { from: status, partner: key, bodyReplaced: Boolean(bodyFile) });
       io.out(`delivery ${row.id} (${key}, ${meaning.eventType} → ${meaning.action}) queued for processing again`);

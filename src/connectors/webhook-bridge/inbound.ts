@@ -10,7 +10,8 @@
  * - a payload that is not JSON, has no mapped event type or fails its action's schema → kept in quarantine
  *   and answered 422 with the errors (`projectx webhooks quarantine …` fixes and replays it);
  * - otherwise the verified body, the headers of interest and the delivery id are stored and the processing job
- *   enqueued in one transaction, then 202 with the delivery's id. A 2xx means committed.
+ *   enqueued in one transaction, then 202 with the delivery's id. A 2xx means committed. (One job per
+ *   batch of deliveries that arrived together: see `webhookProcess`.)
  *
  * Deliveries that arrive together share one transaction (group commit, src/db/batcher.ts). Every rejection is
  * counted in `webhook_failures_total{partner,reason}`; repeated signature failures from one partner raise one
@@ -41,7 +42,7 @@ const KEPT_HEADERS = ['content-type', 'user-agent', 'webhook-id', 'webhook-times
 
 export interface WebhookReceiverDeps {
   db: Db;
-  jobs: Pick<JobRuntime, 'enqueue' | 'enqueueMany'>;
+  jobs: Pick<JobRuntime, 'enqueue'>;
   partners: PartnerDirectory;
   clock: Clock;
   logger: Logger;
@@ -154,8 +155,8 @@ function verify(partner: Partner, header: (name: string) => string | undefined, 
 }
 
 /**
- * One transaction for the batch: insert the new deliveries (a repeated id inserts nothing), enqueue a
- * processing job for each accepted one, and read back the rows of the repeats.
+ * One transaction for the batch: insert the new deliveries (a repeated id inserts nothing), enqueue one
+ * processing job for the accepted ones, and read back the rows of the repeats.
  */
 async function record(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
   return deps.db.transaction().execute(async (trx) => {
@@ -170,11 +171,8 @@ async function record(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<
       .onConflict((oc) => oc.constraint('inbound_events_source_delivery_id_key').doNothing())
       .returning(['id', 'source', 'delivery_id', 'status'])
       .execute();
-    await deps.jobs.enqueueMany(
-      webhookProcess,
-      inserted.filter((row) => row.status === 'received').map((row) => ({ inboundId: row.id })),
-      { db: trx },
-    );
+    const accepted = inserted.filter((row) => row.status === 'received').map((row) => row.id);
+    if (accepted.length > 0) await deps.jobs.enqueue(webhookProcess, { inboundIds: accepted }, { db: trx });
     const fresh = new Map(inserted.map((row) => [`${row.source}\u0000${row.delivery_id}`, row]));
     const repeats = rows.filter((row) => !fresh.has(`${row.source}\u0000${row.delivery_id}`));
     const earlier = new Map(

@@ -29,43 +29,62 @@ const RETRY_LIMIT = DEFAULT_POLICY.retryLimit;
 
 type Performed = Record<string, unknown>;
 
+/**
+ * One job per accepted batch (the receiver's group commit), not per delivery: a job row costs about as much
+ * as the delivery row itself. Each delivery is processed on its own; a retry of the job finds the ones already
+ * processed settled and skips them, so only the unfinished ones run again.
+ */
 export const webhookProcess = defineJob({
   name: 'webhooks.process',
-  schema: z.object({ inboundId: z.uuid() }),
+  schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
   policy: { retryLimit: RETRY_LIMIT },
-  handler: async ({ inboundId }, { deps, job, logger }: JobContext<JobDeps>) => {
-    const row = await deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
-    if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
-    const key = row.source.slice(SOURCE_PREFIX.length);
-    const partner = await partnerFor(deps, key);
-    const settle = (status: 'processed' | 'failed' | 'quarantined', detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string }) => settleDelivery(deps, row, status, detail);
-    if (!partner) {
-      await settle('failed', { error: { code: 'unknown_partner', message: `partner ${key} no longer exists` } });
-      return { failed: 'unknown_partner' };
-    }
-    const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body: row.body, headers: row.headers });
-    if (!meaning.ok) {
-      // The mapping changed since the delivery was accepted: it waits in quarantine like any unfit payload.
-      await settle('quarantined', { error: quarantineError(meaning) });
-      return { quarantined: meaning.reason };
-    }
-    try {
-      const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
-      if (!performed.ok) {
-        await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
-        logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
-        return { failed: performed.refusal.code };
+  handler: async ({ inboundIds }, context: JobContext<JobDeps>) => {
+    const outcomes: Record<string, unknown>[] = [];
+    const errors: unknown[] = [];
+    for (const inboundId of inboundIds) {
+      try {
+        outcomes.push(await processDelivery(inboundId, context));
+      } catch (error) {
+        errors.push(error);
       }
-      await settle('processed', { eventType: meaning.eventType, result: performed.value });
-      return performed.value;
-    } catch (error) {
-      if (job.retryCount >= RETRY_LIMIT) {
-        await settle('failed', { eventType: meaning.eventType, error: { code: 'processing_failed', message: error instanceof Error ? error.message : String(error) } });
-      }
-      throw error;
     }
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `${errors.length} of ${inboundIds.length} webhook deliveries failed; they are retried`);
+    return { deliveries: outcomes.length, outcomes: outcomes.slice(0, 20) };
   },
 });
+
+async function processDelivery(inboundId: string, { deps, job, logger }: JobContext<JobDeps>): Promise<Record<string, unknown>> {
+  const row = await deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
+  if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
+  const key = row.source.slice(SOURCE_PREFIX.length);
+  const partner = await partnerFor(deps, key);
+  const settle = (status: 'processed' | 'failed' | 'quarantined', detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string }) => settleDelivery(deps, row, status, detail);
+  if (!partner) {
+    await settle('failed', { error: { code: 'unknown_partner', message: `partner ${key} no longer exists` } });
+    return { failed: 'unknown_partner' };
+  }
+  const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body: row.body, headers: row.headers });
+  if (!meaning.ok) {
+    // The mapping changed since the delivery was accepted: it waits in quarantine like any unfit payload.
+    await settle('quarantined', { error: quarantineError(meaning) });
+    return { quarantined: meaning.reason };
+  }
+  try {
+    const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
+    if (!performed.ok) {
+      await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
+      logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
+      return { failed: performed.refusal.code };
+    }
+    await settle('processed', { eventType: meaning.eventType, result: performed.value });
+    return performed.value;
+  } catch (error) {
+    if (job.retryCount >= RETRY_LIMIT) {
+      await settle('failed', { eventType: meaning.eventType, error: { code: 'processing_failed', message: error instanceof Error ? error.message : String(error) } });
+    }
+    throw error;
+  }
+}
 
 async function partnerFor(deps: JobDeps, key: string): Promise<Partner | undefined> {
   return key === GENERIC_PARTNER ? genericPartner(deps.config) : loadPartner(deps.db, deps.keyring, key);
