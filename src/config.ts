@@ -174,6 +174,11 @@ const schema = z.object({
   SMTP_USERNAME: text,
   SMTP_PASSWORD: secret,
   SMTP_FROM_ADDRESS: optional(z.email({ message: 'must be an email address' })),
+  /** Where a channel notification goes by email when Slack cannot deliver it for good; unset: nowhere (logged). */
+  EMAIL_FALLBACK_ADDRESS: optional(z.email({ message: 'must be an email address' })),
+  /** The inbound SMTP listener (web role) for mail relayed by the organisation's MTA; unset: no listener. */
+  SMTP_INBOUND_PORT: optional(portNumber()),
+  SMTP_INBOUND_HOST: withDefault(z.string().trim().min(1), '127.0.0.1'),
   GENERIC_WEBHOOK_SECRET: secret,
   /** Non-public networks outbound webhook subscriptions may deliver to (tests: 127.0.0.1/32); unset: none. */
   OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: networks,

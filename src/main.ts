@@ -9,6 +9,9 @@ import type { Hono } from 'hono';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
+import { type SmtpListener, startSmtpListener } from './connectors/email/listener.ts';
+import { createEmailNotifier } from './connectors/email/notifier.ts';
+import { createMailSender } from './connectors/email/transport.ts';
 import { type Keyring, resolveKeyring } from './connectors/sdk/crypto.ts';
 import { createOutboundTransport } from './connectors/webhook-bridge/outbound/destination.ts';
 import { type Clock, systemClock } from './clock.ts';
@@ -59,6 +62,8 @@ export interface Service {
   jobs: JobRuntime;
   metrics: Metrics;
   domain: DomainDeps;
+  /** The inbound SMTP listener (web and all roles, when `SMTP_INBOUND_PORT` is set). */
+  smtp: SmtpListener | undefined;
   /** Graceful stop within `config.SHUTDOWN_TIMEOUT_MS`; resolves true when everything closed cleanly. Idempotent. */
   stop(): Promise<boolean>;
 }
@@ -133,6 +138,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring });
       const outboundTransport = createOutboundTransport({ allowedNetworks: config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
       cleanups.push({ name: 'outbound webhook agent', run: () => outboundTransport.close() });
+      const mail = createMailSender(config, logger);
+      if (mail) cleanups.push({ name: 'SMTP transport', run: () => Promise.resolve(mail.close()) });
       const deps: JobDeps = {
         db,
         logger,
@@ -140,7 +147,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         config,
         jobs,
         events,
-        notifiers: [...(slack ? [slack.notifier] : []), ...(options.notifiers ?? [])],
+        notifiers: [...(slack ? [slack.notifier] : []), ...(mail ? [createEmailNotifier(db, mail)] : []), ...(options.notifiers ?? [])],
         rerenderers: slack ? [slack.rerenderer] : [],
         evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
         slack: slack ? { sender: slack.sender, tokens: slack.tokens } : undefined,
@@ -151,6 +158,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     }
 
     let webhooks: WebhookReceiver | undefined;
+    let smtp: SmtpListener | undefined;
     if (role !== 'worker') {
       const partners = await createPartnerDirectory({ db, keyring, config, connectionString: database.url, logger, metrics });
       cleanups.push({ name: 'webhook partner cache', run: () => partners.close() });
@@ -173,6 +181,12 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         await slack.start();
         cleanups.push({ name: 'Slack Socket Mode', run: () => slack.stop() });
       }
+      if (config.SMTP_INBOUND_PORT !== undefined) {
+        const listener = await startSmtpListener({ db, jobs, clock, logger, metrics, host: config.SMTP_INBOUND_HOST, port: config.SMTP_INBOUND_PORT });
+        cleanups.push({ name: 'SMTP listener', run: () => listener.close() });
+        logger.info({ host: listener.host, port: listener.port }, `inbound email: SMTP listening on ${listener.host}:${listener.port}`);
+        smtp = listener;
+      }
       options.mount?.(app, { db, jobs, domain, config, logger });
     }
     const http = await startHttpServer(app, {
@@ -191,6 +205,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       jobs,
       metrics,
       domain,
+      smtp,
       stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, logger, rest: cleanup })),
     };
   } catch (error) {

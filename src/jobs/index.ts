@@ -8,9 +8,10 @@ import { slackLinkByEmail } from '../bot/slack/link-by-email.ts';
 import { slackRefreshTokens } from '../bot/slack/token-refresh.ts';
 import { webhookSecurityAlert } from '../connectors/webhook-bridge/alerts.ts';
 import { webhookProcess } from '../connectors/webhook-bridge/process.ts';
+import { emailProcess } from '../connectors/email/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
-import { deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
+import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
 
@@ -18,6 +19,7 @@ export const jobDefinitions: readonly AnyJob[] = [
   pruneInboundEvents,
   routeDomainEvent,
   deliverNotification,
+  deliverEmailNotification,
   rerenderSubject,
   expireApprovals,
   slackEvidenceUpload,
@@ -27,4 +29,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   webhookProcess,
   webhookSecurityAlert,
   deliverWebhook,
+  emailProcess,
 ];

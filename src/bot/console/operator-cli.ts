@@ -26,6 +26,7 @@ import type { CommandContext } from '../commands/context.ts';
 import { ConsoleSession } from './session.ts';
 import { partnersVerb, webhooksVerb } from '../../connectors/webhook-bridge/cli.ts';
 import { subscriptionsVerb } from '../../connectors/webhook-bridge/outbound/cli.ts';
+import { emailVerb } from '../../connectors/email/cli.ts';
 
 /** A usage problem: the message and exit code 2. */
 export class UsageError extends Error {
@@ -40,7 +41,7 @@ export interface Io {
   interactive: boolean;
 }
 
-export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'partners', 'webhooks', 'subscriptions'] as const;
+export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'partners', 'webhooks', 'subscriptions', 'email'] as const;
 export type OperatorVerb = (typeof OPERATOR_VERBS)[number];
 
 export const OPERATOR_USAGE = `  shell --as <email>                          the bot in a terminal (press buttons with "press N")
@@ -67,7 +68,9 @@ export const OPERATOR_USAGE = `  shell --as <email>                          the
   webhooks dead list [--partner <key>] | webhooks dead replay <id>
   subscriptions add --url <url> --event <type or prefix.*>... [--description "<text>"]   prints the secret once
   subscriptions list | subscriptions remove <id> | subscriptions enable <id>
-  subscriptions deliveries <id> [--limit <n>]  recent outbound webhook deliveries with every attempt`;
+  subscriptions deliveries <id> [--limit <n>]  recent outbound webhook deliveries with every attempt
+  email quarantine list [--limit <n>] | email quarantine show <id> | email quarantine replay <id>
+  email dead list [--limit <n>] | email dead show <id> | email dead replay <id>`;
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -143,6 +146,8 @@ export async function runOperatorVerb(ctx: OperatorContext, verb: OperatorVerb, 
       return webhooksVerb(ctx, args, io);
     case 'subscriptions':
       return subscriptionsVerb(ctx, args, io);
+    case 'email':
+      return emailVerb(ctx, args, io);
   }
 }
 

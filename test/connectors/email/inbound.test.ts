@@ -1,0 +1,223 @@
+/**
+ * Email in, through the whole service (role all, real jobs) on its own database: nodemailer sends to the
+ * service's SMTP listener as the organisation's MTA would. Attachments become evidence, partner mail becomes a
+ * webhook delivery of that partner, and whatever cannot be processed is quarantined with the message kept,
+ * then replayed with `projectx email quarantine replay` once its cause is fixed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { createTransport } from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Io, runOperatorVerb } from '../../../src/bot/console/operator-cli.ts';
+import { loadConfig } from '../../../src/config.ts';
+import { startSmtpListener } from '../../../src/connectors/email/listener.ts';
+import { type Db, createDatabase } from '../../../src/db/database.ts';
+import { createControl } from '../../../src/domain/controls.ts';
+import { createUser } from '../../../src/domain/users.ts';
+import { type OperatorContext, type Service, startService } from '../../../src/main.ts';
+import { createMetrics } from '../../../src/metrics.ts';
+import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
+import { captureLogs } from '../../support/logs.ts';
+import { fastJobs } from '../../support/slack-service.ts';
+
+const KEY = randomBytes(32);
+const GENERIC_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
+const DOMAIN = 'projectx.example.test';
+/** The smallest well-formed PDF and PNG (real magic bytes: evidence types are checked by content). */
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n');
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==', 'base64');
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+describe('email in', () => {
+  let tdb: TestDatabase;
+  let service: Service;
+  let evidenceDir: string;
+  let ctx: OperatorContext;
+  const logs = captureLogs({ level: 'info' });
+  let coraId: string;
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    evidenceDir = await mkdtemp(path.join(tmpdir(), 'projectx-email-evidence-'));
+    const config = loadConfig({
+      DATABASE_URL: tdb.url,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      SMTP_INBOUND_PORT: '0',
+      EVIDENCE_LOCAL_DIR: evidenceDir,
+      GENERIC_WEBHOOK_SECRET: GENERIC_SECRET,
+      PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}`,
+    });
+    if (!config.ok) throw new Error(config.problems.join('; '));
+    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
+    ctx = { db: service.db, jobs: service.jobs, domain: service.domain, config: config.config, keyring: undefined, close: () => Promise.resolve() };
+    await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
+    const cora = await createUser(tdb.db, { email: 'cora@example.test', displayName: 'Cora Contributor', roles: ['contributor'] });
+    if (!cora.ok) throw new Error(cora.refusal.message);
+    coraId = cora.value.id;
+    await createUser(tdb.db, { email: 'vic@example.test', displayName: 'Vic Viewer', roles: ['viewer'] });
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await tdb?.drop();
+    await rm(evidenceDir, { recursive: true, force: true });
+  });
+
+  /** The organisation's MTA relaying to our listener (plain SMTP on loopback, no login). */
+  const mta = () => createTransport({ host: '127.0.0.1', port: service.smtp!.port, secure: false, ignoreTLS: true, logger: false });
+  const compose = (mail: ConstructorParameters<typeof MailComposer>[0]) => new MailComposer(mail).compile().build();
+  const relay = (raw: Buffer, from: string, to: string) => mta().sendMail({ envelope: { from, to: [to] }, raw });
+  const queuedId = (response: string) => /queued as ([0-9a-f-]{36})/.exec(response)?.[1] ?? '';
+  const message = (id: string) => tdb.db.selectFrom('inbound_events').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const settled = async (id: string) => {
+    await expect.poll(async () => (await message(id)).status, { timeout: 15_000 }).not.toBe('received');
+    return message(id);
+  };
+  const evidenceOf = (control: string) =>
+    tdb.db
+      .selectFrom('evidence')
+      .innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id')
+      .select(['evidence.sha256', 'evidence.media_type', 'evidence.original_name', 'evidence.source', 'evidence.uploaded_by', 'evidence.size_bytes'])
+      .where('evidence_links.kind', '=', 'control')
+      .where('evidence_links.target', '=', control)
+      .orderBy('evidence.original_name')
+      .execute();
+  function recordingIo() {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io: Io = { out: (text) => void out.push(text), err: (text) => void err.push(text), input: Readable.from([]), interactive: false };
+    return { io, out, err };
+  }
+
+  it('records both attachments of a message sent over SMTP as evidence for the control, with the raw message kept', async () => {
+    const raw = await compose({
+      from: 'Cora Contributor <cora@example.test>',
+      to: `evidence+AC-2@${DOMAIN}`,
+      subject: 'Q4 access review',
+      text: 'The review and a screenshot of the group.',
+      attachments: [
+        { filename: 'access-review.pdf', content: PDF, contentType: 'application/pdf' },
+        { filename: 'group.png', content: PNG, contentType: 'image/png' },
+      ],
+    });
+    const sent = await relay(raw, 'cora@example.test', `evidence+AC-2@${DOMAIN}`);
+    expect(sent.response).toMatch(/^250 OK: queued as [0-9a-f-]{36}$/);
+
+    await expect.poll(async () => (await evidenceOf('AC-2')).length, { timeout: 15_000 }).toBe(2);
+    expect(await evidenceOf('AC-2')).toEqual([
+      { sha256: sha256(PDF), media_type: 'application/pdf', original_name: 'access-review.pdf', source: 'email', uploaded_by: coraId, size_bytes: String(PDF.length) },
+      { sha256: sha256(PNG), media_type: 'image/png', original_name: 'group.png', source: 'email', uploaded_by: coraId, size_bytes: String(PNG.length) },
+    ]);
+    const row = await settled(queuedId(sent.response));
+    expect(row).toMatchObject({ source: 'email', kind: 'evidence', status: 'processed', error: null, headers: { 'envelope-from': 'cora@example.test', 'envelope-to': `evidence+ac-2@${DOMAIN}`, 'remote-address': '127.0.0.1' } });
+    expect(row.body.equals(raw)).toBe(true);
+    expect(row.result).toMatchObject({ from: 'cora@example.test', evidence: [{ name: 'access-review.pdf', sha256: sha256(PDF), links: ['control:AC-2'] }, { name: 'group.png', sha256: sha256(PNG), links: ['control:AC-2'] }] });
+    const audited = await tdb.db.selectFrom('audit_log').select(['actor', 'outcome']).where('action', '=', 'evidence.record').where('object_id', 'in', [sha256(PDF), sha256(PNG)]).execute();
+    expect(audited).toEqual([
+      { actor: `user:${coraId}`, outcome: 'success' },
+      { actor: `user:${coraId}`, outcome: 'success' },
+    ]);
+  });
+
+  it('stores a message the MTA sends again once, and quarantines another with the same Message-ID', async () => {
+    const raw = await compose({ from: 'cora@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 'again', messageId: '<again.1@example.test>', attachments: [{ filename: 'notes.txt', content: 'again and again\n' }] });
+    const first = await relay(raw, 'cora@example.test', `evidence+AC-2@${DOMAIN}`);
+    const second = await relay(raw, 'cora@example.test', `evidence+AC-2@${DOMAIN}`);
+    expect(queuedId(second.response)).toBe(queuedId(first.response));
+    expect((await settled(queuedId(first.response))).status).toBe('processed');
+
+    const other = await compose({ from: 'cora@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 'other content', messageId: '<again.1@example.test>', attachments: [{ filename: 'other.txt', content: 'something else\n' }] });
+    const third = await relay(other, 'cora@example.test', `evidence+AC-2@${DOMAIN}`);
+    const kept = await message(queuedId(third.response));
+    expect(kept).toMatchObject({ status: 'quarantined', error: { code: 'duplicate_message_id' } });
+    expect(kept.body.equals(other)).toBe(true);
+  });
+
+  it('refuses a recipient that is no mailbox of ours at RCPT, so nothing is accepted', async () => {
+    const before = await tdb.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<string>().as('n')).where('source', '=', 'email').executeTakeFirstOrThrow();
+    await expect(mta().sendMail({ from: 'cora@example.test', to: `help@${DOMAIN}`, subject: 'hello', text: 'anyone?' })).rejects.toMatchObject({ code: 'EENVELOPE', responseCode: 550 });
+    const after = await tdb.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<string>().as('n')).where('source', '=', 'email').executeTakeFirstOrThrow();
+    expect(after.n).toBe(before.n);
+  });
+
+  it('answers 552 to a message over the size limit and 451 when it cannot be stored, accepting neither', async () => {
+    const emailRows = async () => (await tdb.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<string>().as('n')).where('source', '=', 'email').executeTakeFirstOrThrow()).n;
+    const before = await emailRows();
+    const listen = (db: Db, maxBytes?: number) => startSmtpListener({ db, jobs: service.jobs, clock: service.domain.clock, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), host: '127.0.0.1', port: 0, maxBytes });
+    const small = await listen(service.db, 4096);
+    // A database that cannot be reached: the message is not stored, so it must not be answered 250.
+    const unreachable = createDatabase({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });
+    const broken = await listen(unreachable);
+    try {
+      const send = (port: number, text: string) => createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, logger: false }).sendMail({ from: 'cora@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 'limits', text });
+      await expect(send(small.port, 'x'.repeat(10_000))).rejects.toMatchObject({ responseCode: 552 });
+      await expect(send(broken.port, 'hello')).rejects.toMatchObject({ responseCode: 451 });
+    } finally {
+      await small.close();
+      await broken.close();
+      await unreachable.destroy();
+    }
+    expect(await emailRows()).toBe(before);
+  });
+
+  it('quarantines, never drops, mail from an unknown or unauthorized sender, to an unknown control or partner, or that is no message at all', async () => {
+    const attachment = [{ filename: 'evidence.txt', content: 'evidence\n' }];
+    const cases = [
+      { code: 'unknown_sender', from: 'mallory@example.test', to: `evidence+AC-2@${DOMAIN}`, raw: await compose({ from: 'mallory@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 's', attachments: attachment }) },
+      { code: 'forbidden', from: 'vic@example.test', to: `evidence+AC-2@${DOMAIN}`, raw: await compose({ from: 'vic@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 's', attachments: attachment }) },
+      { code: 'unknown_target', from: 'cora@example.test', to: `evidence+NOPE-9@${DOMAIN}`, raw: await compose({ from: 'cora@example.test', to: `evidence+NOPE-9@${DOMAIN}`, subject: 's', attachments: attachment }) },
+      { code: 'unknown_partner', from: 'ops@vendor.example', to: `partner+nosuch@${DOMAIN}`, raw: await compose({ from: 'ops@vendor.example', to: `partner+nosuch@${DOMAIN}`, subject: 's', text: '{"type":"task.create","data":{"title":"x"}}' }) },
+      { code: 'unparseable', from: 'cora@example.test', to: `evidence+AC-2@${DOMAIN}`, raw: Buffer.from('\u0000\u0001 this is not an email message \u00ff\r\n') },
+    ];
+    for (const test of cases) {
+      const sent = await relay(test.raw, test.from, test.to);
+      const row = await settled(queuedId(sent.response));
+      expect(row, test.code).toMatchObject({ status: 'quarantined', error: { code: test.code, message: expect.any(String) } });
+      expect(row.body.equals(test.raw), test.code).toBe(true);
+    }
+    expect((await message(queuedId((await relay(cases[0]!.raw, cases[0]!.from, cases[0]!.to)).response))).error).toEqual({ code: 'unknown_sender', message: 'no active ProjectX user has the email address mallory@example.test' });
+
+    const listed = recordingIo();
+    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'list'], listed.io)).toBe(0);
+    for (const test of cases) expect(listed.out.some((line) => line.includes(`to ${test.to.toLowerCase()}`) && line.includes(`${test.code}:`)), test.code).toBe(true);
+  });
+
+  it('processes a quarantined message once its cause is fixed (projectx email quarantine replay)', async () => {
+    const raw = await compose({ from: 'Rae <rae@example.test>', to: `evidence+AC-2@${DOMAIN}`, subject: 'late evidence', attachments: [{ filename: 'rae.csv', content: 'user,access\nrae,read\n' }] });
+    const id = queuedId((await relay(raw, 'rae@example.test', `evidence+AC-2@${DOMAIN}`)).response);
+    expect((await settled(id)).error).toMatchObject({ code: 'unknown_sender' });
+
+    const shown = recordingIo();
+    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'show', id], shown.io)).toBe(0);
+    expect(JSON.parse(shown.out.join('\n'))).toMatchObject({ id, status: 'quarantined', message: { from: '"Rae" <rae@example.test>', subject: 'late evidence', attachments: [{ name: 'rae.csv', type: 'text/csv' }] } });
+
+    await createUser(tdb.db, { email: 'rae@example.test', displayName: 'Rae', roles: ['contributor'] });
+    const replayed = recordingIo();
+    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'replay', id], replayed.io)).toBe(0);
+    expect(replayed.out).toEqual([`message ${id} (to evidence+ac-2@${DOMAIN}) queued for processing again`]);
+    await expect.poll(async () => (await message(id)).status, { timeout: 15_000 }).toBe('processed');
+    expect((await evidenceOf('AC-2')).map((row) => row.original_name)).toContain('rae.csv');
+    const audit = await tdb.db.selectFrom('audit_log').select(['actor', 'detail']).where('action', '=', 'email_message.replay').where('object_id', '=', id).executeTakeFirstOrThrow();
+    expect(audit).toMatchObject({ actor: 'anonymous:cli', detail: { from: 'quarantined', code: 'unknown_sender' } });
+  });
+
+  it("hands partner mail to the webhook bridge, which performs the partner's mapped action", async () => {
+    const raw = await compose({ from: 'ops@vendor.example', to: `partner+generic@${DOMAIN}`, subject: 'new finding', text: 'Hello,\n{"type":"task.create","data":{"title":"Vendor finding, by email"}}\n-- \nThis message was scanned for viruses.' });
+    const id = queuedId((await relay(raw, 'ops@vendor.example', `partner+generic@${DOMAIN}`)).response);
+    const row = await settled(id);
+    expect(row).toMatchObject({ status: 'processed', kind: 'partner', result: { from: 'ops@vendor.example', partner: 'generic', action: 'create_task', delivery: expect.any(String) } });
+    const delivery = (row.result as { delivery: string }).delivery;
+    await expect.poll(async () => (await message(delivery)).status, { timeout: 15_000 }).toBe('processed');
+    expect(await message(delivery)).toMatchObject({ source: 'webhook:generic', delivery_id: `email:${id}`, kind: 'task.create', result: { action: 'create_task', created: true } });
+    const task = await tdb.db.selectFrom('tasks').select('title').where('title', '=', 'Vendor finding, by email').execute();
+    expect(task).toHaveLength(1);
+
+    const unfit = await compose({ from: 'ops@vendor.example', to: `partner+generic@${DOMAIN}`, subject: 'x', text: '{"type":"vendor.unknown_event","data":{}}' });
+    const quarantined = await settled(queuedId((await relay(unfit, 'ops@vendor.example', `partner+generic@${DOMAIN}`)).response));
+    expect(quarantined).toMatchObject({ status: 'quarantined', error: { code: 'unmapped_event', eventType: 'vendor.unknown_event' } });
+  });
+});
