@@ -32,7 +32,12 @@ describe('partner webhook fuzzing', () => {
   });
 
   const eventType = fc.oneof(fc.constantFrom('task.create', 'evidence.attach', 'task.comment', 'notification.raise'), fc.string({ maxLength: 40 }));
+  // Well-formed deliveries come often enough that every run sees accepted ones too (not only refusals).
+  const validTask = fc
+    .record({ title: fc.string({ minLength: 1, maxLength: 100 }).filter((title) => title.trim().length > 0), priority: fc.constantFrom('low', 'normal', 'high') })
+    .map((data) => Buffer.from(JSON.stringify({ type: 'task.create', timestamp: new Date().toISOString(), data })));
   const body = fc.oneof(
+    { arbitrary: validTask, weight: 4 },
     fc.uint8Array({ maxLength: 2048 }).map((bytes) => Buffer.from(bytes)),
     fc.string({ maxLength: 512 }).map((text) => Buffer.from(text)),
     fc.json({ maxDepth: 4 }).map((text) => Buffer.from(text)),
