@@ -55,6 +55,22 @@ const portNumber = () =>
 const text = optional(z.string().trim().min(1));
 /** Secrets are trimmed (file-mounted secrets end in a newline) and must be long enough to be real. */
 const secret = optional(z.string().trim().min(8, { message: 'must be at least 8 characters (is it complete?)' }));
+/** A Standard Webhooks secret (`whsec_` + base64 of 24 to 64 bytes, as the spec says), or a plain secret of 8+ characters. */
+const webhookSecret = optional(
+  z
+    .string()
+    .trim()
+    .min(8, { message: 'must be at least 8 characters (is it complete?)' })
+    .refine(
+      (value) => {
+        if (!value.startsWith('whsec_')) return true;
+        const encoded = value.slice('whsec_'.length);
+        const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(encoded) ? Buffer.from(encoded, 'base64').length : 0;
+        return bytes >= 24 && bytes <= 64;
+      },
+      { message: 'a whsec_ secret must be whsec_ followed by the base64 of 24 to 64 random bytes' },
+    ),
+);
 
 /**
  * `PROJECTX_ENCRYPTION_KEY`: one or more `keyId:base64Key` entries separated by commas, each key 32 bytes
@@ -179,7 +195,7 @@ const schema = z.object({
   /** The inbound SMTP listener (web role) for mail relayed by the organisation's MTA; unset: no listener. */
   SMTP_INBOUND_PORT: optional(portNumber()),
   SMTP_INBOUND_HOST: withDefault(z.string().trim().min(1), '127.0.0.1'),
-  GENERIC_WEBHOOK_SECRET: secret,
+  GENERIC_WEBHOOK_SECRET: webhookSecret,
   /** Non-public networks outbound webhook subscriptions may deliver to (tests: 127.0.0.1/32); unset: none. */
   OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: networks,
 

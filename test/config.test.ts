@@ -64,6 +64,9 @@ describe('loadConfig', () => {
     ['SLACK_APP_LEVEL_TOKEN', 'xoxb-hunter2-secret', /^SLACK_APP_LEVEL_TOKEN: must be an app-level token/],
     ['PROJECTX_ENCRYPTION_KEY', 'hunter2-secret', /^PROJECTX_ENCRYPTION_KEY: must be comma-separated keyId:base64 entries/],
     ['PROJECTX_ENCRYPTION_KEY', 'k1:aHVudGVyMi1zZWNyZXQ=', /^PROJECTX_ENCRYPTION_KEY: must be comma-separated/],
+    // Decodes to an empty (or tiny) HMAC key, which anyone could sign with.
+    ['GENERIC_WEBHOOK_SECRET', 'whsec_hunter2!!', /^GENERIC_WEBHOOK_SECRET: a whsec_ secret must be whsec_ followed by the base64 of 24 to 64 random bytes$/],
+    ['GENERIC_WEBHOOK_SECRET', 'whsec_aHVudGVyMi1zZWNyZXQ=', /^GENERIC_WEBHOOK_SECRET: a whsec_ secret must be/],
   ])('names secret %s without echoing its value', (variable, value, message) => {
     const problems = problemsFor({ [variable]: value });
     expect(problems).toHaveLength(1);
@@ -119,7 +122,7 @@ describe('integration catalog', () => {
     if (!result.ok) throw new Error('must parse');
     const servicenow = describeIntegrations(result.config).find((status) => status.id === 'servicenow');
     expect(servicenow).toMatchObject({ configured: false, missing: ['SERVICENOW_PASSWORD'] });
-    const configured = loadConfig({ GENERIC_WEBHOOK_SECRET: 'whsec_abc' });
+    const configured = loadConfig({ GENERIC_WEBHOOK_SECRET: `whsec_${Buffer.from('123456789012345678901234').toString('base64')}` });
     if (!configured.ok) throw new Error('must parse');
     expect(describeIntegrations(configured.config).find((status) => status.id === 'generic-webhook')?.configured).toBe(true);
   });

@@ -12,7 +12,9 @@ export class Batcher<I, O> {
   readonly #maxBatch: number;
   readonly #concurrency: number;
   #queue: { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
-  readonly #writers = new Set<Promise<void>>();
+  /** Writers running. Counted down synchronously as a writer finds the queue empty, never a tick later. */
+  #active = 0;
+  #idle: (() => void)[] = [];
 
   /** `write` returns one result per item, in order. */
   constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number } = {}) {
@@ -23,27 +25,33 @@ export class Batcher<I, O> {
 
   add(item: I): Promise<O> {
     const result = new Promise<O>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
-    if (this.#writers.size < this.#concurrency) {
-      const writer: Promise<void> = this.#drain().finally(() => this.#writers.delete(writer));
-      this.#writers.add(writer);
+    if (this.#active < this.#concurrency) {
+      this.#active++;
+      void this.#drain();
     }
     return result;
   }
 
   /** Resolves when everything added so far is written. */
-  async flush(): Promise<void> {
-    while (this.#writers.size > 0) await Promise.all([...this.#writers]);
+  flush(): Promise<void> {
+    return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      try {
-        const results = await this.#write(batch.map((entry) => entry.item));
-        batch.forEach((entry, index) => entry.resolve(results[index] as O));
-      } catch (error) {
-        for (const entry of batch) entry.reject(error);
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.#maxBatch);
+        try {
+          const results = await this.#write(batch.map((entry) => entry.item));
+          batch.forEach((entry, index) => entry.resolve(results[index] as O));
+        } catch (error) {
+          for (const entry of batch) entry.reject(error);
+        }
       }
+    } finally {
+      // Same turn as the last resolve: an add() made by a caller that was just answered sees the free slot.
+      this.#active--;
+      if (this.#active === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 }

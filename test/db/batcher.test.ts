@@ -70,4 +70,15 @@ describe('Batcher (group commit)', () => {
     expect(most).toBe(2);
     await batcher.flush();
   });
+
+  it('starts a writer for an item added right after the previous one was answered (no lost wake-up)', async () => {
+    const batcher = new Batcher<number, number>((items) => Promise.resolve(items.map((item) => item + 1)));
+    expect(await batcher.add(1)).toBe(2);
+    expect(await batcher.add(2)).toBe(3);
+    const concurrent = new Batcher<number, number>((items) => Promise.resolve([...items]), { concurrency: 3 });
+    for (let i = 0; i < 5; i++) expect(await concurrent.add(i)).toBe(i);
+    await batcher.flush();
+    await concurrent.flush();
+  });
 });
+

@@ -93,9 +93,11 @@ describe('identity cache', () => {
   it('does not keep an answer read before a change that was notified while the lookup ran', async () => {
     const { user, identity } = await linkedUser(['approver']);
     await settleNotifications();
-    held.set(identity.externalId, () => undefined);
+    const placeholder = () => undefined;
+    held.set(identity.externalId, placeholder);
     const inFlight = cache.resolve(identity); // reads the old roles, then waits
-    await expect.poll(() => loads > 0 && held.get(identity.externalId) !== undefined).toBe(true);
+    // The load replaces the placeholder with its own release once it has read.
+    await expect.poll(() => held.get(identity.externalId) !== placeholder).toBe(true);
     await setRoles(fx.tdb.db, user.id, ['viewer']);
     await settleNotifications();
     held.get(identity.externalId)?.();

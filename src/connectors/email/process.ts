@@ -28,7 +28,7 @@ import { DEFAULT_POLICY, type JobContext, defineJob } from '../../jobs/define-jo
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
 import { interpret } from '../webhook-bridge/mapping.ts';
-import { GENERIC_PARTNER, genericPartner, loadPartner } from '../webhook-bridge/partners.ts';
+import { loadPartnerMapping } from '../webhook-bridge/partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from '../webhook-bridge/process.ts';
 import { type Mailbox, parseMailbox } from './addresses.ts';
 
@@ -136,8 +136,8 @@ async function recordAttachments(deps: JobDeps, row: Row, mailbox: Extract<Mailb
 }
 
 async function handToPartner(deps: JobDeps, row: Row, mailbox: Extract<Mailbox, { kind: 'partner' }>, mail: ParsedMail, from: string): Promise<Outcome> {
-  const partner = mailbox.partner === GENERIC_PARTNER ? genericPartner(deps.config) : await loadPartner(deps.db, deps.keyring, mailbox.partner);
-  if (!partner) return quarantined('unknown_partner', `no partner ${mailbox.partner} (or its record cannot be read without PROJECTX_ENCRYPTION_KEY)`, 'email.partner');
+  const partner = await loadPartnerMapping(deps.db, mailbox.partner);
+  if (!partner) return quarantined('unknown_partner', `no partner ${mailbox.partner}`, 'email.partner');
   const payload = partnerPayload(mail);
   if (!payload) return quarantined('no_payload', 'the message has neither a .json attachment nor a text body', 'email.partner');
   const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body: payload, headers: {} });

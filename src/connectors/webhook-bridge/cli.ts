@@ -6,11 +6,13 @@
 import { readFile } from 'node:fs/promises';
 import type { Io } from '../../bot/console/operator-cli.ts';
 import { UsageError, audit, must, one, parse } from '../../bot/console/operator-cli.ts';
+import { CLI_ACTOR } from '../../domain/actor.ts';
+import { appendAudit } from '../../domain/audit.ts';
 import type { Db } from '../../db/database.ts';
 import type { WebhookScheme } from '../../db/schema.ts';
 import type { OperatorContext } from '../../main.ts';
 import { interpret } from './mapping.ts';
-import { GENERIC_PARTNER, SCHEMES, addPartner, genericPartner, listPartners, loadPartner, removePartner, rotatePartnerSecret } from './partners.ts';
+import { GENERIC_PARTNER, SCHEMES, addPartner, genericPartner, listPartners, loadPartnerMapping, removePartner, rotatePartnerSecret } from './partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from './process.ts';
 
 const fail = (message: string) => Object.assign(new Error(message), { exitCode: 1 });
@@ -76,6 +78,9 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
   const [area, sub, ...rest] = args;
   if (area !== 'quarantine' && area !== 'dead') throw new UsageError('webhooks quarantine list|show|replay, webhooks dead list|replay');
   const status = area === 'quarantine' ? 'quarantined' : 'failed';
+  // "Dead" also covers deliveries still 'received' long after they arrived: their job was lost for good (its
+  // last attempt's worker died), so nothing will process them unless an operator replays them.
+  const stalledBefore = new Date(ctx.domain.clock.now().getTime() - STALLED_AFTER_MS);
   switch (sub) {
     case 'list': {
       const { values } = parse(rest, { partner: { type: 'string' }, limit: { type: 'string' } });
@@ -84,7 +89,7 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
       let query = ctx.db
         .selectFrom('inbound_events')
         .select(['id', 'source', 'delivery_id', 'kind', 'received_at', 'error'])
-        .where('status', '=', status)
+        .where((eb) => (area === 'dead' ? eb.or([eb('status', '=', 'failed'), eb.and([eb('status', '=', 'received'), eb('received_at', '<', stalledBefore)])]) : eb('status', '=', status)))
         .where('source', 'like', `${SOURCE_PREFIX}%`)
         .orderBy('received_at', 'desc')
         .limit(limit);
@@ -98,35 +103,40 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
       return 0;
     }
     case 'show': {
-      const row = await find(ctx.db, rest[0], status);
+      const row = await find(ctx.db, rest[0], status, stalledBefore);
       io.out(JSON.stringify({ id: row.id, partner: row.source.slice(SOURCE_PREFIX.length), deliveryId: row.delivery_id, eventType: row.kind, status: row.status, receivedAt: row.received_at, headers: row.headers, error: row.error, body: row.body.toString('utf8') }, null, 2));
       return 0;
     }
     case 'replay': {
       const { values, positionals } = parse(rest, { 'body-file': { type: 'string' } });
-      const row = await find(ctx.db, positionals[0], status);
+      const row = await find(ctx.db, positionals[0], status, stalledBefore);
       const bodyFile = one(values['body-file']);
       if (bodyFile && area === 'dead') throw new UsageError('--body-file is for quarantined deliveries (a failed one already fitted its schema)');
       const body = bodyFile ? await readFile(bodyFile).catch(() => {
         throw fail(`cannot read ${bodyFile}`);
       }) : row.body;
       const key = row.source.slice(SOURCE_PREFIX.length);
-      const partner = key === GENERIC_PARTNER ? genericPartner(ctx.config) : await loadPartner(ctx.db, ctx.keyring, key);
-      if (!partner) throw fail(`partner ${key} no longer exists (or its secrets cannot be read without PROJECTX_ENCRYPTION_KEY)`);
+      const partner = await loadPartnerMapping(ctx.db, key);
+      if (!partner) throw fail(`partner ${key} no longer exists`);
       const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body, headers: row.headers });
       if (!meaning.ok) {
         io.err(`still does not fit: ${JSON.stringify(quarantineError(meaning))}`);
         return 1;
       }
-      await ctx.db.transaction().execute(async (trx) => {
-        await trx
+      const replayed = await ctx.db.transaction().execute(async (trx) => {
+        // Only from the state it was listed in: two operators replaying at once queue it once.
+        const updated = await trx
           .updateTable('inbound_events')
-          .set({ status: 'received', error: null, processed_at: null, kind: meaning.eventType, ...(bodyFile ? { body } : {}) })
+          .set({ status: 'received', error: null, result: null, processed_at: null, kind: meaning.eventType, ...(bodyFile ? { body } : {}) })
           .where('id', '=', row.id)
-          .execute();
+          .where('status', '=', row.status)
+          .executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 0) return false;
         await ctx.jobs.enqueue(webhookProcess, { inboundIds: [row.id] }, { db: trx });
+        await appendAudit(trx, { actor: CLI_ACTOR, action: 'webhook_delivery.replay', objectType: 'inbound_event', objectId: row.id, outcome: 'success', at: ctx.domain.clock.now(), detail: { from: row.status, partner: key, bodyReplaced: Boolean(bodyFile) } });
+        return true;
       });
-      await audit(ctx, `webhook_delivery.replay`, 'inbound_event', row.id, { from: status, partner: key, bodyReplaced: Boolean(bodyFile) });
+      if (!replayed) throw fail(`delivery ${row.id} changed while it was being replayed; list it again`);
       io.out(`delivery ${row.id} (${key}, ${meaning.eventType} → ${meaning.action}) queued for processing again`);
       return 0;
     }
@@ -135,11 +145,14 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
   }
 }
 
-async function find(db: Db, id: string | undefined, status: 'quarantined' | 'failed') {
+const STALLED_AFTER_MS = 30 * 60_000;
+
+async function find(db: Db, id: string | undefined, status: 'quarantined' | 'failed', stalledBefore: Date) {
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the delivery id (a UUID, from the list)');
   const row = await db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', 'like', `${SOURCE_PREFIX}%`).executeTakeFirst();
   if (!row) throw fail(`no webhook delivery ${id}`);
-  if (row.status !== status) throw fail(`delivery ${id} is ${row.status}, not ${status}`);
+  const stalled = status === 'failed' && row.status === 'received' && row.received_at < stalledBefore;
+  if (row.status !== status && !stalled) throw fail(`delivery ${id} is ${row.status}, not ${status}`);
   return row;
 }
 

@@ -6,7 +6,8 @@
  * - signature per the partner's scheme over the raw bytes, constant-time, every valid secret (rotation) →
  *   401 `invalid_signature` / `missing_signature`, or `stale_timestamp` outside ±5 minutes;
  * - a delivery id seen before → 200 with the original outcome, and nothing happens again (ids are kept in
- *   `inbound_events` for 30 days, well past the 3 days senders retry for);
+ *   `inbound_events` for 30 days, well past the 3 days senders retry for). Standard Webhooks' id is signed;
+ *   for GitHub and Jira, whose id header is not, the body's hash is the delivery's identity;
  * - a payload that is not JSON, has no mapped event type or fails its action's schema → kept in quarantine
  *   and answered 422 with the errors (`projectx webhooks quarantine …` fixes and replays it);
  * - otherwise the verified body, the headers of interest and the delivery id are stored and the processing job
@@ -27,11 +28,11 @@ import type { Db } from '../../db/database.ts';
 import type { InboundEventsTable, InboundEventStatus } from '../../db/schema.ts';
 import { errorBody } from '../../http/errors.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
-import type { Logger } from '../../logger.ts';
+import { type Logger, currentContext } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { SignatureFailureWatch } from './alerts.ts';
 import { interpret } from './mapping.ts';
-import { type Partner, type PartnerDirectory, PARTNER_KEY, validSecrets } from './partners.ts';
+import { type Partner, type PartnerDirectory, PARTNER_KEY, PartnerSecretsUnreadable, validSecrets } from './partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from './process.ts';
 import { type VerifyFailure, verifyHubSignature, verifyStandardWebhook } from './signatures.ts';
 
@@ -50,12 +51,14 @@ export interface WebhookReceiverDeps {
 }
 
 type Row = Insertable<InboundEventsTable>;
-interface Outcome {
-  id: string;
-  status: InboundEventStatus;
-  duplicate: boolean;
-  error: unknown;
-}
+type Outcome =
+  | {
+      id: string;
+      status: InboundEventStatus;
+      duplicate: boolean;
+      error: unknown;
+    }
+  | { unstored: unknown };
 
 export interface WebhookReceiver {
   app: Hono;
@@ -76,7 +79,16 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   const app = new Hono();
   app.post(WEBHOOK_PATH, async (c) => {
     const key = c.req.param('key');
-    const partner = await deps.partners.resolve(key);
+    const partner = await deps.partners.resolve(key).catch((error: unknown) => {
+      if (!(error instanceof PartnerSecretsUnreadable)) throw error;
+      deps.logger.error({ err: error, partner: key }, 'webhook partner cannot be verified');
+      return 'unreadable' as const;
+    });
+    if (partner === 'unreadable') {
+      refuse(key, 'partner_unreadable');
+      c.header('Retry-After', '60');
+      return c.json(errorBody('partner_unavailable', 'this partner cannot be verified right now; send it again later'), 503);
+    }
     if (!partner) {
       refuse('unknown', 'unknown_partner');
       return c.json(errorBody('unknown_partner', 'no partner is configured for this webhook URL'), 404);
@@ -93,17 +105,26 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
 
     const headers = Object.fromEntries(KEPT_HEADERS.flatMap((name) => (header(name) !== undefined ? [[name, header(name)!.slice(0, 500)]] : [])));
     const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body, headers });
-    const outcome = await recorder.add({
-      source: `${SOURCE_PREFIX}${partner.key}`,
-      delivery_id: checked.deliveryId,
-      kind: meaning.eventType ?? 'unknown',
-      status: meaning.ok ? 'received' : 'quarantined',
-      error: meaning.ok ? null : JSON.stringify(quarantineError(meaning)),
-      headers: JSON.stringify(headers),
-      body: Buffer.from(body),
-      correlation_id: header('x-request-id') ?? null,
-      received_at: deps.clock.now(),
-    });
+    const stored = await recorder
+      .add({
+        source: `${SOURCE_PREFIX}${partner.key}`,
+        delivery_id: checked.deliveryId,
+        kind: meaning.eventType ?? 'unknown',
+        status: meaning.ok ? 'received' : 'quarantined',
+        error: meaning.ok ? null : JSON.stringify(quarantineError(meaning)),
+        headers: JSON.stringify(headers),
+        body: Buffer.from(body),
+        correlation_id: currentContext().requestId ?? null,
+        received_at: deps.clock.now(),
+      })
+      .catch((error: unknown) => ({ unstored: error }));
+    if ('unstored' in stored) {
+      // Nothing was committed, so nothing may be acknowledged: the sender retries (its 3-day schedule).
+      deps.logger.error({ err: stored.unstored, partner: partner.key }, 'webhook delivery could not be stored');
+      c.header('Retry-After', '5');
+      return c.json(errorBody('storage_unavailable', 'the delivery could not be stored; send it again'), 503);
+    }
+    const outcome = stored;
 
     if (outcome.duplicate) {
       outcomes.inc({ partner: partner.key, outcome: 'duplicate' });
@@ -147,24 +168,40 @@ function verify(partner: Partner, header: (name: string) => string | undefined, 
   }
   const result = verifyHubSignature({ secrets, header: header(partner.scheme === 'github' ? 'x-hub-signature-256' : 'x-hub-signature'), body });
   if (!result.ok) return result;
-  // No timestamp in these schemes: the sender's delivery id is what makes a replay harmless. Without one, the
-  // body's hash stands in (an identical body is the same delivery).
-  const offered = header(partner.scheme === 'github' ? 'x-github-delivery' : 'x-atlassian-webhook-identifier')?.trim();
-  const deliveryId = offered && /^[A-Za-z0-9_.:-]{1,200}$/.test(offered) ? offered : `sha256:${createHash('sha256').update(body).digest('hex')}`;
-  return { ok: true, deliveryId };
+  // No timestamp in these schemes, and their delivery id header is not signed: a captured request sent again
+  // with a fresh id would pass. The delivery is therefore identified by what is signed, its body (a sender's
+  // redelivery resends the same bytes); the sender's id is kept with the headers for operators.
+  return { ok: true, deliveryId: `sha256:${createHash('sha256').update(body).digest('hex')}` };
 }
 
 /**
  * One transaction for the batch: insert the new deliveries (a repeated id inserts nothing), enqueue one
- * processing job for the accepted ones, and read back the rows of the repeats.
+ * processing job for the accepted ones, and read back the rows of the repeats. Should the batch fail, each
+ * delivery is tried alone, so that one bad row (or a deadlock) cannot fail the others; what still fails is
+ * rejected and answered 503.
  */
 async function record(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
+  try {
+    return await recordBatch(deps, rows);
+  } catch (error) {
+    if (rows.length === 1) throw error;
+    deps.logger.warn({ err: error, rows: rows.length }, 'webhook batch failed; storing its deliveries one by one');
+    const outcomes: Outcome[] = [];
+    for (const row of rows) outcomes.push(await recordBatch(deps, [row]).then((single) => single[0]!, (failure: unknown) => ({ unstored: failure })));
+    return outcomes;
+  }
+}
+
+async function recordBatch(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
   return deps.db.transaction().execute(async (trx) => {
     const seen = new Set<string>();
-    const unique = rows.filter((row) => {
-      const key = `${row.source}\u0000${row.delivery_id}`;
-      return seen.has(key) ? false : (seen.add(key), true);
-    });
+    // In key order, so that concurrent batches take their unique-index locks in the same order (no deadlock).
+    const unique = rows
+      .filter((row) => {
+        const key = `${row.source}\u0000${row.delivery_id}`;
+        return seen.has(key) ? false : (seen.add(key), true);
+      })
+      .sort((a, b) => (a.source === b.source ? (a.delivery_id < b.delivery_id ? -1 : 1) : a.source < b.source ? -1 : 1));
     const inserted = await trx
       .insertInto('inbound_events')
       .values(unique)

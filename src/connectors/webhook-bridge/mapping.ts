@@ -79,8 +79,12 @@ export function interpret(input: { scheme: WebhookScheme; mapping: Mapping; body
     return { ok: false, reason: 'invalid_json', message: 'the body is not JSON' };
   }
   if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return { ok: false, reason: 'invalid_json', message: 'the body is not a JSON object' };
+  // PostgreSQL text and jsonb take neither NUL nor lone surrogates (JSON can spell both as escapes): such a
+  // payload is refused here, as unfit, rather than failing the transaction it would be stored in.
+  if (!safely(() => storableText(payload))) return { ok: false, reason: 'invalid_json', message: 'the body contains a NUL character or invalid Unicode' };
   const body = payload as Record<string, unknown>;
-  const candidates = eventTypes(input.scheme, body, input.headers);
+  // Event types are echoed into the delivery's record and the error message: bounded.
+  const candidates = eventTypes(input.scheme, body, input.headers).map((type) => type.slice(0, 200));
   if (candidates.length === 0) return { ok: false, reason: 'missing_event_type', message: missingTypeMessage(input.scheme) };
   const eventType = candidates.find((candidate) => Object.hasOwn(input.mapping, candidate));
   if (eventType === undefined) {
@@ -94,6 +98,23 @@ export function interpret(input: { scheme: WebhookScheme; mapping: Mapping; body
     return { ok: false, reason: 'schema_invalid', eventType, message: `the payload does not fit action ${entry.action}: ${issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`, issues };
   }
   return { ok: true, eventType, action: entry.action, input: parsed.data };
+}
+
+/** False also when the check itself fails (a payload nested deeper than the stack). */
+function safely(check: () => boolean): boolean {
+  try {
+    return check();
+  } catch {
+    return false;
+  }
+}
+
+/** True when every string (and key) in the value can be stored in PostgreSQL text and jsonb. */
+function storableText(value: unknown): boolean {
+  if (typeof value === 'string') return !value.includes('\u0000') && value.isWellFormed();
+  if (Array.isArray(value)) return value.every(storableText);
+  if (value !== null && typeof value === 'object') return Object.entries(value).every(([key, item]) => storableText(key) && storableText(item));
+  return true;
 }
 
 /** Candidate event types, most specific first (GitHub: `issues.opened`, then `issues`). */

@@ -46,18 +46,35 @@ export function genericPartner(config: Pick<Config, 'GENERIC_WEBHOOK_SECRET'>): 
   return secret ? { key: GENERIC_PARTNER, scheme: 'standard', mapping: DEFAULT_MAPPING, secrets: [{ value: secret, expiresAt: null }] } : undefined;
 }
 
-/** A stored partner with its secrets decrypted (undefined without a keyring: nothing stored can be read). */
+/** A partner is stored but its secrets cannot be read: no PROJECTX_ENCRYPTION_KEY (or the wrong one). */
+export class PartnerSecretsUnreadable extends Error {
+  readonly code = 'partner_secrets_unreadable';
+}
+
+/** How a partner's deliveries are read (no secrets): what processing and replays need. */
+export type PartnerMapping = Pick<Partner, 'key' | 'scheme' | 'mapping'>;
+
+export async function loadPartnerMapping(db: Db, key: string): Promise<PartnerMapping | undefined> {
+  // `generic` reads with the default mapping whether or not this process has its secret.
+  if (key === GENERIC_PARTNER) return { key, scheme: 'standard', mapping: DEFAULT_MAPPING };
+  const row = await db.selectFrom('webhook_partners').select(['key', 'scheme', 'mapping']).where('key', '=', key).executeTakeFirst();
+  return row ? { key: row.key, scheme: row.scheme, mapping: mappingSchema.parse(row.mapping) } : undefined;
+}
+
+/** A stored partner with its secrets decrypted; throws `PartnerSecretsUnreadable` without a keyring. */
 export async function loadPartner(db: Db, keyring: Keyring | undefined, key: string): Promise<Partner | undefined> {
-  if (!keyring) return undefined;
-  const row = await db.selectFrom('webhook_partners').selectAll().where('key', '=', key).executeTakeFirst();
-  if (!row) return undefined;
+  const partner = await loadPartnerMapping(db, key);
+  if (!partner) return undefined;
+  if (!keyring) throw new PartnerSecretsUnreadable(`partner ${key} exists but its secrets cannot be read: PROJECTX_ENCRYPTION_KEY is not set`);
   const secrets = await db.selectFrom('webhook_partner_secrets').select(['id', 'secret', 'expires_at']).where('partner_key', '=', key).orderBy('created_at', 'desc').execute();
-  return {
-    key: row.key,
-    scheme: row.scheme,
-    mapping: mappingSchema.parse(row.mapping),
-    secrets: secrets.flatMap((secret) => (isEnvelope(secret.secret) ? [{ value: keyring.decrypt(secret.secret, aad(key, secret.id)), expiresAt: secret.expires_at }] : [])),
-  };
+  try {
+    return {
+      ...partner,
+      secrets: secrets.flatMap((secret) => (isEnvelope(secret.secret) ? [{ value: keyring.decrypt(secret.secret, aad(key, secret.id)), expiresAt: secret.expires_at }] : [])),
+    };
+  } catch (error) {
+    throw new PartnerSecretsUnreadable(`partner ${key}'s secrets do not decrypt with PROJECTX_ENCRYPTION_KEY (${error instanceof Error ? error.message : 'error'})`);
+  }
 }
 
 /** The secrets valid at `now`. */
@@ -65,12 +82,13 @@ export const validSecrets = (partner: Partner, now: Date): string[] => partner.s
 
 export async function createPartnerDirectory(options: { db: Db; keyring: Keyring | undefined; config: Config; connectionString: string; logger: Logger; metrics?: Metrics }): Promise<PartnerDirectory> {
   const generic = genericPartner(options.config);
-  const cache = await createNotifiedCache<Partner>({ connectionString: options.connectionString, channel: PARTNERS_CHANNEL, name: 'webhook_partner', logger: options.logger, metrics: options.metrics });
+  const cache = await createNotifiedCache<Partner | null>({ connectionString: options.connectionString, channel: PARTNERS_CHANNEL, name: 'webhook_partner', logger: options.logger, metrics: options.metrics });
   return {
     async resolve(key) {
       if (key === GENERIC_PARTNER) return generic;
       if (!PARTNER_KEY.test(key)) return undefined;
-      return cache.get(key, () => loadPartner(options.db, options.keyring, key));
+      // Unknown keys are cached too (as null): probing random URLs must not cost a query each.
+      return (await cache.get(key, async () => (await loadPartner(options.db, options.keyring, key)) ?? null)) ?? undefined;
     },
     close: () => cache.close(),
   };

@@ -22,7 +22,7 @@ import { DEFAULT_POLICY, type JobContext, defineJob } from '../../jobs/define-jo
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
 import { type ActionInput, type Interpretation, interpret } from './mapping.ts';
-import { type Partner, genericPartner, loadPartner, GENERIC_PARTNER } from './partners.ts';
+import { type PartnerMapping, loadPartnerMapping } from './partners.ts';
 
 export const SOURCE_PREFIX = 'webhook:';
 const RETRY_LIMIT = DEFAULT_POLICY.retryLimit;
@@ -42,6 +42,11 @@ export const webhookProcess = defineJob({
     const outcomes: Record<string, unknown>[] = [];
     const errors: unknown[] = [];
     for (const inboundId of inboundIds) {
+      // A stopping worker (or an expired job) leaves the rest for the retry instead of racing it.
+      if (context.signal.aborted) {
+        errors.push(new Error('the job was stopped before every delivery was processed'));
+        break;
+      }
       try {
         outcomes.push(await processDelivery(inboundId, context));
       } catch (error) {
@@ -53,11 +58,31 @@ export const webhookProcess = defineJob({
   },
 });
 
-async function processDelivery(inboundId: string, { deps, job, logger }: JobContext<JobDeps>): Promise<Record<string, unknown>> {
+async function processDelivery(inboundId: string, context: JobContext<JobDeps>): Promise<Record<string, unknown>> {
+  try {
+    return await processOnce(inboundId, context);
+  } catch (error) {
+    // Whatever failed (the domain, the partner's record, the database), the last attempt leaves the delivery
+    // 'failed', where `projectx webhooks dead` finds it, rather than 'received' with its job dead-lettered.
+    if (context.job.retryCount >= RETRY_LIMIT) {
+      const message = error instanceof Error ? error.message : String(error);
+      await context.deps.db
+        .updateTable('inbound_events')
+        .set({ status: 'failed', processed_at: context.deps.clock.now(), error: JSON.stringify({ code: 'processing_failed', message: message.slice(0, 1000) }) })
+        .where('id', '=', inboundId)
+        .where('status', '=', 'received')
+        .execute()
+        .catch((failure: unknown) => context.logger.error({ err: failure, inboundId }, 'could not mark a webhook delivery failed'));
+    }
+    throw error;
+  }
+}
+
+async function processOnce(inboundId: string, { deps, logger }: JobContext<JobDeps>): Promise<Record<string, unknown>> {
   const row = await deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
   if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
   const key = row.source.slice(SOURCE_PREFIX.length);
-  const partner = await partnerFor(deps, key);
+  const partner = await loadPartnerMapping(deps.db, key);
   const settle = (status: 'processed' | 'failed' | 'quarantined', detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string }) => settleDelivery(deps, row, status, detail);
   if (!partner) {
     await settle('failed', { error: { code: 'unknown_partner', message: `partner ${key} no longer exists` } });
@@ -69,26 +94,16 @@ async function processDelivery(inboundId: string, { deps, job, logger }: JobCont
     await settle('quarantined', { error: quarantineError(meaning) });
     return { quarantined: meaning.reason };
   }
-  try {
-    const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
-    if (!performed.ok) {
-      await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
-      logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
-      return { failed: performed.refusal.code };
-    }
-    await settle('processed', { eventType: meaning.eventType, result: performed.value });
-    return performed.value;
-  } catch (error) {
-    if (job.retryCount >= RETRY_LIMIT) {
-      await settle('failed', { eventType: meaning.eventType, error: { code: 'processing_failed', message: error instanceof Error ? error.message : String(error) } });
-    }
-    throw error;
+  const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
+  if (!performed.ok) {
+    await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
+    logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
+    return { failed: performed.refusal.code };
   }
+  await settle('processed', { eventType: meaning.eventType, result: performed.value });
+  return performed.value;
 }
 
-async function partnerFor(deps: JobDeps, key: string): Promise<Partner | undefined> {
-  return key === GENERIC_PARTNER ? genericPartner(deps.config) : loadPartner(deps.db, deps.keyring, key);
-}
 
 export function quarantineError(meaning: Extract<Interpretation, { ok: false }>): Record<string, unknown> {
   return { code: meaning.reason, message: meaning.message, ...(meaning.eventType ? { eventType: meaning.eventType } : {}), ...(meaning.issues ? { issues: meaning.issues } : {}) };
@@ -129,7 +144,7 @@ async function settleDelivery(
 const SEVERITY_PRIORITY = { critical: 1, high: 2, medium: 3, low: 4, info: 5 } as const;
 
 /** Performs the mapped action, idempotently per delivery. */
-async function perform(domain: DomainDeps, deps: JobDeps, partner: Partner, deliveryId: string, meaning: Extract<Interpretation, { ok: true }>): Promise<Result<Performed>> {
+async function perform(domain: DomainDeps, deps: JobDeps, partner: PartnerMapping, deliveryId: string, meaning: Extract<Interpretation, { ok: true }>): Promise<Result<Performed>> {
   const actor: Actor = { surface: 'system', user: undefined, via: `webhook:${partner.key}` };
   const system = `${SOURCE_PREFIX}${partner.key}`;
   switch (meaning.action) {

@@ -10,6 +10,7 @@ import * as slackMessageTeam from './20261122_0400_slack_message_team.ts';
 import * as inboundUnsettledIndex from './20261122_0500_inbound_unsettled_index.ts';
 import * as identityNotify from './20261122_0600_identity_notify.ts';
 import * as webhooks from './20261122_0700_webhooks.ts';
+import * as webhookTaskOnce from './20261122_0800_webhook_task_once.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0500_inbound_unsettled_index': inboundUnsettledIndex,
   '20261122_0600_identity_notify': identityNotify,
   '20261122_0700_webhooks': webhooks,
+  '20261122_0800_webhook_task_once': webhookTaskOnce,
 };

@@ -133,6 +133,14 @@ describe('partner webhooks in', () => {
     expect(row.body.toString()).toBe(body);
   });
 
+  it('quarantines a payload PostgreSQL cannot store (NUL, lone surrogate) without failing the deliveries stored with it', async () => {
+    const poisoned = ['{"type":"task.create","data":{"title":"a\\u0000b"}}', '{"type":"x\\ud800","data":{}}'];
+    const innocent = Array.from({ length: 30 }, (_, i) => envelope('task.create', { title: `Innocent ${i}` }));
+    const answers = await Promise.all([...poisoned, ...innocent].map(async (body) => (await post('generic', body, referenceSigned(GENERIC_SECRET, body).headers)).status));
+    expect(answers.slice(0, 2)).toEqual([422, 422]);
+    expect(answers.slice(2)).toEqual(innocent.map(() => 202));
+  });
+
   it('refuses an unknown partner with 404 and a 2 MB body with 413, counting both', async () => {
     const unknown = await post('nobody-here', '{}', { 'content-type': 'application/json' });
     expect(unknown.status).toBe(404);
@@ -176,6 +184,11 @@ describe('partner webhooks in', () => {
     const { id } = (await res.json()) as { id: string };
     await expect.poll(async () => (await delivery(id)).status, { timeout: 15_000 }).toBe('processed');
     expect((await post('gh', body, headers)).status).toBe(200);
+    // The delivery id header is not signed: a captured request sent again under a fresh id is still a repeat.
+    const replayed = await post('gh', body, { ...headers, 'x-github-delivery': randomUUID() });
+    expect(replayed.status).toBe(200);
+    expect(await replayed.json()).toMatchObject({ id, duplicate: true });
+    expect(await tdb.db.selectFrom('inbound_events').select('id').where('source', '=', 'webhook:gh').execute()).toHaveLength(1);
     expect((await post('gh', body, { ...headers, 'x-hub-signature-256': signHubSignature('not-the-secret', Buffer.from(body)) })).status).toBe(401);
 
     const jira = await addPartner(tdb.db, keyring, { key: 'jira-cloud', scheme: 'jira', mapping: { 'jira:issue_updated': { action: 'notify', fields: { title: '/issue/fields/summary' } } } });
@@ -183,7 +196,10 @@ describe('partner webhooks in', () => {
     const jiraBody = JSON.stringify({ webhookEvent: 'jira:issue_updated', issue: { key: 'SEC-1', fields: { summary: 'Firewall change approved' } } });
     const jiraHeaders = { 'content-type': 'application/json', 'x-atlassian-webhook-identifier': String(Date.now()), 'x-hub-signature': signHubSignature(jira.value.secret, Buffer.from(jiraBody)) };
     expect((await post('jira-cloud', jiraBody, jiraHeaders)).status).toBe(202);
-    expect((await post('jira-cloud', jiraBody, { ...jiraHeaders, 'x-hub-signature': 'sha256=00' })).status).toBe(401);
+    expect((await post('jira-cloud', jiraBody, { ...jiraHeaders, 'x-atlassian-webhook-identifier': 'another' })).status).toBe(200);
+    const wrong = await post('jira-cloud', jiraBody, { ...jiraHeaders, 'x-hub-signature': signHubSignature('not-the-secret', Buffer.from(jiraBody)) });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('invalid_signature');
   });
 
   it('comments on a task, attaches evidence (hashed and stored) and raises a routed alert', async () => {

@@ -119,4 +119,17 @@ describe('projectx partners and webhooks', () => {
     await expect.poll(() => statusOf(id), { timeout: 15_000 }).toBe('processed');
     expect((await cli(['webhooks', 'dead', 'replay', id])).stderr).toContain('is processed, not failed');
   });
+
+  it('lists a delivery whose job was lost (still received after 30 minutes) as dead, and replays it', async () => {
+    const body = JSON.stringify({ type: 'task.create', data: { title: 'Lost with its worker' } });
+    const row = await tdb.db
+      .insertInto('inbound_events')
+      .values({ source: 'webhook:generic', delivery_id: `msg_lost_${randomUUID()}`, kind: 'task.create', headers: '{}', body: Buffer.from(body), received_at: new Date(Date.now() - 3_600_000) })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    expect((await cli(['webhooks', 'dead', 'list'])).stdout).toContain(`${row.id}  generic  task.create`);
+    expect((await cli(['webhooks', 'dead', 'replay', row.id])).code).toBe(0);
+    await expect.poll(() => statusOf(row.id), { timeout: 15_000 }).toBe('processed');
+  });
 });
+
