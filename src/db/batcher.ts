@@ -11,19 +11,23 @@ export class Batcher<I, O> {
   readonly #write: (items: readonly I[]) => Promise<O[]>;
   readonly #maxBatch: number;
   readonly #concurrency: number;
+  readonly #maxQueued: number;
   #queue: { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
   /** Writers running. Counted down synchronously as a writer finds the queue empty, never a tick later. */
   #active = 0;
   #idle: (() => void)[] = [];
 
   /** `write` returns one result per item, in order. */
-  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number } = {}) {
+  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number; maxQueued?: number } = {}) {
     this.#write = write;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#concurrency = Math.max(1, options.concurrency ?? 1);
+    this.#maxQueued = options.maxQueued ?? Number.POSITIVE_INFINITY;
   }
 
+  /** Rejects with `BatcherFull` (nothing written) when `maxQueued` items already wait: the caller sheds load. */
   add(item: I): Promise<O> {
+    if (this.#queue.length >= this.#maxQueued) return Promise.reject(new BatcherFull(`${this.#queue.length} items are waiting to be written`));
     const result = new Promise<O>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
     if (this.#active < this.#concurrency) {
       this.#active++;
@@ -54,4 +58,8 @@ export class Batcher<I, O> {
       if (this.#active === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
+}
+
+export class BatcherFull extends Error {
+  readonly code = 'batcher_full';
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Batcher } from '../../src/db/batcher.ts';
+import { Batcher, BatcherFull } from '../../src/db/batcher.ts';
 
 describe('Batcher (group commit)', () => {
   it('writes a lone item at once, and items arriving during a write together in the next batch', async () => {
@@ -79,6 +79,20 @@ describe('Batcher (group commit)', () => {
     for (let i = 0; i < 5; i++) expect(await concurrent.add(i)).toBe(i);
     await batcher.flush();
     await concurrent.flush();
+  });
+
+  it('refuses items beyond maxQueued instead of holding them in memory', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const batcher = new Batcher<number, number>(async (items) => {
+      await gate;
+      return [...items];
+    }, { maxQueued: 2 });
+    const first = batcher.add(1); // being written
+    const queued = [batcher.add(2), batcher.add(3)];
+    await expect(batcher.add(4)).rejects.toThrow(BatcherFull);
+    release();
+    expect(await Promise.all([first, ...queued])).toEqual([1, 2, 3]);
   });
 });
 

@@ -72,7 +72,9 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   const outcomes = new Counter({ name: 'webhook_deliveries_total', help: 'Partner webhook deliveries by partner and outcome (accepted, quarantined, duplicate)', labelNames: ['partner', 'outcome'], registers: [deps.metrics.registry] });
   const watch = new SignatureFailureWatch({ jobs: deps.jobs, clock: deps.clock, logger: deps.logger });
   // A batch is a transaction of three statements: up to 4 at once keep the database busy between round trips.
-  const recorder = new Batcher<Row, Outcome>((rows) => record(deps, rows), { concurrency: 4 });
+  // At most 2,000 deliveries (up to the body limit each) wait in memory; beyond that the sender gets a 503 and
+  // retries, rather than the process growing without bound.
+  const recorder = new Batcher<Row, Outcome>((rows) => record(deps, rows), { concurrency: 4, maxQueued: 2000 });
 
   const refuse = (partner: string, reason: string) => failures.inc({ partner, reason });
 

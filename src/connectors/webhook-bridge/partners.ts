@@ -82,7 +82,9 @@ export const validSecrets = (partner: Partner, now: Date): string[] => partner.s
 
 export async function createPartnerDirectory(options: { db: Db; keyring: Keyring | undefined; config: Config; connectionString: string; logger: Logger; metrics?: Metrics }): Promise<PartnerDirectory> {
   const generic = genericPartner(options.config);
-  const cache = await createNotifiedCache<Partner | null>({ connectionString: options.connectionString, channel: PARTNERS_CHANNEL, name: 'webhook_partner', logger: options.logger, metrics: options.metrics });
+  // A short TTL as well as the NOTIFY: should the listening connection hang unnoticed, a removed secret still
+  // stops verifying within 10 s.
+  const cache = await createNotifiedCache<Partner | null>({ connectionString: options.connectionString, channel: PARTNERS_CHANNEL, name: 'webhook_partner', logger: options.logger, metrics: options.metrics, ttlMs: 10_000 });
   return {
     async resolve(key) {
       if (key === GENERIC_PARTNER) return generic;
