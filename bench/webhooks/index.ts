@@ -139,9 +139,12 @@ try {
     const jobs = await client.query<{ n: string }>("select count(*) as n from projectx_jobs.job where name = 'webhooks.process'");
     // Every accepted delivery must be named by a queued processing job (they commit together).
     const covered = await client.query<{ n: string }>(
-      `select count(*) as n from inbound_events i
-        where i.source = 'webhook:generic' and i.delivery_id = any($1::text[])
-          and exists (select 1 from projectx_jobs.job j where j.name = 'webhooks.process' and j.data->'payload'->'inboundIds' ? i.id::text)`,
+      `with named as (
+         select distinct x.id::uuid as id
+           from projectx_jobs.job j, jsonb_array_elements_text(j.data->'payload'->'inboundIds') as x(id)
+          where j.name = 'webhooks.process')
+       select count(*) as n from inbound_events i join named on named.id = i.id
+        where i.source = 'webhook:generic' and i.delivery_id = any($1::text[])`,
       [sent],
     );
     return { rows: Number(rows.rows[0]?.n ?? 0), jobs: Number(jobs.rows[0]?.n ?? 0), covered: Number(covered.rows[0]?.n ?? 0) };
