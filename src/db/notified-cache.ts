@@ -4,7 +4,8 @@
  * and drops its whole cache when one arrives (the sources change rarely, so a full clear costs nothing worth
  * measuring). While the LISTEN connection is down nothing is cached or served from cache; a lookup that was in
  * flight when a notification arrived is not kept (it may have read the old rows); entries also expire after
- * `ttlMs`, in case the listening connection hangs silently.
+ * `ttlMs` (default 15 s), in case the listening connection hangs silently: a half-open TCP connection is only
+ * noticed by keepalive after minutes, and the TTL bounds how stale an entry can be meanwhile.
  *
  * Used for the chat identity → user lookup (src/domain/identity-cache.ts) and webhook partners
  * (src/connectors/webhook-bridge/partners.ts), both on hot request paths.
@@ -39,7 +40,7 @@ export interface NotifiedCacheOptions {
 }
 
 export async function createNotifiedCache<V>(options: NotifiedCacheOptions): Promise<NotifiedCache<V>> {
-  const ttlMs = options.ttlMs ?? 60_000;
+  const ttlMs = options.ttlMs ?? 15_000;
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
   const entries = new Map<string, { value: V; expiresAt: number }>();
