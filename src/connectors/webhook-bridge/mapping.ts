@@ -54,20 +54,26 @@ export type ActionInput<A extends ActionName> = z.output<(typeof actionSchemas)[
 const JSON_POINTER = /^(\/([^~/]|~[01])*)*$/;
 export const mappingSchema = z.record(
   z.string().trim().min(1).max(200),
-  z.object({ action: z.enum(ACTIONS), fields: z.record(z.string().min(1).max(100), z.string().regex(JSON_POINTER, 'a JSON pointer such as /issue/key')).optional() }),
+  z.object({
+    action: z.enum(ACTIONS),
+    fields: z.record(z.string().min(1).max(100), z.string().regex(JSON_POINTER, 'a JSON pointer such as /issue/key')).optional(),
+    // Which tasks a partner may comment on or attach evidence to: the ones its own deliveries created
+    // (default), or any task (an operator's explicit choice for a trusted system).
+    tasks: z.enum(['own', 'any']).default('own'),
+  }),
 );
 export type Mapping = z.output<typeof mappingSchema>;
 
 /** The `generic` partner's mapping (and the default for new partners): our action names as event types. */
 export const DEFAULT_MAPPING: Mapping = {
-  'task.create': { action: 'create_task' },
-  'evidence.attach': { action: 'attach_evidence' },
-  'task.comment': { action: 'comment_task' },
-  'notification.raise': { action: 'notify' },
+  'task.create': { action: 'create_task', tasks: 'own' },
+  'evidence.attach': { action: 'attach_evidence', tasks: 'own' },
+  'task.comment': { action: 'comment_task', tasks: 'own' },
+  'notification.raise': { action: 'notify', tasks: 'own' },
 };
 
 export type Interpretation =
-  | { ok: true; eventType: string; action: ActionName; input: Record<string, unknown> }
+  | { ok: true; eventType: string; action: ActionName; input: Record<string, unknown>; tasks: 'own' | 'any' }
   | { ok: false; reason: 'invalid_json' | 'missing_event_type' | 'unmapped_event' | 'schema_invalid'; message: string; eventType?: string; issues?: { path: string; message: string }[] };
 
 /** What the delivery asks for, or why it cannot be processed (the quarantine reason). */
@@ -97,7 +103,7 @@ export function interpret(input: { scheme: WebhookScheme; mapping: Mapping; body
     const issues = parsed.error.issues.map((issue) => ({ path: issue.path.join('.') || '(root)', message: issue.message }));
     return { ok: false, reason: 'schema_invalid', eventType, message: `the payload does not fit action ${entry.action}: ${issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`, issues };
   }
-  return { ok: true, eventType, action: entry.action, input: parsed.data };
+  return { ok: true, eventType, action: entry.action, input: parsed.data, tasks: entry.tasks };
 }
 
 /** False also when the check itself fails (a payload nested deeper than the stack). */

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Actor } from '../../domain/actor.ts';
+import { auditRefusal } from '../../domain/audit.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
 import { newEvent } from '../../domain/events.ts';
 import { type Result, ok, refuse } from '../../domain/result.ts';
@@ -170,6 +171,10 @@ async function perform(domain: DomainDeps, deps: JobDeps, partner: PartnerMappin
       const input = meaning.input as ActionInput<'attach_evidence'>;
       const taskId = input.task_ref ? parseTaskRef(input.task_ref) : undefined;
       if (input.task_ref && !taskId) return refuse('unknown_task', `no task ${input.task_ref}`);
+      if (taskId) {
+        const allowed = await mayActOnTask(domain, actor, system, taskId, meaning.tasks, 'evidence.record');
+        if (!allowed.ok) return allowed;
+      }
       const stored = await ingestEvidence(domain, deps.evidenceStore, actor, {
         content: Readable.from([Buffer.from(input.content_base64, 'base64')]),
         fileName: input.name,
@@ -184,6 +189,8 @@ async function perform(domain: DomainDeps, deps: JobDeps, partner: PartnerMappin
       const input = meaning.input as ActionInput<'comment_task'>;
       const taskId = parseTaskRef(input.task_ref);
       if (!taskId) return refuse('unknown_task', `no task ${input.task_ref}`);
+      const allowed = await mayActOnTask(domain, actor, system, taskId, meaning.tasks, 'task.comment');
+      if (!allowed.ok) return allowed;
       const commented = await commentOnTask(domain, actor, taskId, input.text, `${system}:${deliveryId}`);
       if (!commented.ok) return commented;
       return ok({ action: 'comment_task', task: commented.value.task.ref, added: commented.value.added });
@@ -209,6 +216,19 @@ async function perform(domain: DomainDeps, deps: JobDeps, partner: PartnerMappin
       return ok({ action: 'notify', event: event.id });
     }
   }
+}
+
+/**
+ * A partner acts on the tasks its own deliveries created, unless its mapping says `"tasks": "any"`: a leaked
+ * partner secret must not reach every task. A refusal is audited under the partner.
+ */
+async function mayActOnTask(domain: DomainDeps, actor: Actor, system: string, taskId: string, scope: 'own' | 'any', action: string): Promise<Result<true>> {
+  if (scope === 'any') return ok(true);
+  const own = await domain.db.selectFrom('task_links').select('task_id').where('task_id', '=', taskId).where('kind', '=', 'external').where('target', 'like', `${system.replaceAll('_', '\\_')}:%`).executeTakeFirst();
+  if (own) return ok(true);
+  const message = `${system} may act only on tasks its own deliveries created (set "tasks": "any" in its mapping to allow more)`;
+  await auditRefusal(domain.db, { actor, action, objectType: 'task', objectId: taskRef(taskId), at: domain.clock.now(), code: 'forbidden', message });
+  return refuse('forbidden', message);
 }
 
 /** A stable UUID-shaped id (version 8: custom) from a name. */

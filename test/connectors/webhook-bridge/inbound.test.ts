@@ -232,6 +232,29 @@ describe('partner webhooks in', () => {
       .toEqual([{ target: 'integration-alerts', event_type: 'partner.alert' }]);
   });
 
+  it("keeps a partner to the tasks its own deliveries created, unless its mapping allows any task", async () => {
+    const sendAs = async (partner: string, secret: string, type: string, data: Record<string, unknown>) => {
+      const body = envelope(type, data);
+      const res = await post(partner, body, referenceSigned(secret, body).headers);
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      await expect.poll(async () => (await delivery(id)).status, { timeout: 15_000 }).not.toBe('received');
+      return delivery(id);
+    };
+    const created = await sendAs('generic', GENERIC_SECRET, 'task.create', { title: 'Owned by generic' });
+    const task = (created.result as { task: string }).task;
+    const other = await addPartner(tdb.db, keyring, { key: 'other_vendor', scheme: 'standard' });
+    if (!other.ok) throw new Error(other.refusal.message);
+    const refused = await sendAs('other_vendor', other.value.secret, 'task.comment', { task_ref: task, text: 'Not my task' });
+    expect(refused).toMatchObject({ status: 'failed', error: { code: 'forbidden' } });
+    const audit = await tdb.db.selectFrom('audit_log').select(['actor', 'outcome']).where('action', '=', 'task.comment').where('object_id', '=', task).where('outcome', '=', 'refused').execute();
+    expect(audit).toEqual([{ actor: 'system:webhook:other_vendor', outcome: 'refused' }]);
+
+    const trusted = await addPartner(tdb.db, keyring, { key: 'trusted', scheme: 'standard', mapping: { 'task.comment': { action: 'comment_task', tasks: 'any' } } });
+    if (!trusted.ok) throw new Error(trusted.refusal.message);
+    expect(await sendAs('trusted', trusted.value.secret, 'task.comment', { task_ref: task, text: 'Allowed by its mapping' })).toMatchObject({ status: 'processed', result: { added: true } });
+  });
+
   it('raises one security notification for repeated signature failures from one partner', async () => {
     const body = envelope('task.create', { title: 'probe' });
     for (let i = 0; i < 12; i++) await post('generic', body, referenceSigned(`whsec_${randomBytes(24).toString('base64')}`, body).headers);
