@@ -18,6 +18,14 @@ export interface ListenOptions {
   /** Reconnect backoff bounds (doubling from min to max). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * How often the connection is asked `select 1`, and how long it may take to answer. A connection that stops
+   * answering (a half-open TCP connection after a network fault: no error, no end, and no notifications
+   * either) is treated as lost within about interval + timeout, instead of when TCP keepalive gives up
+   * minutes later. Defaults 15 s and 5 s.
+   */
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
 }
 
 export interface Listener {
@@ -37,6 +45,25 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   let closed = false;
   let backoff = minBackoff;
   let timer: NodeJS.Timeout | undefined;
+  const pingInterval = options.pingIntervalMs ?? 15_000;
+  const pingTimeout = options.pingTimeoutMs ?? 5_000;
+  let pinging = false;
+  const pinger = setInterval(() => {
+    const current = client;
+    if (!current || !listening || pinging) return;
+    pinging = true;
+    let deadline: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      deadline = setTimeout(() => reject(new Error(`the LISTEN connection did not answer a ping within ${pingTimeout} ms`)), pingTimeout);
+    });
+    Promise.race([current.query('select 1'), timedOut])
+      .catch((error: unknown) => lost(current, error instanceof Error ? error : new Error(String(error))))
+      .finally(() => {
+        clearTimeout(deadline);
+        pinging = false;
+      });
+  }, pingInterval);
+  pinger.unref();
 
   const setListening = (next: boolean) => {
     if (listening === next) return;
@@ -93,6 +120,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     async close() {
       closed = true;
       clearTimeout(timer);
+      clearInterval(pinger);
       const current = client;
       client = undefined;
       setListening(false);

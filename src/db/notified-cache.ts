@@ -4,8 +4,8 @@
  * and drops its whole cache when one arrives (the sources change rarely, so a full clear costs nothing worth
  * measuring). While the LISTEN connection is down nothing is cached or served from cache; a lookup that was in
  * flight when a notification arrived is not kept (it may have read the old rows); entries also expire after
- * `ttlMs` (default 15 s), in case the listening connection hangs silently: a half-open TCP connection is only
- * noticed by keepalive after minutes, and the TTL bounds how stale an entry can be meanwhile.
+ * `ttlMs` (default 15 s). A listening connection that hangs silently (half-open after a network fault) is
+ * noticed by a ping within about 20 s (src/db/listen.ts); the TTL bounds staleness until then.
  *
  * Used for the chat identity → user lookup (src/domain/identity-cache.ts) and webhook partners
  * (src/connectors/webhook-bridge/partners.ts), both on hot request paths.
@@ -37,6 +37,8 @@ export interface NotifiedCacheOptions {
   onInvalidate?: (payload: string) => void;
   /** How soon to try again when the LISTEN connection is lost (doubles up to 30 s). */
   reconnectAfterMs?: number;
+  /** Liveness ping of the LISTEN connection (src/db/listen.ts); for tests. */
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 export async function createNotifiedCache<V>(options: NotifiedCacheOptions): Promise<NotifiedCache<V>> {
@@ -64,6 +66,7 @@ export async function createNotifiedCache<V>(options: NotifiedCacheOptions): Pro
     onNotify: invalidate,
     onState: () => invalidate(''),
     ...(options.reconnectAfterMs !== undefined ? { minBackoffMs: options.reconnectAfterMs } : {}),
+    ...(options.ping ? { pingIntervalMs: options.ping.intervalMs, pingTimeoutMs: options.ping.timeoutMs } : {}),
   });
 
   return {

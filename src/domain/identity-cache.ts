@@ -33,6 +33,7 @@ export interface IdentityCacheOptions {
   load?: (db: Db, identity: ChatIdentity) => Promise<User | undefined>;
   onInvalidate?: (payload: string) => void;
   reconnectAfterMs?: number;
+  ping?: { intervalMs: number; timeoutMs: number };
 }
 
 export async function createIdentityCache(options: IdentityCacheOptions): Promise<IdentityDirectory> {
@@ -46,6 +47,7 @@ export async function createIdentityCache(options: IdentityCacheOptions): Promis
     ...(options.ttlMs !== undefined ? { ttlMs: options.ttlMs } : {}),
     ...(options.onInvalidate ? { onInvalidate: options.onInvalidate } : {}),
     ...(options.reconnectAfterMs !== undefined ? { reconnectAfterMs: options.reconnectAfterMs } : {}),
+    ...(options.ping ? { ping: options.ping } : {}),
   });
   return {
     resolve(identity) {

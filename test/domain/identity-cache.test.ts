@@ -13,6 +13,7 @@ import { type User, findUserByIdentity, linkIdentity, setRoles } from '../../src
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { type DomainFixture, domainFixture } from '../support/domain.ts';
 import { captureLogs } from '../support/logs.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 describe('identity cache', () => {
   let fx: DomainFixture;
@@ -138,4 +139,27 @@ describe('identity cache', () => {
     expect(() => cached!.roles.push('admin')).toThrow(TypeError);
     expect((await cache.resolve(identity))?.roles).toEqual(['approver']);
   });
+
+  it('treats a LISTEN connection that stops answering (half-open) as lost: lookups query until it is back', async () => {
+    const direct = new URL(fx.tdb.url);
+    const proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port) });
+    const viaProxy = new URL(fx.tdb.url);
+    viaProxy.port = String(proxy.port);
+    const own = createMetrics({ defaultMetrics: false });
+    const guarded = await createIdentityCache({ db: fx.tdb.db, connectionString: viaProxy.toString(), logger: captureLogs().logger, metrics: own, ping: { intervalMs: 100, timeoutMs: 300 }, reconnectAfterMs: 50 });
+    const count = async (result: string) => ((await own.registry.getSingleMetric('identity_cache_lookups_total')?.get())?.values ?? []).filter((v) => v.labels.result === result).reduce((sum, v) => sum + v.value, 0);
+    try {
+      const { identity } = await linkedUser();
+      await expect.poll(async () => (await guarded.resolve(identity), count('hit')), { timeout: 10_000 }).toBeGreaterThan(0);
+      proxy.freeze(); // no error, no end, no notifications: only the ping notices
+      await expect.poll(async () => (await guarded.resolve(identity), count('bypass')), { timeout: 10_000 }).toBeGreaterThan(0);
+      // It reconnects (a new connection through the proxy flows) and serves from memory again.
+      const hits = await count('hit');
+      await expect.poll(async () => (await guarded.resolve(identity), count('hit')), { timeout: 10_000 }).toBeGreaterThan(hits);
+    } finally {
+      await guarded.close();
+      await proxy.close();
+    }
+  });
 });
+
