@@ -321,6 +321,8 @@ export interface WebhookPartnersTable {
   /** Event type → action (src/connectors/webhook-bridge/mapping.ts). */
   mapping: Json<Record<string, unknown>>;
   description: string | null;
+  /** Who may act for the partner by mail (`partner+<key>@…`): addresses or `@domain`; empty: nobody. */
+  email_senders: ColumnType<string[], string[] | undefined, string[]>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }

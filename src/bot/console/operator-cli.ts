@@ -62,6 +62,7 @@ export const OPERATOR_USAGE = `  shell --as <email>                          the
   audit verify [--tenant <tenant>]            walk the audit hash chain; exit 1 on a break
   evidence add --as <email> (--control <id> | --task <id>)... <file>...
   partners add <key> [--scheme standard|github|jira] [--mapping-file <json>] [--description "<text>"]
+               [--email-sender <address or @domain>]...   who may act for it by mail (partner+<key>@…)
   partners list | partners rotate-secret <key> [--overlap-hours <n>] | partners remove <key>
   webhooks quarantine list [--partner <key>] | webhooks quarantine show <id>
   webhooks quarantine replay <id> [--body-file <fixed.json>]

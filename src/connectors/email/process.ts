@@ -28,7 +28,7 @@ import { DEFAULT_POLICY, type JobContext, defineJob } from '../../jobs/define-jo
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
 import { interpret } from '../webhook-bridge/mapping.ts';
-import { loadPartnerMapping } from '../webhook-bridge/partners.ts';
+import { loadPartnerMapping, mayMailAs } from '../webhook-bridge/partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from '../webhook-bridge/process.ts';
 import { type Mailbox, parseMailbox } from './addresses.ts';
 
@@ -94,7 +94,14 @@ async function processMessage(deps: JobDeps, row: Row): Promise<Outcome> {
   } catch (error) {
     return quarantined('unparseable', `the message could not be parsed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const from = mail.from?.value.find((address) => address.address)?.address?.trim().toLowerCase();
+  // Exactly one From header with one mailbox: the MTA's DMARC check vouches for one address, and a second From
+  // line (mailparser keeps the last) or a list would let a sender act as someone else.
+  const fromLines = mail.headerLines.filter((line) => line.key === 'from').length;
+  const mailboxes = mail.from?.value ?? [];
+  if (fromLines > 1 || mailboxes.length > 1 || mailboxes.some((mailbox) => mailbox.group !== undefined)) {
+    return quarantined('ambiguous_sender', 'the message must have exactly one From header with exactly one address');
+  }
+  const from = mailboxes[0]?.address?.trim().toLowerCase();
   if (!from || !from.includes('@')) return quarantined('unparseable', 'the message has no From address (is it an email message?)');
   return mailbox.kind === 'evidence' ? recordAttachments(deps, row, mailbox, mail, from) : handToPartner(deps, row, mailbox, mail, from);
 }
@@ -138,6 +145,8 @@ async function recordAttachments(deps: JobDeps, row: Row, mailbox: Extract<Mailb
 async function handToPartner(deps: JobDeps, row: Row, mailbox: Extract<Mailbox, { kind: 'partner' }>, mail: ParsedMail, from: string): Promise<Outcome> {
   const partner = await loadPartnerMapping(deps.db, mailbox.partner);
   if (!partner) return quarantined('unknown_partner', `no partner ${mailbox.partner}`, 'email.partner');
+  // Mail is not signed: only the senders listed for the partner act for it (projectx partners add --email-sender).
+  if (!mayMailAs(partner, from)) return quarantined('unauthorized_sender', `${from} may not act for partner ${partner.key} by mail (its email senders: ${partner.emailSenders.join(', ') || 'none'})`, 'email.partner');
   const payload = partnerPayload(mail);
   if (!payload) return quarantined('no_payload', 'the message has neither a .json attachment nor a text body', 'email.partner');
   const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body: payload, headers: {} });

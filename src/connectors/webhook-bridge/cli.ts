@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Io } from '../../bot/console/operator-cli.ts';
-import { UsageError, audit, must, one, parse } from '../../bot/console/operator-cli.ts';
+import { UsageError, audit, must, one, parse, strings } from '../../bot/console/operator-cli.ts';
 import { CLI_ACTOR } from '../../domain/actor.ts';
 import { appendAudit } from '../../domain/audit.ts';
 import type { Db } from '../../db/database.ts';
@@ -27,14 +27,14 @@ export async function partnersVerb(ctx: OperatorContext, args: readonly string[]
   const now = ctx.domain.clock.now();
   switch (sub) {
     case 'add': {
-      const { values, positionals } = parse(rest, { scheme: { type: 'string' }, 'mapping-file': { type: 'string' }, description: { type: 'string' } });
+      const { values, positionals } = parse(rest, { scheme: { type: 'string' }, 'mapping-file': { type: 'string' }, description: { type: 'string' }, 'email-sender': { type: 'string', multiple: true } });
       const key = positionals[0];
-      if (!key) throw new UsageError('partners add <key> [--scheme standard|github|jira] [--mapping-file <json>] [--description "<text>"]');
+      if (!key) throw new UsageError('partners add <key> [--scheme standard|github|jira] [--mapping-file <json>] [--description "<text>"] [--email-sender <address or @domain>]...');
       const scheme = (one(values.scheme) ?? 'standard') as WebhookScheme;
       if (!SCHEMES.includes(scheme)) throw new UsageError(`--scheme must be one of ${SCHEMES.join(', ')}`);
       const mappingFile = one(values['mapping-file']);
       const mapping = mappingFile ? await readJson(mappingFile) : undefined;
-      const added = must(await addPartner(ctx.db, requireKeyring(ctx), { key, scheme, mapping, description: one(values.description) }));
+      const added = must(await addPartner(ctx.db, requireKeyring(ctx), { key, scheme, mapping, description: one(values.description), emailSenders: strings(values['email-sender']) }));
       await audit(ctx, 'webhook_partner.add', 'webhook_partner', key, { scheme });
       io.out(`partner ${added.key} added (${scheme}); it posts to /api/integration/webhook/${added.key}`);
       io.out(`secret (shown once, give it to the partner): ${added.secret}`);

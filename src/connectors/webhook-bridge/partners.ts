@@ -52,13 +52,17 @@ export class PartnerSecretsUnreadable extends Error {
 }
 
 /** How a partner's deliveries are read (no secrets): what processing and replays need. */
-export type PartnerMapping = Pick<Partner, 'key' | 'scheme' | 'mapping'>;
+export type PartnerMapping = Pick<Partner, 'key' | 'scheme' | 'mapping'> & { emailSenders: string[] };
+
+/** May this (lower-case) From address act for the partner by mail? An exact address or `@domain` in its list. */
+export const mayMailAs = (partner: PartnerMapping, from: string) => partner.emailSenders.some((sender) => (sender.startsWith('@') ? from.endsWith(sender) : from === sender));
 
 export async function loadPartnerMapping(db: Db, key: string): Promise<PartnerMapping | undefined> {
   // `generic` reads with the default mapping whether or not this process has its secret.
-  if (key === GENERIC_PARTNER) return { key, scheme: 'standard', mapping: DEFAULT_MAPPING };
-  const row = await db.selectFrom('webhook_partners').select(['key', 'scheme', 'mapping']).where('key', '=', key).executeTakeFirst();
-  return row ? { key: row.key, scheme: row.scheme, mapping: mappingSchema.parse(row.mapping) } : undefined;
+  // `generic` takes no mail: it has nowhere to list its senders.
+  if (key === GENERIC_PARTNER) return { key, scheme: 'standard', mapping: DEFAULT_MAPPING, emailSenders: [] };
+  const row = await db.selectFrom('webhook_partners').select(['key', 'scheme', 'mapping', 'email_senders']).where('key', '=', key).executeTakeFirst();
+  return row ? { key: row.key, scheme: row.scheme, mapping: mappingSchema.parse(row.mapping), emailSenders: row.email_senders } : undefined;
 }
 
 /** A stored partner with its secrets decrypted; throws `PartnerSecretsUnreadable` without a keyring. */
@@ -69,7 +73,9 @@ export async function loadPartner(db: Db, keyring: Keyring | undefined, key: str
   const secrets = await db.selectFrom('webhook_partner_secrets').select(['id', 'secret', 'expires_at']).where('partner_key', '=', key).orderBy('created_at', 'desc').execute();
   try {
     return {
-      ...partner,
+      key: partner.key,
+      scheme: partner.scheme,
+      mapping: partner.mapping,
       secrets: secrets.flatMap((secret) => (isEnvelope(secret.secret) ? [{ value: keyring.decrypt(secret.secret, aad(key, secret.id)), expiresAt: secret.expires_at }] : [])),
     };
   } catch (error) {
@@ -100,17 +106,20 @@ export async function createPartnerDirectory(options: { db: Db; keyring: Keyring
 const secretFor = (scheme: WebhookScheme) => (scheme === 'standard' ? newWebhookSecret() : randomBytes(32).toString('hex'));
 
 /** Adds a partner with a new secret, returned once (only its ciphertext is stored). */
-export async function addPartner(db: Db, keyring: Keyring, input: { key: string; scheme: WebhookScheme; mapping?: unknown; description?: string | undefined }): Promise<Result<{ key: string; secret: string }>> {
+export async function addPartner(db: Db, keyring: Keyring, input: { key: string; scheme: WebhookScheme; mapping?: unknown; description?: string | undefined; emailSenders?: readonly string[] }): Promise<Result<{ key: string; secret: string }>> {
   if (!PARTNER_KEY.test(input.key)) return refuse('invalid_partner_key', `"${input.key}" is not a partner key: lowercase letters, digits, - and _, up to 63, starting with a letter or digit`);
   if (input.key === GENERIC_PARTNER) return refuse('reserved_partner_key', '"generic" is configured by GENERIC_WEBHOOK_SECRET, not stored');
   if (!SCHEMES.includes(input.scheme)) return refuse('invalid_scheme', `unknown scheme "${input.scheme}" (schemes: ${SCHEMES.join(', ')})`);
+  const senders = (input.emailSenders ?? []).map((sender) => sender.trim().toLowerCase());
+  const badSender = senders.find((sender) => !/^([^\s@]+)?@[^\s@]+\.[^\s@]+$/.test(sender));
+  if (badSender !== undefined) return refuse('invalid_email_sender', `"${badSender}" is neither an email address nor @domain`);
   const mapping = mappingSchema.safeParse(input.mapping ?? DEFAULT_MAPPING);
   if (!mapping.success) return refuse('invalid_mapping', mapping.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
   const secret = secretFor(input.scheme);
   const created = await db.transaction().execute(async (trx) => {
     const row = await trx
       .insertInto('webhook_partners')
-      .values({ key: input.key, scheme: input.scheme, mapping: JSON.stringify(mapping.data), description: input.description ?? null })
+      .values({ key: input.key, scheme: input.scheme, mapping: JSON.stringify(mapping.data), description: input.description ?? null, email_senders: senders })
       .onConflict((oc) => oc.column('key').doNothing())
       .returning('key')
       .executeTakeFirst();

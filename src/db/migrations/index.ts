@@ -11,6 +11,7 @@ import * as inboundUnsettledIndex from './20261122_0500_inbound_unsettled_index.
 import * as identityNotify from './20261122_0600_identity_notify.ts';
 import * as webhooks from './20261122_0700_webhooks.ts';
 import * as webhookTaskOnce from './20261122_0800_webhook_task_once.ts';
+import * as partnerEmailSenders from './20261122_0900_partner_email_senders.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -21,4 +22,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0600_identity_notify': identityNotify,
   '20261122_0700_webhooks': webhooks,
   '20261122_0800_webhook_task_once': webhookTaskOnce,
+  '20261122_0900_partner_email_senders': partnerEmailSenders,
 };

@@ -15,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Io, runOperatorVerb } from '../../../src/bot/console/operator-cli.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { startSmtpListener } from '../../../src/connectors/email/listener.ts';
+import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
+import { addPartner } from '../../../src/connectors/webhook-bridge/partners.ts';
 import { type Db, createDatabase } from '../../../src/db/database.ts';
 import { createControl } from '../../../src/domain/controls.ts';
 import { createUser } from '../../../src/domain/users.ts';
@@ -205,19 +207,31 @@ describe('email in', () => {
     expect(audit).toMatchObject({ actor: 'anonymous:cli', detail: { from: 'quarantined', code: 'unknown_sender' } });
   });
 
-  it("hands partner mail to the webhook bridge, which performs the partner's mapped action", async () => {
-    const raw = await compose({ from: 'ops@vendor.example', to: `partner+generic@${DOMAIN}`, subject: 'new finding', text: 'Hello,\n{"type":"task.create","data":{"title":"Vendor finding, by email"}}\n-- \nThis message was scanned for viruses.' });
-    const id = queuedId((await relay(raw, 'ops@vendor.example', `partner+generic@${DOMAIN}`)).response);
+  it("hands partner mail from a listed sender to the webhook bridge, which performs the partner's mapped action", async () => {
+    const added = await addPartner(tdb.db, new Keyring([{ id: 'k1', key: randomBytes(32) }]), { key: 'vendor', scheme: 'standard', emailSenders: ['@vendor.example'] });
+    if (!added.ok) throw new Error(added.refusal.message);
+    const raw = await compose({ from: 'ops@vendor.example', to: `partner+vendor@${DOMAIN}`, subject: 'new finding', text: 'Hello,\n{"type":"task.create","data":{"title":"Vendor finding, by email"}}\n-- \nThis message was scanned for viruses.' });
+    const id = queuedId((await relay(raw, 'ops@vendor.example', `partner+vendor@${DOMAIN}`)).response);
     const row = await settled(id);
-    expect(row).toMatchObject({ status: 'processed', kind: 'partner', result: { from: 'ops@vendor.example', partner: 'generic', action: 'create_task', delivery: expect.any(String) } });
+    expect(row).toMatchObject({ status: 'processed', kind: 'partner', result: { from: 'ops@vendor.example', partner: 'vendor', action: 'create_task', delivery: expect.any(String) } });
     const delivery = (row.result as { delivery: string }).delivery;
     await expect.poll(async () => (await message(delivery)).status, { timeout: 15_000 }).toBe('processed');
-    expect(await message(delivery)).toMatchObject({ source: 'webhook:generic', delivery_id: `email:${id}`, kind: 'task.create', result: { action: 'create_task', created: true } });
+    expect(await message(delivery)).toMatchObject({ source: 'webhook:vendor', delivery_id: `email:${id}`, kind: 'task.create', result: { action: 'create_task', created: true } });
     const task = await tdb.db.selectFrom('tasks').select('title').where('title', '=', 'Vendor finding, by email').execute();
     expect(task).toHaveLength(1);
 
-    const unfit = await compose({ from: 'ops@vendor.example', to: `partner+generic@${DOMAIN}`, subject: 'x', text: '{"type":"vendor.unknown_event","data":{}}' });
-    const quarantined = await settled(queuedId((await relay(unfit, 'ops@vendor.example', `partner+generic@${DOMAIN}`)).response));
+    const unfit = await compose({ from: 'ops@vendor.example', to: `partner+vendor@${DOMAIN}`, subject: 'x', text: '{"type":"vendor.unknown_event","data":{}}' });
+    const quarantined = await settled(queuedId((await relay(unfit, 'ops@vendor.example', `partner+vendor@${DOMAIN}`)).response));
     expect(quarantined).toMatchObject({ status: 'quarantined', error: { code: 'unmapped_event', eventType: 'vendor.unknown_event' } });
+  });
+
+  it('quarantines partner mail from anyone not listed for the partner, and mail with more than one sender', async () => {
+    const forged = await compose({ from: 'mallory@evil.example', to: `partner+vendor@${DOMAIN}`, subject: 'x', text: '{"type":"task.create","data":{"title":"Forged"}}' });
+    expect(await settled(queuedId((await relay(forged, 'mallory@evil.example', `partner+vendor@${DOMAIN}`)).response))).toMatchObject({ status: 'quarantined', error: { code: 'unauthorized_sender' } });
+    const generic = await compose({ from: 'ops@vendor.example', to: `partner+generic@${DOMAIN}`, subject: 'x', text: '{"type":"task.create","data":{"title":"No senders"}}' });
+    expect(await settled(queuedId((await relay(generic, 'ops@vendor.example', `partner+generic@${DOMAIN}`)).response))).toMatchObject({ status: 'quarantined', error: { code: 'unauthorized_sender' } });
+    // Two From lines: mailparser would keep the last (a user), while the MTA's DMARC checked the first.
+    const twoFroms = Buffer.from(`From: mallory@evil.example\r\nFrom: cora@example.test\r\nTo: evidence+AC-2@${DOMAIN}\r\nSubject: two senders\r\nMessage-ID: <two-froms-${randomBytes(4).toString('hex')}@evil.example>\r\n\r\nhello\r\n`);
+    expect(await settled(queuedId((await relay(twoFroms, 'mallory@evil.example', `evidence+AC-2@${DOMAIN}`)).response))).toMatchObject({ status: 'quarantined', error: { code: 'ambiguous_sender' } });
   });
 });
