@@ -105,21 +105,20 @@ const encryptionKeys = optional(
  * deliveries may reach although they are not public unicast (loopback, private, link-local, …). Parsed into
  * normalized CIDRs (`127.0.0.1/32`); only plain dotted-quad IPv4 is accepted (no `127.1` or octal forms).
  */
-const networks = optional(
-  z.string().transform((value, ctx) => {
-    const parsed: string[] = [];
-    for (const entry of value.split(',').map((part) => part.trim()).filter(Boolean)) {
-      const [address = '', prefix, extra] = entry.split('/');
-      const bits = ipaddr.IPv4.isValidFourPartDecimal(address) ? 32 : ipaddr.IPv6.isValid(address) ? 128 : 0;
-      if (bits === 0 || extra !== undefined || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits))) {
-        ctx.addIssue({ code: 'custom', message: 'must be comma-separated IP addresses or CIDR ranges (e.g. 127.0.0.1/32,10.0.0.0/8,fd00::/8)' });
-        return z.NEVER;
-      }
-      parsed.push(`${ipaddr.parse(address).toString()}/${prefix ?? bits}`);
+const networkList = z.string().transform((value, ctx) => {
+  const parsed: string[] = [];
+  for (const entry of value.split(',').map((part) => part.trim()).filter(Boolean)) {
+    const [address = '', prefix, extra] = entry.split('/');
+    const bits = ipaddr.IPv4.isValidFourPartDecimal(address) ? 32 : ipaddr.IPv6.isValid(address) ? 128 : 0;
+    if (bits === 0 || extra !== undefined || (prefix !== undefined && (!/^\d{1,3}$/.test(prefix) || Number(prefix) > bits))) {
+      ctx.addIssue({ code: 'custom', message: 'must be comma-separated IP addresses or CIDR ranges (e.g. 127.0.0.1/32,10.0.0.0/8,fd00::/8)' });
+      return z.NEVER;
     }
-    return parsed;
-  }),
-);
+    parsed.push(`${ipaddr.parse(address).toString()}/${prefix ?? bits}`);
+  }
+  return parsed;
+});
+const networks = optional(networkList);
 
 const schema = z.object({
   NODE_ENV: withDefault(z.enum(['development', 'production', 'test']), 'development'),
@@ -195,6 +194,8 @@ const schema = z.object({
   /** The inbound SMTP listener (web role) for mail relayed by the organisation's MTA; unset: no listener. */
   SMTP_INBOUND_PORT: optional(portNumber()),
   SMTP_INBOUND_HOST: withDefault(z.string().trim().min(1), '127.0.0.1'),
+  // Who may connect to the SMTP listener (the MTA): it trusts the From of what it is given. Default loopback.
+  SMTP_INBOUND_ALLOWED_NETWORKS: withDefault(networkList, ['127.0.0.0/8', '::1/128'] as never),
   GENERIC_WEBHOOK_SECRET: webhookSecret,
   /** Non-public networks outbound webhook subscriptions may deliver to (tests: 127.0.0.1/32); unset: none. */
   OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: networks,

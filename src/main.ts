@@ -182,7 +182,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         cleanups.push({ name: 'Slack Socket Mode', run: () => slack.stop() });
       }
       if (config.SMTP_INBOUND_PORT !== undefined) {
-        const listener = await startSmtpListener({ db, jobs, clock, logger, metrics, host: config.SMTP_INBOUND_HOST, port: config.SMTP_INBOUND_PORT });
+        const listener = await startSmtpListener({ db, jobs, clock, logger, metrics, host: config.SMTP_INBOUND_HOST, port: config.SMTP_INBOUND_PORT, allowedNetworks: config.SMTP_INBOUND_ALLOWED_NETWORKS });
         cleanups.push({ name: 'SMTP listener', run: () => listener.close() });
         logger.info({ host: listener.host, port: listener.port }, `inbound email: SMTP listening on ${listener.host}:${listener.port}`);
         smtp = listener;

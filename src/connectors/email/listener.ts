@@ -18,6 +18,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { sql } from 'kysely';
 import { Counter } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -53,6 +54,17 @@ export interface SmtpListenerOptions {
   /** 0 picks a free port (tests). */
   port: number;
   maxBytes?: number | undefined;
+  /** CIDRs allowed to connect (the MTA); anything else is refused with 554 before it can say a word. */
+  allowedNetworks: readonly string[];
+}
+
+function connectionAllowed(remoteAddress: string, allowed: readonly [ipaddr.IPv4 | ipaddr.IPv6, number][]): boolean {
+  try {
+    const address = ipaddr.process(remoteAddress);
+    return allowed.some(([network, bits]) => network.kind() === address.kind() && address.match(network, bits));
+  } catch {
+    return false;
+  }
 }
 
 /** An SMTP reply other than 250, e.g. 451 (try again later) or 550 (no such mailbox). */
@@ -177,6 +189,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
     });
   }
 
+  const allowed = options.allowedNetworks.map((network) => ipaddr.parseCIDR(network));
   const server = new SMTPServer({
     banner: 'ProjectX Integrations',
     // Behind the MTA: no TLS to terminate and no one to log in (see the module comment).
@@ -188,6 +201,12 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
     disableReverseLookup: true,
     closeTimeout: CLOSE_TIMEOUT_MS,
     logger: false,
+    onConnect(session, callback) {
+      if (connectionAllowed(session.remoteAddress, allowed)) return callback();
+      messages.inc({ outcome: 'refused_client' });
+      logger.warn({ remoteAddress: session.remoteAddress }, 'SMTP listener: connection refused (not in SMTP_INBOUND_ALLOWED_NETWORKS)');
+      callback(smtpError(554, 'this listener takes mail only from the organisation\'s mail server'));
+    },
     onRcptTo(address, _session, callback) {
       if (parseMailbox(address.address)) return callback();
       messages.inc({ outcome: 'refused_recipient' });

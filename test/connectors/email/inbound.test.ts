@@ -146,10 +146,21 @@ describe('email in', () => {
     expect(after.n).toBe(before.n);
   });
 
+  it('refuses a client outside SMTP_INBOUND_ALLOWED_NETWORKS before it can send anything', async () => {
+    const elsewhere = await startSmtpListener({ db: service.db, jobs: service.jobs, clock: service.domain.clock, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), host: '127.0.0.1', port: 0, allowedNetworks: ['10.0.0.0/8'] });
+    try {
+      const send = createTransport({ host: '127.0.0.1', port: elsewhere.port, secure: false, ignoreTLS: true, logger: false }).sendMail({ from: 'cora@example.test', to: `evidence+AC-2@${DOMAIN}`, subject: 'from outside', text: 'hi' });
+      await expect(send).rejects.toMatchObject({ responseCode: 554 });
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
   it('answers 552 to a message over the size limit and 451 when it cannot be stored, accepting neither', async () => {
     const emailRows = async () => (await tdb.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<string>().as('n')).where('source', '=', 'email').executeTakeFirstOrThrow()).n;
     const before = await emailRows();
-    const listen = (db: Db, maxBytes?: number) => startSmtpListener({ db, jobs: service.jobs, clock: service.domain.clock, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), host: '127.0.0.1', port: 0, maxBytes });
+    const listen = (db: Db, maxBytes?: number) =>
+      startSmtpListener({ db, jobs: service.jobs, clock: service.domain.clock, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), host: '127.0.0.1', port: 0, maxBytes, allowedNetworks: ['127.0.0.0/8'] });
     const small = await listen(service.db, 4096);
     // A database that cannot be reached: the message is not stored, so it must not be answered 250.
     const unreachable = createDatabase({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });
