@@ -184,6 +184,9 @@ async function fallBackToEmail(deps: JobDeps, trx: Kysely<Database>, row: Select
     subject_id: row.subject_id,
   });
   if (id) logger.info({ surface: row.surface, target: row.target, fallbackNotificationId: id }, 'notification falls back to email');
+  // One email per (event, address): a second channel that fails for the same event finds it already queued,
+  // and that email names only the first channel. Said here rather than lost silently.
+  else logger.warn({ surface: row.surface, target: row.target, fallbackTarget: fallback.target }, 'email fallback for this event is already queued (for another target); this target is not named in it');
 }
 
 /** The EventSink the domain writes to: a `domain.event` job in the caller's transaction. */

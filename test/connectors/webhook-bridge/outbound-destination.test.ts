@@ -50,6 +50,10 @@ describe('classifyAddress and the allow-list', () => {
     const none = destinationPolicy([]);
     for (const address of ['10.0.0.1', '169.254.169.254', '::1', 'fd00::1', '127.0.0.1', '::ffff:127.0.0.1']) expect(forbiddenRange(address, none), address).toBeDefined();
     expect(forbiddenRange('8.8.8.8', none)).toBeUndefined();
+    // IPv4-compatible IPv6 (::127.0.0.1, ::169.254.169.254): ipaddr.js says "unicast"; only 2000::/3 is public.
+    for (const address of ['::7f00:1', '::a9fe:a9fe']) expect(forbiddenRange(address, none), address).toBe('reserved');
+    expect(forbiddenRange('::127.0.0.1', none)).toBeDefined();
+    expect(forbiddenRange('2606:4700:4700::1111', none)).toBeUndefined();
 
     const some = destinationPolicy(['127.0.0.1/32', '10.0.0.0/8', 'fd00::/8']);
     expect(forbiddenRange('127.0.0.1', some)).toBeUndefined();

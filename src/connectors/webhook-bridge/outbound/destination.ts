@@ -57,8 +57,13 @@ export function forbiddenRange(address: string, policy: Pick<DestinationPolicy, 
   if (range === 'invalid') return range;
   const parsed = ipaddr.process(address);
   if (policy.allowed.some(([network, bits]) => network.kind() === parsed.kind() && parsed.match(network, bits))) return undefined;
+  // ipaddr.js calls IPv4-compatible IPv6 (`::7f00:1`, i.e. ::127.0.0.1) and other odd forms "unicast": for
+  // IPv6, only global unicast (2000::/3) is public.
+  if (range === 'unicast' && parsed.kind() === 'ipv6' && !parsed.match(GLOBAL_UNICAST_V6)) return 'reserved';
   return range === 'unicast' ? undefined : range;
 }
+
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3');
 
 /** Why a destination is refused, in words for an operator (stored as the delivery's last error). */
 function refusalMessage(host: string, address: string, range: string): string {
