@@ -8,10 +8,10 @@
  * Trust boundary: the listener sits behind the MTA on a private address (default 127.0.0.1) and offers neither
  * STARTTLS nor AUTH. TLS from the internet, SPF, DKIM and DMARC are the MTA's job, and it must relay only mail
  * it accepted for our mailboxes; the From address of what it relays is taken as checked. Here: a size limit
- * (25 MB: 552 for a SIZE declared too large at MAIL FROM, and for what arrives over it), recipients checked at
- * RCPT (550 for a mailbox that is not ours, 452 past 10 recipients, which an MTA sends again separately),
- * and everything else decided when the message is processed (process.ts), where a message that cannot be
- * processed is quarantined rather than dropped.
+ * (25 MB: 552 for a SIZE declared too large at MAIL FROM, and for what arrives over it), clients outside
+ * SMTP_INBOUND_ALLOWED_NETWORKS refused at connect (554), at most 10 recipients (452 past them, which an MTA
+ * sends again separately), and everything else decided when the message is processed (process.ts), where a
+ * message that cannot be processed, or is for an address that maps to nothing, is quarantined, not dropped.
  *
  * A repeat (the MTA did not see our 250 and sends again) is recognised by its delivery id, the recipient with
  * the Message-ID (or the SHA-256 of the message when it has none), and stored once.
@@ -82,7 +82,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const messages = new Counter({
     name: 'email_inbound_total',
-    help: 'Inbound email by outcome: accepted (stored, one per recipient), duplicate, refused_recipient, too_large, error (answered 451)',
+    help: 'Inbound email by outcome: accepted (stored, one per recipient), duplicate, refused_client, too_large, error (answered 451)',
     labelNames: ['outcome'],
     registers: [options.metrics.registry],
   });
@@ -207,11 +207,10 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
       logger.warn({ remoteAddress: session.remoteAddress }, 'SMTP listener: connection refused (not in SMTP_INBOUND_ALLOWED_NETWORKS)');
       callback(smtpError(554, 'this listener takes mail only from the organisation\'s mail server'));
     },
-    onRcptTo(address, _session, callback) {
-      if (parseMailbox(address.address)) return callback();
-      messages.inc({ outcome: 'refused_recipient' });
-      callback(smtpError(550, `no mailbox ${address.address} here: evidence+<control id or T-n>@ or partner+<key>@`));
-    },
+    // Every recipient is taken (only the MTA can connect, and it relays only our domains): mail to an address
+    // that maps to nothing is quarantined when processed (`unmapped_recipient`), where an operator sees it,
+    // rather than bounced.
+
     onData(stream, session, callback) {
       void receive(stream, session).then(
         (reply) => callback(null, reply),
