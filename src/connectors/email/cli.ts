@@ -29,7 +29,8 @@ export async function emailVerb(ctx: OperatorContext, args: readonly string[], i
         .selectFrom('inbound_events')
         .select(['id', 'headers', 'received_at', 'error'])
         .where('source', '=', EMAIL_SOURCE)
-        .where('status', '=', status)
+        // Dead also covers messages still 'received' 30 minutes on: their job was lost for good.
+        .where((eb) => (area === 'dead' ? eb.or([eb('status', '=', 'failed'), eb.and([eb('status', '=', 'received'), eb('received_at', '<', stalledBefore(ctx))])]) : eb('status', '=', status)))
         .orderBy('received_at', 'desc')
         .limit(limit)
         .execute();
@@ -72,7 +73,7 @@ export async function emailVerb(ctx: OperatorContext, args: readonly string[], i
     case 'replay': {
       const row = await find(ctx, rest[0], status);
       await ctx.db.transaction().execute(async (trx) => {
-        await trx.updateTable('inbound_events').set({ status: 'received', error: null, result: null, processed_at: null }).where('id', '=', row.id).execute();
+        await trx.updateTable('inbound_events').set({ status: 'received', error: null, result: null, processed_at: null }).where('id', '=', row.id).where('status', '=', row.status).execute();
         await ctx.jobs.enqueue(emailProcess, { inboundId: row.id }, { db: trx });
       });
       await audit(ctx, 'email_message.replay', 'inbound_event', row.id, { from: status, code: (row.error as { code?: string } | null)?.code ?? null });
@@ -88,6 +89,9 @@ async function find(ctx: OperatorContext, id: string | undefined, status: 'quara
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the message id (a UUID, from the list)');
   const row = await ctx.db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', '=', EMAIL_SOURCE).executeTakeFirst();
   if (!row) throw fail(`no email message ${id}`);
-  if (row.status !== status) throw fail(`message ${id} is ${row.status}, not ${status}`);
+  const stalled = status === 'failed' && row.status === 'received' && row.received_at < stalledBefore(ctx);
+  if (row.status !== status && !stalled) throw fail(`message ${id} is ${row.status}, not ${status}`);
   return row;
 }
+
+const stalledBefore = (ctx: OperatorContext) => new Date(ctx.domain.clock.now().getTime() - 30 * 60_000);

@@ -55,7 +55,8 @@ type Row = { id: string; delivery_id: string; headers: Record<string, string>; b
 export const emailProcess = defineJob({
   name: 'email.process',
   schema: z.object({ inboundId: z.uuid() }),
-  policy: { retryLimit: RETRY_LIMIT },
+  // Two at a time: each may hold a 25 MB message, parsed in memory.
+  policy: { retryLimit: RETRY_LIMIT, batchSize: 2 },
   handler: async ({ inboundId }, { deps, job, logger }: JobContext<JobDeps>) => {
     const row = await deps.db
       .selectFrom('inbound_events')
@@ -65,20 +66,22 @@ export const emailProcess = defineJob({
       .executeTakeFirst();
     if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
     let outcome: Outcome;
+    let result: Outcome;
     try {
       outcome = await processMessage(deps, row);
+      result = await deps.db.transaction().execute(async (trx) => {
+        const handedOff = outcome.handOff ? await outcome.handOff(trx) : {};
+        const settled = { ...outcome, result: { ...outcome.result, ...handedOff } };
+        await settle(trx, row, settled, deps.clock.now());
+        return settled;
+      });
     } catch (error) {
+      // Whatever failed, processing or recording its outcome, the last attempt leaves the message 'failed'.
       if (job.retryCount >= RETRY_LIMIT) {
         await deps.db.transaction().execute((trx) => settle(trx, row, { status: 'failed', eventType: 'email', error: { code: 'processing_failed', message: error instanceof Error ? error.message : String(error) } }, deps.clock.now()));
       }
       throw error;
     }
-    const result = await deps.db.transaction().execute(async (trx) => {
-      const handedOff = outcome.handOff ? await outcome.handOff(trx) : {};
-      const settled = { ...outcome, result: { ...outcome.result, ...handedOff } };
-      await settle(trx, row, settled, deps.clock.now());
-      return settled;
-    });
     if (outcome.status !== 'processed') logger.warn({ inboundId, status: outcome.status, code: outcome.error?.code }, `email message ${outcome.status}`);
     return { status: outcome.status, ...(outcome.error ? { error: outcome.error } : {}), ...(result.result ?? {}) };
   },
