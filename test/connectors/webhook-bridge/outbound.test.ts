@@ -278,6 +278,18 @@ describe('deliveries', () => {
     expect(receiver.received).toHaveLength(2);
   });
 
+  it('marks a delivery failed, not forever pending, when our own failure (no key to sign with) outlasts pg-boss retries', async () => {
+    const { subscription } = await subscribe(receiver.url);
+    const noKey = { ...deps(), keyring: undefined };
+    const row = await fanOut(noKey, subscription);
+    const run = (retryCount: number) =>
+      deliverWebhook.handler({ deliveryId: row.id, attempt: 1 }, { deps: noKey, logger: logs.logger, signal: new AbortController().signal, job: { id: randomUUID(), name: deliverWebhook.name, retryCount } });
+    await expect(run(0)).rejects.toThrow('no encryption key');
+    expect((await delivery(row.id)).status).toBe('pending'); // pg-boss will try again
+    await expect(run(5)).rejects.toThrow('no encryption key');
+    expect(await delivery(row.id)).toMatchObject({ status: 'failed', last_error: expect.stringContaining('not sent: cannot sign webhooks') });
+  });
+
   it('counts a timeout and a refused connection as failed attempts and schedules the next', async () => {
     const { subscription } = await subscribe(receiver.url);
     receiver.answer('hang');

@@ -91,65 +91,87 @@ type Outcome =
   | { kind: 'refused'; message: string }
   | { kind: 'error'; message: string };
 
+/** pg-boss retries of our own failures (database, keyring); the schedule of attempts is separate. */
+const OWN_RETRY_LIMIT = 5;
+
 export const deliverWebhook = defineJob({
   name: 'webhook.deliver',
   schema: z.object({ deliveryId: z.uuid(), attempt: z.number().int().min(1).max(MAX_ATTEMPTS) }),
   // Only our own failures are retried by pg-boss (see the module comment); an attempt is at most the 15 s timeout.
-  policy: { retryLimit: 5, retryDelaySeconds: 30, expireInSeconds: 300 },
-  handler: async ({ deliveryId, attempt }, { deps, logger, signal }: JobContext<JobDeps>) => {
-    const row = await deps.db
-      .selectFrom('webhook_deliveries as d')
-      .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
-      .select(['d.id', 'd.subscription_id', 'd.message_id', 'd.payload', 'd.status', 'd.attempts', 's.url', 's.secret', 's.enabled', 's.disabled_reason'])
-      .where('d.id', '=', deliveryId)
-      .executeTakeFirst();
-    // Gone with its subscription, settled, or not this attempt's turn (a duplicate or stray job): nothing to do.
-    if (!row) return { skipped: 'no such delivery' };
-    if (row.status !== 'pending') return { skipped: row.status };
-    if (row.attempts !== attempt - 1) return { skipped: `attempt ${attempt} is not due (${row.attempts} made)` };
-    const log = logger.child({ deliveryId, subscriptionId: row.subscription_id, attempt });
-    if (!row.enabled) {
-      await deps.db
-        .updateTable('webhook_deliveries')
-        .set({ status: 'abandoned', next_attempt_at: null, last_error: `subscription disabled${row.disabled_reason ? `: ${row.disabled_reason}` : ''}` })
-        .where('id', '=', row.id)
-        .where('status', '=', 'pending')
-        .execute();
-      log.info('webhook delivery abandoned: the subscription is disabled');
-      return { abandoned: 'subscription disabled' };
-    }
-    if (!deps.keyring) throw Object.assign(new Error('cannot sign webhooks: no encryption key is loaded (PROJECTX_ENCRYPTION_KEY)'), { code: 'keyring_missing' });
-    const secret = subscriptionSecret(deps.keyring, { id: row.subscription_id, secret: row.secret });
-
-    const body = webhookBody(row.payload as unknown as DomainEvent);
-    const attemptedAt = deps.clock.now();
-    const headers = {
-      'content-type': 'application/json',
-      'user-agent': USER_AGENT,
-      ...signStandardWebhook([secret], row.message_id, attemptedAt.getTime() / 1000, Buffer.from(body)),
-    };
-    // Workers built without a shared transport (tests, tools) get one for this attempt.
-    const transport = deps.outboundTransport ?? createOutboundTransport({ allowedNetworks: deps.config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
-    const started = performance.now();
-    let outcome: Outcome;
+  policy: { retryLimit: OWN_RETRY_LIMIT, retryDelaySeconds: 30, expireInSeconds: 300 },
+  handler: async (payload, context: JobContext<JobDeps>) => {
     try {
-      outcome = await send(transport, row.url, headers, body, signal);
-    } finally {
-      if (!deps.outboundTransport) await transport.close();
+      return await deliverOnce(payload, context);
+    } catch (error) {
+      // Our own failure (no key to sign with, a secret that does not decrypt, the database) on pg-boss's last
+      // try: the delivery is marked failed with the reason instead of staying 'pending' with its job dead.
+      if (context.job.retryCount >= OWN_RETRY_LIMIT && (error as { code?: string }).code !== 'interrupted') {
+        await context.deps.db
+          .updateTable('webhook_deliveries')
+          .set({ status: 'failed', next_attempt_at: null, last_error: `not sent: ${error instanceof Error ? error.message : String(error)}`.slice(0, 1000) })
+          .where('id', '=', payload.deliveryId)
+          .where('status', '=', 'pending')
+          .execute()
+          .catch((failure: unknown) => context.logger.error({ err: failure }, 'could not mark a webhook delivery failed'));
+      }
+      throw error;
     }
-    const durationMs = Math.round(performance.now() - started);
-    // The worker is stopping: leave the attempt unrecorded so pg-boss runs it again.
-    if (signal.aborted) throw Object.assign(new Error('webhook delivery interrupted: the worker is stopping'), { code: 'interrupted' });
-
-    const recorded = await record(deps, { id: row.id, subscriptionId: row.subscription_id, attempt, attemptedAt, durationMs, outcome });
-    const fields = { host: new URL(row.url).host, durationMs, ...(outcome.kind === 'response' ? { status: outcome.status } : { error: outcome.message }) };
-    if (!recorded) log.warn(fields, 'webhook attempt finished but another run had recorded it');
-    else if (recorded.status === 'delivered') log.info(fields, 'webhook delivered');
-    else if (recorded.status === 'pending') log.warn({ ...fields, nextAttemptAt: recorded.nextAttemptAt }, 'webhook attempt failed; retrying later');
-    else log.warn(fields, `webhook delivery ${recorded.status}`);
-    return recorded ?? { skipped: 'recorded by another run' };
   },
 });
+
+async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attempt: number }, { deps, logger, signal }: JobContext<JobDeps>) {
+  const row = await deps.db
+    .selectFrom('webhook_deliveries as d')
+    .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
+    .select(['d.id', 'd.subscription_id', 'd.message_id', 'd.payload', 'd.status', 'd.attempts', 's.url', 's.secret', 's.enabled', 's.disabled_reason'])
+    .where('d.id', '=', deliveryId)
+    .executeTakeFirst();
+  // Gone with its subscription, settled, or not this attempt's turn (a duplicate or stray job): nothing to do.
+  if (!row) return { skipped: 'no such delivery' };
+  if (row.status !== 'pending') return { skipped: row.status };
+  if (row.attempts !== attempt - 1) return { skipped: `attempt ${attempt} is not due (${row.attempts} made)` };
+  const log = logger.child({ deliveryId, subscriptionId: row.subscription_id, attempt });
+  if (!row.enabled) {
+    await deps.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'abandoned', next_attempt_at: null, last_error: `subscription disabled${row.disabled_reason ? `: ${row.disabled_reason}` : ''}` })
+      .where('id', '=', row.id)
+      .where('status', '=', 'pending')
+      .execute();
+    log.info('webhook delivery abandoned: the subscription is disabled');
+    return { abandoned: 'subscription disabled' };
+  }
+  if (!deps.keyring) throw Object.assign(new Error('cannot sign webhooks: no encryption key is loaded (PROJECTX_ENCRYPTION_KEY)'), { code: 'keyring_missing' });
+  const secret = subscriptionSecret(deps.keyring, { id: row.subscription_id, secret: row.secret });
+
+  const body = webhookBody(row.payload as unknown as DomainEvent);
+  const attemptedAt = deps.clock.now();
+  const headers = {
+    'content-type': 'application/json',
+    'user-agent': USER_AGENT,
+    ...signStandardWebhook([secret], row.message_id, attemptedAt.getTime() / 1000, Buffer.from(body)),
+  };
+  // Workers built without a shared transport (tests, tools) get one for this attempt.
+  const transport = deps.outboundTransport ?? createOutboundTransport({ allowedNetworks: deps.config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
+  const started = performance.now();
+  let outcome: Outcome;
+  try {
+    outcome = await send(transport, row.url, headers, body, signal);
+  } finally {
+    if (!deps.outboundTransport) await transport.close();
+  }
+  const durationMs = Math.round(performance.now() - started);
+  // The worker is stopping: leave the attempt unrecorded so pg-boss runs it again.
+  if (signal.aborted) throw Object.assign(new Error('webhook delivery interrupted: the worker is stopping'), { code: 'interrupted' });
+
+  const recorded = await record(deps, { id: row.id, subscriptionId: row.subscription_id, attempt, attemptedAt, durationMs, outcome });
+  const fields = { host: new URL(row.url).host, durationMs, ...(outcome.kind === 'response' ? { status: outcome.status } : { error: outcome.message }) };
+  if (!recorded) log.warn(fields, 'webhook attempt finished but another run had recorded it');
+  else if (recorded.status === 'delivered') log.info(fields, 'webhook delivered');
+  else if (recorded.status === 'pending') log.warn({ ...fields, nextAttemptAt: recorded.nextAttemptAt }, 'webhook attempt failed; retrying later');
+  else log.warn(fields, `webhook delivery ${recorded.status}`);
+  return recorded ?? { skipped: 'recorded by another run' };
+}
 
 async function send(transport: OutboundTransport, url: string, headers: Record<string, string>, body: string, jobSignal: AbortSignal): Promise<Outcome> {
   const destination = await checkDestination(new URL(url), transport.policy);
