@@ -7,7 +7,7 @@ import type { LookupAddress } from 'node:dns';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { MAX_ATTEMPTS, retryDelayMs, webhookBody, webhookMessageId } from '../../../src/connectors/webhook-bridge/outbound/deliver.ts';
-import { type Resolver, DestinationRefusedError, checkDestination, classifyAddress, destinationPolicy, forbiddenRange, guardedLookup } from '../../../src/connectors/webhook-bridge/outbound/destination.ts';
+import { type Resolver, DestinationRefusedError, checkDestination, classifyAddress, destinationPolicy, forbiddenRange, guardedLookup, resolveWithin } from '../../../src/connectors/webhook-bridge/outbound/destination.ts';
 import { patternsFor, validateEndpoint, validateEventTypes } from '../../../src/connectors/webhook-bridge/outbound/subscriptions.ts';
 
 const resolving =
@@ -44,6 +44,12 @@ describe('classifyAddress and the allow-list', () => {
     ['not-an-ip', 'invalid'],
   ])('%s is %s', (address, range) => {
     expect(classifyAddress(address)).toBe(range);
+  });
+
+  it('stops waiting for a name that does not resolve in time: ETIMEOUT, unresolvable (tried again later)', async () => {
+    const hanging = resolveWithin(() => new Promise(() => undefined), 50);
+    await expect(hanging('slow.example')).rejects.toMatchObject({ code: 'ETIMEOUT' });
+    expect(await checkDestination(new URL('https://slow.example/hook'), destinationPolicy([], hanging))).toMatchObject({ ok: false, refusal: { code: 'destination_unresolvable', message: 'slow.example did not resolve (ETIMEOUT)' } });
   });
 
   it('refuses everything but public unicast, unless an allowed network holds the address', () => {

@@ -19,7 +19,23 @@ import { type Result, ok, refuse } from '../../../domain/result.ts';
 /** Resolves a host name to every address it has (the system resolver by default; tests inject their own). */
 export type Resolver = (hostname: string) => Promise<LookupAddress[]>;
 
-export const systemResolver: Resolver = (hostname) => lookup(hostname, { all: true });
+/**
+ * A resolver that gives up after `ms` (the lookup itself cannot be cancelled, but the delivery stops waiting
+ * for it): a slow DNS server must not hold an attempt past its timeout. Fails with code ETIMEOUT, which a
+ * delivery treats like any unresolvable name (tried again later).
+ */
+export function resolveWithin(resolve: Resolver, ms: number): Resolver {
+  return (hostname) => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`resolving ${hostname} took longer than ${ms} ms`), { code: 'ETIMEOUT' })), ms);
+    });
+    return Promise.race([resolve(hostname), deadline]).finally(() => clearTimeout(timer));
+  };
+}
+
+export const RESOLVE_TIMEOUT_MS = 5_000;
+export const systemResolver: Resolver = resolveWithin((hostname) => lookup(hostname, { all: true }), RESOLVE_TIMEOUT_MS);
 
 type Network = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
