@@ -4,6 +4,9 @@
  * lets `--cpu-prof` write its profile); past 15 s it is killed.
  */
 import { fork } from 'node:child_process';
+import { loadConfig, secretValues } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startService } from '../../src/main.ts';
 
 export interface BenchServer {
   origin: string;
@@ -39,3 +42,15 @@ export function serveBench(port: number, stop: () => Promise<unknown>): void {
     void stop().finally(() => process.exit(0));
   });
 }
+
+/** In the child: the real service (role `web`, logs at warn to stderr) from `env`, served to the parent. */
+export async function serveProjectx(env: Record<string, string | undefined>): Promise<void> {
+  const full = { HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', ...env };
+  const loaded = loadConfig(full);
+  if (!loaded.ok) throw new Error(loaded.problems.join('; '));
+  const secrets = secretValues(full);
+  const logger = createLogger({ level: loaded.config.LOG_LEVEL, destination: process.stderr, secrets });
+  const service = await startService({ config: loaded.config, role: 'web', logger, secrets });
+  serveBench(service.http.port, () => service.stop());
+}
+

@@ -13,31 +13,19 @@
  */
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { AddressInfo } from 'node:net';
-import { loadConfig, secretValues } from '../../src/config.ts';
-import { createLogger } from '../../src/logger.ts';
-import { startService } from '../../src/main.ts';
-import { serveBench } from '../lib/server.ts';
+import { serveBench, serveProjectx } from '../lib/server.ts';
 
 const kind = process.argv[2];
 const signingSecret = process.env.BENCH_SIGNING_SECRET ?? '';
 
 if (kind === 'projectx') {
-  const env = {
+  await serveProjectx({
     DATABASE_URL: process.env.BENCH_DATABASE_URL,
-    HOST: '127.0.0.1',
-    PORT: '0',
     SLACK_SIGNING_SECRET: signingSecret,
     SLACK_BOT_TOKEN: 'xoxb-bench',
     // Nothing on the ack path calls Slack; if something did, it would fail fast here instead of leaving loopback.
     SLACK_API_URL: 'http://127.0.0.1:9/api/',
-    LOG_LEVEL: 'warn',
-  };
-  const loaded = loadConfig(env);
-  if (!loaded.ok) throw new Error(loaded.problems.join('; '));
-  const secrets = secretValues(env);
-  const logger = createLogger({ level: loaded.config.LOG_LEVEL, destination: process.stderr, secrets });
-  const service = await startService({ config: loaded.config, role: 'web', logger, secrets });
-  serveBench(service.http.port, () => service.stop());
+  });
 } else if (kind === 'bolt') {
   const receiver = new HTTPReceiver({ signingSecret, endpoints: '/slack/events', logLevel: LogLevel.WARN });
   const app = new App({

@@ -83,7 +83,7 @@ async function plainInserts(url: string, c: number, durationMs: number): Promise
   return { tps: done / seconds, p50ms: histogram.percentile(50) / 1e6, p99ms: histogram.percentile(99) / 1e6, errors };
 }
 
-function webhookLoad(origin: string, c: number, durationMs: number, accepted: string[]): Promise<LoadResult> {
+function webhookLoad(origin: string, c: number, durationMs: number, sentIds: string[]): Promise<LoadResult> {
   return runLoad({
     origin,
     connections: c,
@@ -91,7 +91,7 @@ function webhookLoad(origin: string, c: number, durationMs: number, accepted: st
     request: () => {
       const id = `msg_${runId}_${(serial++).toString(36)}`;
       const body = deliveryBody(id);
-      accepted.push(id); // pruned below to the 202s by the database check (every 202 must be found)
+      sentIds.push(id); // the database check counts how many of these were stored, against the 202s
       return {
         method: 'POST',
         path: '/api/integration/webhook/generic',

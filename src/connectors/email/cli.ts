@@ -11,6 +11,7 @@
 import { simpleParser } from 'mailparser';
 import type { Io } from '../../bot/console/operator-cli.ts';
 import { UsageError, audit, one, parse } from '../../bot/console/operator-cli.ts';
+import { awaitingReview, isAwaitingReview } from '../../db/inbound-review.ts';
 import type { OperatorContext } from '../../main.ts';
 import { EMAIL_SOURCE, emailProcess } from './process.ts';
 
@@ -29,8 +30,7 @@ export async function emailVerb(ctx: OperatorContext, args: readonly string[], i
         .selectFrom('inbound_events')
         .select(['id', 'headers', 'received_at', 'error'])
         .where('source', '=', EMAIL_SOURCE)
-        // Dead also covers messages still 'received' 30 minutes on: their job was lost for good.
-        .where((eb) => (area === 'dead' ? eb.or([eb('status', '=', 'failed'), eb.and([eb('status', '=', 'received'), eb('received_at', '<', stalledBefore(ctx))])]) : eb('status', '=', status)))
+        .where((eb) => awaitingReview(eb, area, ctx.domain.clock.now()))
         .orderBy('received_at', 'desc')
         .limit(limit)
         .execute();
@@ -89,9 +89,6 @@ async function find(ctx: OperatorContext, id: string | undefined, status: 'quara
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the message id (a UUID, from the list)');
   const row = await ctx.db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', '=', EMAIL_SOURCE).executeTakeFirst();
   if (!row) throw fail(`no email message ${id}`);
-  const stalled = status === 'failed' && row.status === 'received' && row.received_at < stalledBefore(ctx);
-  if (row.status !== status && !stalled) throw fail(`message ${id} is ${row.status}, not ${status}`);
+  if (!isAwaitingReview(row, status === 'quarantined' ? 'quarantine' : 'dead', ctx.domain.clock.now())) throw fail(`message ${id} is ${row.status}, not ${status}`);
   return row;
 }
-
-const stalledBefore = (ctx: OperatorContext) => new Date(ctx.domain.clock.now().getTime() - 30 * 60_000);

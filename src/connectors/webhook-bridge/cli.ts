@@ -9,6 +9,7 @@ import { UsageError, audit, must, one, parse, strings } from '../../bot/console/
 import { CLI_ACTOR } from '../../domain/actor.ts';
 import { appendAudit } from '../../domain/audit.ts';
 import type { Db } from '../../db/database.ts';
+import { type ReviewArea, awaitingReview, isAwaitingReview } from '../../db/inbound-review.ts';
 import type { WebhookScheme } from '../../db/schema.ts';
 import type { OperatorContext } from '../../main.ts';
 import { interpret } from './mapping.ts';
@@ -77,10 +78,7 @@ export async function partnersVerb(ctx: OperatorContext, args: readonly string[]
 export async function webhooksVerb(ctx: OperatorContext, args: readonly string[], io: Io): Promise<number> {
   const [area, sub, ...rest] = args;
   if (area !== 'quarantine' && area !== 'dead') throw new UsageError('webhooks quarantine list|show|replay, webhooks dead list|replay');
-  const status = area === 'quarantine' ? 'quarantined' : 'failed';
-  // "Dead" also covers deliveries still 'received' long after they arrived: their job was lost for good (its
-  // last attempt's worker died), so nothing will process them unless an operator replays them.
-  const stalledBefore = new Date(ctx.domain.clock.now().getTime() - STALLED_AFTER_MS);
+  const now = ctx.domain.clock.now();
   switch (sub) {
     case 'list': {
       const { values } = parse(rest, { partner: { type: 'string' }, limit: { type: 'string' } });
@@ -89,7 +87,7 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
       let query = ctx.db
         .selectFrom('inbound_events')
         .select(['id', 'source', 'delivery_id', 'kind', 'received_at', 'error'])
-        .where((eb) => (area === 'dead' ? eb.or([eb('status', '=', 'failed'), eb.and([eb('status', '=', 'received'), eb('received_at', '<', stalledBefore)])]) : eb('status', '=', status)))
+        .where((eb) => awaitingReview(eb, area, now))
         .where('source', 'like', `${SOURCE_PREFIX}%`)
         .orderBy('received_at', 'desc')
         .limit(limit);
@@ -103,13 +101,13 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
       return 0;
     }
     case 'show': {
-      const row = await find(ctx.db, rest[0], status, stalledBefore);
+      const row = await find(ctx.db, rest[0], area, now);
       io.out(JSON.stringify({ id: row.id, partner: row.source.slice(SOURCE_PREFIX.length), deliveryId: row.delivery_id, eventType: row.kind, status: row.status, receivedAt: row.received_at, headers: row.headers, error: row.error, body: row.body.toString('utf8') }, null, 2));
       return 0;
     }
     case 'replay': {
       const { values, positionals } = parse(rest, { 'body-file': { type: 'string' } });
-      const row = await find(ctx.db, positionals[0], status, stalledBefore);
+      const row = await find(ctx.db, positionals[0], area, now);
       const bodyFile = one(values['body-file']);
       if (bodyFile && area === 'dead') throw new UsageError('--body-file is for quarantined deliveries (a failed one already fitted its schema)');
       const body = bodyFile ? await readFile(bodyFile).catch(() => {
@@ -145,14 +143,11 @@ export async function webhooksVerb(ctx: OperatorContext, args: readonly string[]
   }
 }
 
-const STALLED_AFTER_MS = 30 * 60_000;
-
-async function find(db: Db, id: string | undefined, status: 'quarantined' | 'failed', stalledBefore: Date) {
+async function find(db: Db, id: string | undefined, area: ReviewArea, now: Date) {
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the delivery id (a UUID, from the list)');
   const row = await db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', 'like', `${SOURCE_PREFIX}%`).executeTakeFirst();
   if (!row) throw fail(`no webhook delivery ${id}`);
-  const stalled = status === 'failed' && row.status === 'received' && row.received_at < stalledBefore;
-  if (row.status !== status && !stalled) throw fail(`delivery ${id} is ${row.status}, not ${status}`);
+  if (!isAwaitingReview(row, area, now)) throw fail(`delivery ${id} is ${row.status}, not ${area === 'quarantine' ? 'quarantined' : 'failed'}`);
   return row;
 }
 

@@ -43,7 +43,7 @@ const aad = (key: string, secretId: string) => `webhook_partner:${key}:${secretI
 /** The `generic` partner from configuration, if configured. */
 export function genericPartner(config: Pick<Config, 'GENERIC_WEBHOOK_SECRET'>): Partner | undefined {
   const secret = config.GENERIC_WEBHOOK_SECRET;
-  return secret ? { key: GENERIC_PARTNER, scheme: 'standard', mapping: DEFAULT_MAPPING, secrets: [{ value: secret, expiresAt: null }] } : undefined;
+  return secret ? { key: GENERIC.key, scheme: GENERIC.scheme, mapping: GENERIC.mapping, secrets: [{ value: secret, expiresAt: null }] } : undefined;
 }
 
 /** A partner is stored but its secrets cannot be read: no PROJECTX_ENCRYPTION_KEY (or the wrong one). */
@@ -54,13 +54,15 @@ export class PartnerSecretsUnreadable extends Error {
 /** How a partner's deliveries are read (no secrets): what processing and replays need. */
 export type PartnerMapping = Pick<Partner, 'key' | 'scheme' | 'mapping'> & { emailSenders: string[] };
 
+/** `generic`: Standard Webhooks and the default mapping; it takes no mail (it has nowhere to list senders). */
+const GENERIC: PartnerMapping = { key: GENERIC_PARTNER, scheme: 'standard', mapping: DEFAULT_MAPPING, emailSenders: [] };
+
 /** May this (lower-case) From address act for the partner by mail? An exact address or `@domain` in its list. */
 export const mayMailAs = (partner: PartnerMapping, from: string) => partner.emailSenders.some((sender) => (sender.startsWith('@') ? from.endsWith(sender) : from === sender));
 
 export async function loadPartnerMapping(db: Db, key: string): Promise<PartnerMapping | undefined> {
   // `generic` reads with the default mapping whether or not this process has its secret.
-  // `generic` takes no mail: it has nowhere to list its senders.
-  if (key === GENERIC_PARTNER) return { key, scheme: 'standard', mapping: DEFAULT_MAPPING, emailSenders: [] };
+  if (key === GENERIC_PARTNER) return GENERIC;
   const row = await db.selectFrom('webhook_partners').select(['key', 'scheme', 'mapping', 'email_senders']).where('key', '=', key).executeTakeFirst();
   return row ? { key: row.key, scheme: row.scheme, mapping: mappingSchema.parse(row.mapping), emailSenders: row.email_senders } : undefined;
 }

@@ -95,7 +95,7 @@ async function processOnce(inboundId: string, { deps, logger }: JobContext<JobDe
     await settle('quarantined', { error: quarantineError(meaning) });
     return { quarantined: meaning.reason };
   }
-  const performed = await perform({ db: deps.db, events: deps.events, clock: deps.clock }, deps, partner, row.delivery_id, meaning);
+  const performed = await perform(deps, partner, row.delivery_id, meaning);
   if (!performed.ok) {
     await settle('failed', { eventType: meaning.eventType, error: { code: performed.refusal.code, message: performed.refusal.message } });
     logger.warn({ partner: key, code: performed.refusal.code }, 'webhook delivery refused by the domain; marked failed');
@@ -145,7 +145,8 @@ async function settleDelivery(
 const SEVERITY_PRIORITY = { critical: 1, high: 2, medium: 3, low: 4, info: 5 } as const;
 
 /** Performs the mapped action, idempotently per delivery. */
-async function perform(domain: DomainDeps, deps: JobDeps, partner: PartnerMapping, deliveryId: string, meaning: Extract<Interpretation, { ok: true }>): Promise<Result<Performed>> {
+async function perform(deps: JobDeps, partner: PartnerMapping, deliveryId: string, meaning: Extract<Interpretation, { ok: true }>): Promise<Result<Performed>> {
+  const domain: DomainDeps = { db: deps.db, events: deps.events, clock: deps.clock };
   const actor: Actor = { surface: 'system', user: undefined, via: `webhook:${partner.key}` };
   const system = `${SOURCE_PREFIX}${partner.key}`;
   switch (meaning.action) {
