@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { signStandardWebhook } from '../../src/connectors/webhook-bridge/signatures.ts';
+import { secretKey, signStandardWebhook } from '../../src/connectors/webhook-bridge/signatures.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type CpuUsage, benchmarkGroups, cpuUsage, sampleCpu } from '../lib/cpu.ts';
 import { benchDatabase, durabilitySettings, withClient } from '../lib/database.ts';
@@ -35,6 +35,7 @@ const TARGET_RATIO = 0.6;
 
 const runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
+const SIGNING_KEY = secretKey(SECRET); // made once, as a partner's sender would: see WebhookSecret
 const logger = createLogger({ level: 'warn', destination: process.stderr });
 const serverFile = fileURLToPath(new URL('./server.ts', import.meta.url));
 
@@ -95,7 +96,7 @@ function webhookLoad(origin: string, c: number, durationMs: number, sentIds: str
       return {
         method: 'POST',
         path: '/api/integration/webhook/generic',
-        headers: { 'content-type': 'application/json', ...signStandardWebhook([SECRET], id, Math.floor(Date.now() / 1000), body) },
+        headers: { 'content-type': 'application/json', ...signStandardWebhook([SIGNING_KEY], id, Math.floor(Date.now() / 1000), body) },
         body,
       };
     },

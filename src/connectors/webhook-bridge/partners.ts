@@ -8,7 +8,7 @@
  * cleared by a NOTIFY from any change (migration 0700; rules in src/db/notified-cache.ts): a removed secret stops
  * verifying as soon as the notification arrives.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { type KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import type { Config } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import { createNotifiedCache } from '../../db/notified-cache.ts';
@@ -18,7 +18,7 @@ import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { type Keyring, isEnvelope } from '../sdk/crypto.ts';
 import { DEFAULT_MAPPING, type Mapping, mappingSchema } from './mapping.ts';
-import { newWebhookSecret } from './signatures.ts';
+import { newWebhookSecret, secretKey } from './signatures.ts';
 
 export const GENERIC_PARTNER = 'generic';
 export const PARTNER_KEY = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -29,8 +29,8 @@ export interface Partner {
   key: string;
   scheme: WebhookScheme;
   mapping: Mapping;
-  /** Decrypted, with when each stops being valid (null: until removed). */
-  secrets: { value: string; expiresAt: Date | null }[];
+  /** Decrypted into HMAC keys (made once per load: see `WebhookSecret`), with when each stops being valid (null: until removed). */
+  secrets: { key: KeyObject; expiresAt: Date | null }[];
 }
 
 export interface PartnerDirectory {
@@ -43,7 +43,7 @@ const aad = (key: string, secretId: string) => `webhook_partner:${key}:${secretI
 /** The `generic` partner from configuration, if configured. */
 export function genericPartner(config: Pick<Config, 'GENERIC_WEBHOOK_SECRET'>): Partner | undefined {
   const secret = config.GENERIC_WEBHOOK_SECRET;
-  return secret ? { key: GENERIC.key, scheme: GENERIC.scheme, mapping: GENERIC.mapping, secrets: [{ value: secret, expiresAt: null }] } : undefined;
+  return secret ? { key: GENERIC.key, scheme: GENERIC.scheme, mapping: GENERIC.mapping, secrets: [{ key: secretKey(secret), expiresAt: null }] } : undefined;
 }
 
 /** A partner is stored but its secrets cannot be read: no PROJECTX_ENCRYPTION_KEY (or the wrong one). */
@@ -78,7 +78,7 @@ export async function loadPartner(db: Db, keyring: Keyring | undefined, key: str
       key: partner.key,
       scheme: partner.scheme,
       mapping: partner.mapping,
-      secrets: secrets.flatMap((secret) => (isEnvelope(secret.secret) ? [{ value: keyring.decrypt(secret.secret, aad(key, secret.id)), expiresAt: secret.expires_at }] : [])),
+      secrets: secrets.flatMap((secret) => (isEnvelope(secret.secret) ? [{ key: secretKey(keyring.decrypt(secret.secret, aad(key, secret.id))), expiresAt: secret.expires_at }] : [])),
     };
   } catch (error) {
     throw new PartnerSecretsUnreadable(`partner ${key}'s secrets do not decrypt with PROJECTX_ENCRYPTION_KEY (${error instanceof Error ? error.message : 'error'})`);
@@ -86,7 +86,7 @@ export async function loadPartner(db: Db, keyring: Keyring | undefined, key: str
 }
 
 /** The secrets valid at `now`. */
-export const validSecrets = (partner: Partner, now: Date): string[] => partner.secrets.filter((secret) => secret.expiresAt === null || secret.expiresAt > now).map((secret) => secret.value);
+export const validSecrets = (partner: Partner, now: Date): KeyObject[] => partner.secrets.filter((secret) => secret.expiresAt === null || secret.expiresAt > now).map((secret) => secret.key);
 
 export async function createPartnerDirectory(options: { db: Db; keyring: Keyring | undefined; config: Config; connectionString: string; logger: Logger; metrics?: Metrics }): Promise<PartnerDirectory> {
   const generic = genericPartner(options.config);

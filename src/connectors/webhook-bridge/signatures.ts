@@ -12,7 +12,7 @@
  * signing (bytes that are not UTF-8 would not verify), reads the wall clock instead of ours, holds one secret
  * per instance (a rotation needs several), and throws one error type where we count reasons.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type KeyObject, createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const WEBHOOK_TOLERANCE_SECONDS = 5 * 60;
 const SECRET_PREFIX = 'whsec_';
@@ -27,19 +27,28 @@ export function newWebhookSecret(): string {
   return `${SECRET_PREFIX}${randomBytes(32).toString('base64')}`;
 }
 
+/**
+ * A secret as the functions here take it: the secret's text, or its HMAC key made once by `secretKey`. Hot
+ * paths pass keys: `createHmac` with raw key bytes builds a KeyObject on every call, which costs five times
+ * the HMAC of a small body (26 µs against 5 µs on Node 24).
+ */
+export type WebhookSecret = string | KeyObject;
+
 /** The HMAC key of a secret: the decoded base64 of a `whsec_` secret, else the secret's UTF-8 bytes (GitHub, Jira). */
-export function secretKey(secret: string): Buffer {
-  return secret.startsWith(SECRET_PREFIX) ? Buffer.from(secret.slice(SECRET_PREFIX.length), 'base64') : Buffer.from(secret, 'utf8');
+export function secretKey(secret: string): KeyObject {
+  return createSecretKey(secret.startsWith(SECRET_PREFIX) ? Buffer.from(secret.slice(SECRET_PREFIX.length), 'base64') : Buffer.from(secret, 'utf8'));
 }
 
-function standardDigest(key: Buffer, id: string, timestamp: string, body: Uint8Array): Buffer {
+const keyOf = (secret: WebhookSecret): KeyObject => (typeof secret === 'string' ? secretKey(secret) : secret);
+
+function standardDigest(key: KeyObject, id: string, timestamp: string, body: Uint8Array): Buffer {
   return createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest();
 }
 
 /** The three Standard Webhooks headers for one attempt (outbound deliveries; a fresh timestamp per attempt). */
-export function signStandardWebhook(secrets: readonly string[], id: string, timestampSeconds: number, body: Uint8Array): Record<'webhook-id' | 'webhook-timestamp' | 'webhook-signature', string> {
+export function signStandardWebhook(secrets: readonly WebhookSecret[], id: string, timestampSeconds: number, body: Uint8Array): Record<'webhook-id' | 'webhook-timestamp' | 'webhook-signature', string> {
   const timestamp = String(Math.floor(timestampSeconds));
-  const signatures = secrets.map((secret) => `v1,${standardDigest(secretKey(secret), id, timestamp, body).toString('base64')}`);
+  const signatures = secrets.map((secret) => `v1,${standardDigest(keyOf(secret), id, timestamp, body).toString('base64')}`);
   return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signatures.join(' ') };
 }
 
@@ -48,7 +57,7 @@ export function signStandardWebhook(secrets: readonly string[], id: string, time
  * (a stale delivery is refused whoever signed it); both directions count (a timestamp from the future too).
  */
 export function verifyStandardWebhook(input: {
-  secrets: readonly string[];
+  secrets: readonly WebhookSecret[];
   id: string | undefined;
   timestamp: string | undefined;
   signature: string | undefined;
@@ -66,7 +75,7 @@ export function verifyStandardWebhook(input: {
     .map(([, value]) => Buffer.from(value, 'base64'))
     .filter((value) => value.length === 32);
   for (const secret of input.secrets) {
-    const expected = standardDigest(secretKey(secret), id, timestamp, input.body);
+    const expected = standardDigest(keyOf(secret), id, timestamp, input.body);
     // Every offered signature is compared (no early exit on the first mismatch), each in constant time.
     let matched = false;
     for (const candidate of offered) matched = timingSafeEqual(candidate, expected) || matched;
@@ -76,18 +85,18 @@ export function verifyStandardWebhook(input: {
 }
 
 /** `sha256=<hex>` (GitHub's X-Hub-Signature-256, Jira's X-Hub-Signature) for a body. */
-export function signHubSignature(secret: string, body: Uint8Array): string {
-  return `sha256=${createHmac('sha256', secretKey(secret)).update(body).digest('hex')}`;
+export function signHubSignature(secret: WebhookSecret, body: Uint8Array): string {
+  return `sha256=${createHmac('sha256', keyOf(secret)).update(body).digest('hex')}`;
 }
 
 /** Verifies a GitHub/Jira-style `sha256=<hex>` header against every valid secret. */
-export function verifyHubSignature(input: { secrets: readonly string[]; header: string | undefined; body: Uint8Array }): VerifyResult {
+export function verifyHubSignature(input: { secrets: readonly WebhookSecret[]; header: string | undefined; body: Uint8Array }): VerifyResult {
   const match = /^sha256=([0-9a-fA-F]{64})$/.exec(input.header?.trim() ?? '');
   if (!match) return { ok: false, reason: 'missing_headers' };
   const offered = Buffer.from(match[1]!, 'hex');
   let matched = false;
   for (const secret of input.secrets) {
-    const expected = createHmac('sha256', secretKey(secret)).update(input.body).digest();
+    const expected = createHmac('sha256', keyOf(secret)).update(input.body).digest();
     matched = (offered.length === expected.length && timingSafeEqual(offered, expected)) || matched;
   }
   return matched ? { ok: true } : { ok: false, reason: 'bad_signature' };
