@@ -28,10 +28,12 @@ import { createSlackDelivery } from './bot/slack/notifier.ts';
 import { createSlackSurface } from './bot/slack/surface.ts';
 import { createIdentityCache } from './domain/identity-cache.ts';
 import { type WebhookReceiver, createWebhookReceiver } from './connectors/webhook-bridge/inbound.ts';
+import { webhookProcess } from './connectors/webhook-bridge/process.ts';
 import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts';
 import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
+import { type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
 import { jobDefinitions } from './jobs/index.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
@@ -130,6 +132,9 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       secrets: options.secrets ?? [],
     });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
+    // Every role relays staged processing jobs: a worker picks up what a web process that died left staged.
+    const outbox = createInboundOutbox({ db, jobs, definitions: [webhookProcess], logger });
+    cleanups.push({ name: 'inbound job outbox', run: () => outbox.close() });
 
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     const events = createEventSink(jobs);
@@ -162,7 +167,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     if (role !== 'worker') {
       const partners = await createPartnerDirectory({ db, keyring, config, connectionString: database.url, logger, metrics });
       cleanups.push({ name: 'webhook partner cache', run: () => partners.close() });
-      webhooks = createWebhookReceiver({ db, jobs, partners, clock, logger, metrics });
+      webhooks = createWebhookReceiver({ db, jobs, outbox, partners, clock, logger, metrics });
     }
     const app = createApp({
       logger,
@@ -206,7 +211,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       metrics,
       domain,
       smtp,
-      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, logger, rest: cleanup })),
+      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, outbox, logger, rest: cleanup })),
     };
   } catch (error) {
     await cleanup();
@@ -270,7 +275,7 @@ export function readinessChecks(db: Db, jobs: Pick<JobRuntime, 'boss'>): Readine
  * embedded server. Each phase gets a deadline from what is left of the budget, so the whole stays inside it.
  * Resolves true when every phase closed cleanly (false when one failed; it is logged).
  */
-async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRuntime; logger: Logger; rest: () => Promise<boolean> }): Promise<boolean> {
+async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRuntime; outbox: InboundOutbox; logger: Logger; rest: () => Promise<boolean> }): Promise<boolean> {
   const { http, jobs, logger } = input;
   const started = Date.now();
   const deadline = started + input.budgetMs;
@@ -280,6 +285,8 @@ async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRu
   logger.info({ budgetMs: input.budgetMs }, 'shutting down');
   let clean = true;
   await http.close(Math.floor((left() - reserveMs) * 0.5));
+  // What the last requests staged becomes jobs while the job runtime still runs (else the next start relays it).
+  await input.outbox.close();
   await jobs.stop(Math.floor(left() - reserveMs)).catch((error: unknown) => {
     clean = false;
     logger.warn({ err: error }, 'job runtime failed to stop');

@@ -85,6 +85,14 @@ export interface IntegrationHealthMetricsTable {
 
 export type InboundEventStatus = 'received' | 'processed' | 'failed' | 'quarantined';
 
+/** Processing jobs staged with their deliveries, waiting for the relay (src/jobs/inbound-outbox.ts). */
+export interface InboundJobOutboxTable {
+  id: Generated<string>;
+  job_name: string;
+  inbound_ids: string[];
+  staged_at: Generated<Timestamp>;
+}
+
 export interface InboundEventsTable {
   id: Generated<string>;
   /** Who delivered it: `slack`, `teams`, `webhook:<partner>`, … */
@@ -384,6 +392,7 @@ export interface Database {
   integration_credentials_audit: IntegrationCredentialsAuditTable;
   integration_health_metrics: IntegrationHealthMetricsTable;
   inbound_events: InboundEventsTable;
+  inbound_job_outbox: InboundJobOutboxTable;
   users: UsersTable;
   identity_links: IdentityLinksTable;
   link_codes: LinkCodesTable;

@@ -12,6 +12,7 @@ import * as identityNotify from './20261122_0600_identity_notify.ts';
 import * as webhooks from './20261122_0700_webhooks.ts';
 import * as webhookTaskOnce from './20261122_0800_webhook_task_once.ts';
 import * as partnerEmailSenders from './20261122_0900_partner_email_senders.ts';
+import * as inboundJobOutbox from './20261122_1000_inbound_job_outbox.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -23,4 +24,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0700_webhooks': webhooks,
   '20261122_0800_webhook_task_once': webhookTaskOnce,
   '20261122_0900_partner_email_senders': partnerEmailSenders,
+  '20261122_1000_inbound_job_outbox': inboundJobOutbox,
 };
