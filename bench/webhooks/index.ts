@@ -13,7 +13,7 @@
  * is looked up in `inbound_events` with its job in the queue (the service relays staged jobs when it stops).
  *
  * Environment: DATABASE_URL (a server to create the bench database on; else an embedded PostgreSQL),
- * BENCH_QUICK=1 (smoke run), BENCH_STEP_MS (8000), BENCH_CONCURRENCY (1,4,16,32,64,128), BENCH_CPU_PROF (a directory:
+ * BENCH_QUICK=1 (smoke run), BENCH_STEP_MS (8000), BENCH_CONCURRENCY (1,4,16,32,64,96,128), BENCH_CPU_PROF (a directory:
  * write a CPU profile of the server).
  */
 import { randomBytes } from 'node:crypto';
@@ -29,7 +29,7 @@ import { withForkedServer } from '../lib/server.ts';
 
 const quick = process.env.BENCH_QUICK === '1';
 const stepMs = Number(process.env.BENCH_STEP_MS ?? (quick ? 1500 : 8000));
-const concurrencies = (process.env.BENCH_CONCURRENCY ?? (quick ? '1,16' : '1,4,16,32,64,128')).split(',').map(Number).filter((n) => n > 0);
+const concurrencies = (process.env.BENCH_CONCURRENCY ?? (quick ? '1,16' : '1,4,16,32,64,96,128')).split(',').map(Number).filter((n) => n > 0);
 const KNEE_P99_MS = 50;
 const TARGET_RATIO = 0.6;
 
