@@ -31,6 +31,11 @@ export function runWithContext<T>(context: LogContext, fn: () => T): T {
   return contextStorage.run({ ...contextStorage.getStore(), ...context }, fn);
 }
 
+/** Runs `fn` outside any context: for work started by a request but done for many (timers, relays). */
+export function outsideContext<T>(fn: () => T): T {
+  return contextStorage.exit(fn);
+}
+
 /** The ambient context, e.g. to carry the correlation id into a job payload or an outbound call. */
 export function currentContext(): LogContext {
   return contextStorage.getStore() ?? {};

@@ -19,7 +19,7 @@
 import { sql } from 'kysely';
 import type { z } from 'zod';
 import type { Db } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { type Logger, outsideContext } from '../logger.ts';
 import type { JobDefinition } from './define-job.ts';
 import type { JobRuntime } from './runtime.ts';
 
@@ -115,10 +115,13 @@ export function createInboundOutbox(options: InboundOutboxOptions): InboundOutbo
 
   const relaySoon = (delayMs: number) => {
     if (pending || closing) return;
-    pending = setTimeout(() => {
-      pending = undefined;
-      drain().catch((error: unknown) => logger.error({ err: error }, 'staged processing jobs could not be relayed; they stay staged and are tried again'));
-    }, delayMs);
+    // Outside the poking request's context: a relay's jobs serve many requests, not the one that poked.
+    pending = outsideContext(() =>
+      setTimeout(() => {
+        pending = undefined;
+        drain().catch((error: unknown) => logger.error({ err: error }, 'staged processing jobs could not be relayed; they stay staged and are tried again'));
+      }, delayMs),
+    );
     pending.unref();
   };
 

@@ -20,6 +20,7 @@ import { type Result, ok, refuse } from '../../domain/result.ts';
 import { commentOnTask, createTask, parseTaskRef, taskRef } from '../../domain/tasks.ts';
 import { findUserByEmail } from '../../domain/users.ts';
 import { DEFAULT_POLICY, type JobContext, defineJob } from '../../jobs/define-job.ts';
+import { runWithContext } from '../../logger.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
 import { type ActionInput, type Interpretation, interpret } from './mapping.ts';
@@ -79,9 +80,18 @@ async function processDelivery(inboundId: string, context: JobContext<JobDeps>):
   }
 }
 
-async function processOnce(inboundId: string, { deps, logger }: JobContext<JobDeps>): Promise<Record<string, unknown>> {
-  const row = await deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
+async function processOnce(inboundId: string, context: JobContext<JobDeps>): Promise<Record<string, unknown>> {
+  const row = await context.deps.db.selectFrom('inbound_events').select(['id', 'source', 'delivery_id', 'status', 'headers', 'body', 'correlation_id']).where('id', '=', inboundId).executeTakeFirst();
   if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
+  // The job was enqueued by the outbox relay, not by the request: what this delivery causes (log lines, domain
+  // events and their jobs) carries the request id it was accepted under.
+  return row.correlation_id ? runWithContext({ correlationId: row.correlation_id }, () => performDelivery(row, context)) : performDelivery(row, context);
+}
+
+async function performDelivery(
+  row: { id: string; source: string; delivery_id: string; headers: Record<string, string>; body: Buffer; correlation_id: string | null },
+  { deps, logger }: JobContext<JobDeps>,
+): Promise<Record<string, unknown>> {
   const key = row.source.slice(SOURCE_PREFIX.length);
   const partner = await loadPartnerMapping(deps.db, key);
   const settle = (status: 'processed' | 'failed' | 'quarantined', detail: { result?: Performed; error?: Record<string, unknown>; eventType?: string }) => settleDelivery(deps, row, status, detail);

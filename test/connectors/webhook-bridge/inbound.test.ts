@@ -68,7 +68,8 @@ describe('partner webhooks in', () => {
   it('accepts a signed delivery with 202, then processes it once into a task', async () => {
     const body = envelope('task.create', { title: 'Review vendor SOC 2 report', priority: 'high', control_ids: ['AC-2'] });
     const signed = referenceSigned(GENERIC_SECRET, body);
-    const res = await post('generic', body, signed.headers);
+    const requestId = `req-webhook-${randomUUID()}`;
+    const res = await post('generic', body, { ...signed.headers, 'x-request-id': requestId });
     expect(res.status).toBe(202);
     const accepted = (await res.json()) as { id: string; status: string };
     expect(accepted.status).toBe('accepted');
@@ -78,7 +79,11 @@ describe('partner webhooks in', () => {
     const tasks = await tdb.db.selectFrom('task_links').select('task_id').where('target', '=', `webhook:generic:${signed.id}`).execute();
     expect(tasks).toHaveLength(1);
     const event = await tdb.db.selectFrom('integration_events').selectAll().where('external_id', '=', signed.id).executeTakeFirstOrThrow();
-    expect(event).toMatchObject({ source: 'webhook:generic', direction: 'inbound', event_type: 'task.create', status: 'processed' });
+    expect(event).toMatchObject({ source: 'webhook:generic', direction: 'inbound', event_type: 'task.create', status: 'processed', correlation_id: requestId });
+    // The task's domain event is a job of its own: it carries the request the delivery came in with, although
+    // the processing job was enqueued later by the outbox relay.
+    const carried = await sql<{ n: number }>`select count(*)::int as n from projectx_jobs.job where name = 'domain.event' and data->'meta'->>'correlationId' = ${requestId}`.execute(tdb.db);
+    expect(carried.rows[0]?.n).toBeGreaterThan(0);
   });
 
   it('answers a replayed delivery id with 200 and the original outcome, and does nothing again', async () => {
