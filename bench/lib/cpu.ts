@@ -81,13 +81,13 @@ export function cpuUsage(a: CpuSample, b: CpuSample, classify: (pid: number, inf
   return { seconds, cores: availableParallelism(), busy: perSecond(busyTicks), groups, other: Math.max(0, perSecond(busyTicks - grouped)) };
 }
 
-/** Groups for a benchmark laid out as: this process (the client), forked servers, PostgreSQL under either. */
-export function benchmarkGroups(servers: Record<string, number | undefined>) {
+/** Groups for a benchmark laid out as: this process (the client), forked servers (a group may be several), PostgreSQL under either. */
+export function benchmarkGroups(servers: Record<string, number | readonly (number | undefined)[] | undefined>) {
   return (pid: number, info: ProcInfo, ancestors: { pid: number; comm: string }[]): string | undefined => {
     const lineage = [pid, ...ancestors.map((ancestor) => ancestor.pid)];
     if (!lineage.includes(process.pid)) return undefined;
     if (info.comm === 'postgres') return 'postgres';
-    for (const [name, serverPid] of Object.entries(servers)) if (serverPid !== undefined && lineage.includes(serverPid)) return name;
+    for (const [name, pids] of Object.entries(servers)) for (const serverPid of Array.isArray(pids) ? pids : [pids]) if (serverPid !== undefined && lineage.includes(serverPid)) return name;
     return 'client';
   };
 }

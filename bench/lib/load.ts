@@ -19,7 +19,8 @@ export interface LoadResult {
 }
 
 export interface LoadOptions {
-  origin: string;
+  /** Several origins: the connections are spread over them evenly, as a load balancer would. */
+  origin: string | readonly string[];
   connections: number;
   durationMs: number;
   /** Builds each request; defaults to GET /. */
@@ -27,7 +28,8 @@ export interface LoadOptions {
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(options.origin, { connections: options.connections, pipelining: 1 });
+  const origins = typeof options.origin === 'string' ? [options.origin] : options.origin;
+  const pools = origins.map((origin, index) => new Pool(origin, { connections: Math.ceil((options.connections - index) / origins.length), pipelining: 1 }));
   const histogram = createHistogram();
   const statuses: Record<number, number> = {};
   let errors = 0;
@@ -35,7 +37,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const started = performance.now();
   const until = started + options.durationMs;
   const make = options.request ?? (() => ({ method: 'GET' as const, path: '/' }));
-  const worker = async () => {
+  const worker = async (pool: Pool) => {
     while (performance.now() < until) {
       const t0 = process.hrtime.bigint();
       try {
@@ -49,9 +51,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       requests++;
     }
   };
-  await Promise.all(Array.from({ length: options.connections }, worker));
+  await Promise.all(Array.from({ length: options.connections }, (_, index) => worker(pools[index % pools.length]!)));
   const seconds = (performance.now() - started) / 1000;
-  await pool.close();
+  await Promise.all(pools.map((pool) => pool.close()));
   return {
     requests,
     errors,

@@ -34,6 +34,12 @@ export async function withForkedServer<T>(file: string, args: string[], options:
   }
 }
 
+/** `count` copies of the same server, each in its own process (as replicas behind a load balancer). */
+export async function withForkedServers<T>(count: number, file: string, options: { env?: Record<string, string>; execArgv?: string[] }, fn: (servers: BenchServer[]) => Promise<T>, started: BenchServer[] = []): Promise<T> {
+  if (started.length >= count) return fn(started);
+  return withForkedServer(file, [], options, (server) => withForkedServers(count, file, options, fn, [...started, server]));
+}
+
 /** In the child: tell the parent the port, and stop cleanly when asked. */
 export function serveBench(port: number, stop: () => Promise<unknown>): void {
   process.send?.({ port });

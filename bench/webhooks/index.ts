@@ -14,7 +14,8 @@
  *
  * Environment: DATABASE_URL (a server to create the bench database on; else an embedded PostgreSQL),
  * BENCH_QUICK=1 (smoke run), BENCH_STEP_MS (8000), BENCH_CONCURRENCY (1,4,16,32,64,96,128), BENCH_CPU_PROF (a directory:
- * write a CPU profile of the server).
+ * write a CPU profile of the server), BENCH_WEB_PROCESSES (1: how many web-role processes share the load, as
+ * replicas behind a load balancer would).
  */
 import { randomBytes } from 'node:crypto';
 import { createHistogram } from 'node:perf_hooks';
@@ -25,11 +26,12 @@ import { createLogger } from '../../src/logger.ts';
 import { type CpuUsage, benchmarkGroups, cpuUsage, sampleCpu } from '../lib/cpu.ts';
 import { benchDatabase, durabilitySettings, withClient } from '../lib/database.ts';
 import { type LoadResult, runLoad } from '../lib/load.ts';
-import { withForkedServer } from '../lib/server.ts';
+import { withForkedServers } from '../lib/server.ts';
 
 const quick = process.env.BENCH_QUICK === '1';
 const stepMs = Number(process.env.BENCH_STEP_MS ?? (quick ? 1500 : 8000));
 const concurrencies = (process.env.BENCH_CONCURRENCY ?? (quick ? '1,16' : '1,4,16,32,64,96,128')).split(',').map(Number).filter((n) => n > 0);
+const webProcesses = Math.max(1, Number(process.env.BENCH_WEB_PROCESSES ?? 1));
 const KNEE_P99_MS = 50;
 const TARGET_RATIO = 0.6;
 
@@ -84,7 +86,7 @@ async function plainInserts(url: string, c: number, durationMs: number): Promise
   return { tps: done / seconds, p50ms: histogram.percentile(50) / 1e6, p99ms: histogram.percentile(99) / 1e6, errors };
 }
 
-function webhookLoad(origin: string, c: number, durationMs: number, sentIds: string[]): Promise<LoadResult> {
+function webhookLoad(origin: string | readonly string[], c: number, durationMs: number, sentIds: string[]): Promise<LoadResult> {
   return runLoad({
     origin,
     connections: c,
@@ -119,7 +121,8 @@ let accepted2xx = 0;
 try {
   const profileDir = process.env.BENCH_CPU_PROF;
   const execArgv = profileDir ? [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : process.execArgv;
-  await withForkedServer(serverFile, [], { env: { BENCH_DATABASE_URL: database.url, BENCH_WEBHOOK_SECRET: SECRET }, execArgv }, async (server) => {
+  await withForkedServers(webProcesses, serverFile, { env: { BENCH_DATABASE_URL: database.url, BENCH_WEBHOOK_SECRET: SECRET }, execArgv }, async (servers) => {
+    const server = { origin: servers.map((one) => one.origin), pids: servers.map((one) => one.pid) };
     await webhookLoad(server.origin, 8, quick ? 500 : 3000, []); // warm-up (its deliveries are not counted)
     await plainInserts(database.url, 8, quick ? 300 : 1000);
     for (const c of concurrencies) {
@@ -130,7 +133,7 @@ try {
       const after = sampleCpu();
       accepted2xx += webhooks.statuses[202] ?? 0;
       sent = sent.concat(ids);
-      steps.push({ concurrency: c, webhooks, plain, cpuWebhooks: before && after ? cpuUsage(before, after, benchmarkGroups({ server: server.pid })) : undefined });
+      steps.push({ concurrency: c, webhooks, plain, cpuWebhooks: before && after ? cpuUsage(before, after, benchmarkGroups({ server: server.pids })) : undefined });
       console.error(`  ${c} connections: webhooks ${Math.round(webhooks.rps)}/s p99 ${webhooks.p99ms.toFixed(1)} ms; plain INSERT ${Math.round(plain.tps)}/s p99 ${plain.p99ms.toFixed(1)} ms`);
     }
   });
@@ -155,7 +158,7 @@ try {
   const settings = await durabilitySettings(database.url);
 
   const g = (cpu: CpuUsage | undefined, name: string) => (cpu ? (cpu.groups[name] ?? 0).toFixed(2) : 'n/a');
-  console.log(`\n### webhooks (closed loop; ${stepMs / 1000} s per step; signed Standard Webhooks deliveries to the web role; ${database.where}; ${settings}; node ${process.version}; client, server and PostgreSQL share this machine's cores)\n`);
+  console.log(`\n### webhooks (closed loop; ${stepMs / 1000} s per step; signed Standard Webhooks deliveries to ${webProcesses === 1 ? 'one web-role process' : `${webProcesses} web-role processes, connections spread evenly`}; ${database.where}; ${settings}; node ${process.version}; client, server and PostgreSQL share this machine's cores)\n`);
   console.log('| connections | accepted/s | p50 ms | p99 ms | errors | non-202 | plain INSERT tx/s | INSERT p50 ms | INSERT p99 ms | accepted / INSERT | CPU cores (webhooks step): client / server / pg / other |');
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const step of steps) {
