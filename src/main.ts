@@ -33,7 +33,7 @@ import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts'
 import { integrationHealth } from './connectors/health.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
-import { type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
+import { type InboundJob, type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
 import { jobDefinitions } from './jobs/index.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
@@ -133,7 +133,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
     // Every role relays staged processing jobs: a worker picks up what a web process that died left staged.
-    const outbox = createInboundOutbox({ db, jobs, definitions: [webhookProcess], logger });
+    const outbox = createInboundOutbox({ db, jobs, definitions: (options.jobs ?? jobDefinitions).filter((job): job is InboundJob => job.name === webhookProcess.name), logger });
     cleanups.push({ name: 'inbound job outbox', run: () => outbox.close() });
 
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
@@ -211,7 +211,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       metrics,
       domain,
       smtp,
-      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, outbox, logger, rest: cleanup })),
+      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, webhooks, outbox, logger, rest: cleanup })),
     };
   } catch (error) {
     await cleanup();
@@ -275,7 +275,15 @@ export function readinessChecks(db: Db, jobs: Pick<JobRuntime, 'boss'>): Readine
  * embedded server. Each phase gets a deadline from what is left of the budget, so the whole stays inside it.
  * Resolves true when every phase closed cleanly (false when one failed; it is logged).
  */
-async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRuntime; outbox: InboundOutbox; logger: Logger; rest: () => Promise<boolean> }): Promise<boolean> {
+async function shutdown(input: {
+  budgetMs: number;
+  http: HttpServer;
+  jobs: JobRuntime;
+  webhooks: WebhookReceiver | undefined;
+  outbox: InboundOutbox;
+  logger: Logger;
+  rest: () => Promise<boolean>;
+}): Promise<boolean> {
   const { http, jobs, logger } = input;
   const started = Date.now();
   const deadline = started + input.budgetMs;
@@ -285,8 +293,20 @@ async function shutdown(input: { budgetMs: number; http: HttpServer; jobs: JobRu
   logger.info({ budgetMs: input.budgetMs }, 'shutting down');
   let clean = true;
   await http.close(Math.floor((left() - reserveMs) * 0.5));
-  // What the last requests staged becomes jobs while the job runtime still runs (else the next start relays it).
-  await input.outbox.close();
+  // Batches still being written (their requests may have been cut off) commit, and what they staged becomes
+  // jobs while the job runtime still runs. Past its share of the budget the rest waits for the next start.
+  const relayed = (async () => {
+    await input.webhooks?.flush();
+    await input.outbox.close();
+  })();
+  const relayBudgetMs = Math.floor((left() - reserveMs) * 0.5);
+  let relayTimer: NodeJS.Timeout | undefined;
+  const relayedInTime = await Promise.race([relayed.then(() => true), new Promise<false>((resolve) => (relayTimer = setTimeout(() => resolve(false), relayBudgetMs)))]);
+  clearTimeout(relayTimer);
+  if (!relayedInTime) {
+    clean = false;
+    logger.warn({ budgetMs: relayBudgetMs }, 'staged processing jobs were not all relayed in time; the next start relays the rest');
+  }
   await jobs.stop(Math.floor(left() - reserveMs)).catch((error: unknown) => {
     clean = false;
     logger.warn({ err: error }, 'job runtime failed to stop');

@@ -152,7 +152,11 @@ try {
       [sent],
     );
     // Staged but not yet relayed (src/jobs/inbound-outbox.ts): the service relays what is staged when it stops.
-    const staged = await client.query<{ n: string }>('select count(*) as n from inbound_job_outbox, unnest(inbound_ids) as x(id)');
+    const staged = await client.query<{ n: string }>(
+      `select count(*) as n from inbound_job_outbox o, unnest(o.inbound_ids) as x(id) join inbound_events i on i.id = x.id
+        where i.source = 'webhook:generic' and i.delivery_id = any($1::text[])`,
+      [sent],
+    );
     return { rows: Number(rows.rows[0]?.n ?? 0), jobs: Number(jobs.rows[0]?.n ?? 0), covered: Number(covered.rows[0]?.n ?? 0), staged: Number(staged.rows[0]?.n ?? 0) };
   });
   const settings = await durabilitySettings(database.url);

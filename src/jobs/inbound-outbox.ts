@@ -66,17 +66,24 @@ export function createInboundOutbox(options: InboundOutboxOptions): InboundOutbo
     db.transaction().execute(async (trx) => {
       // Only jobs this process knows: during a rolling deploy a newer process may stage a job an older one
       // cannot enqueue; it waits for a process that can.
-      const taken = await sql<{ job_name: string; inbound_ids: string[] }>`
+      const taken = await sql<{ id: string; job_name: string; inbound_ids: string[] }>`
         delete from inbound_job_outbox
          where id in (select id from inbound_job_outbox where job_name = any(${[...byName.keys()]}::text[]) order by id limit ${ROWS_PER_RELAY} for update skip locked)
-        returning job_name, inbound_ids`.execute(trx);
+        returning id, job_name, inbound_ids`.execute(trx);
       const byJob = new Map<string, string[]>();
-      for (const row of taken.rows) byJob.set(row.job_name, [...(byJob.get(row.job_name) ?? []), ...row.inbound_ids]);
+      // Oldest first (RETURNING follows no order): deliveries are enqueued in the order they were accepted.
+      for (const row of taken.rows.sort((a, b) => Number(a.id) - Number(b.id))) {
+        const ids = byJob.get(row.job_name) ?? [];
+        ids.push(...row.inbound_ids);
+        byJob.set(row.job_name, ids);
+      }
       let deliveries = 0;
       for (const [name, ids] of byJob) {
         const definition = byName.get(name)!;
         for (let start = 0; start < ids.length; start += jobSize) {
-          await jobs.enqueue(definition, { inboundIds: ids.slice(start, start + jobSize) }, { db: trx });
+          // No job created (a queue policy such as singleton would do that) must not delete the rows silently.
+          const id = await jobs.enqueue(definition, { inboundIds: ids.slice(start, start + jobSize) }, { db: trx });
+          if (!id) throw new Error(`the queue ${name} created no job for staged deliveries; they stay staged`);
         }
         deliveries += ids.length;
       }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineJob } from '../../src/jobs/define-job.ts';
@@ -86,13 +87,24 @@ describe('inbound job outbox', () => {
     }
   });
 
-  it('relays on its own what a process that died left staged: at start, and on its sweep', async () => {
+  it('relays on its own what a process that died left staged, at start', async () => {
     const before = await stage(30, 3);
-    const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob], logger: logs.logger, sweepMs: 200 });
+    const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob], logger: logs.logger, sweepMs: 60_000 });
     try {
       expect((await processed(30)).sort()).toEqual([...before].sort());
-      const later = await stage(20, 2); // no poke: only the sweep can find these
-      expect((await processed(50)).slice(30).sort()).toEqual([...later].sort());
+      expect(await staged()).toEqual([]);
+    } finally {
+      await outbox.close();
+    }
+  });
+
+  it('finds rows staged later without a poke, on its sweep', async () => {
+    const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob], logger: logs.logger, sweepMs: 200 });
+    try {
+      // Joins the start-up relay (its timer fires before the first database answer arrives).
+      await outbox.drain();
+      const later = await stage(20, 2);
+      expect((await processed(20)).sort()).toEqual([...later].sort());
       expect(await staged()).toEqual([]);
     } finally {
       await outbox.close();
@@ -101,7 +113,7 @@ describe('inbound job outbox', () => {
 
   it('a poke relays soon; close relays what is left and stops', async () => {
     const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob], logger: logs.logger, sweepMs: 60_000, gatherMs: 10 });
-    await outbox.drain(); // the start-up relay, out of the way
+    await outbox.drain(); // joins the start-up relay: from here on only the poke and close relay
     const poked = await stage(5, 1);
     outbox.poke();
     expect((await processed(5)).sort()).toEqual([...poked].sort());
@@ -109,6 +121,24 @@ describe('inbound job outbox', () => {
     await outbox.close();
     expect(await staged()).toEqual([]);
     expect((await processed(12)).slice(5).sort()).toEqual([...last].sort());
+  });
+
+  it('skips a staged row another relay holds instead of waiting for it', async () => {
+    const held = await stage(1, 1);
+    const free = await stage(3, 1);
+    const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob], logger: logs.logger, sweepMs: 60_000 });
+    try {
+      await tdb.db.transaction().execute(async (trx) => {
+        // Another relay's transaction, mid-way: it holds the first row.
+        await sql`select id from inbound_job_outbox where ${held[0]!}::uuid = any(inbound_ids) for update`.execute(trx);
+        expect(await outbox.drain()).toBe(3); // returns while the row is still locked
+      });
+      expect((await processed(3)).sort()).toEqual([...free].sort());
+      expect(await outbox.drain()).toBe(1); // released (that relay "failed"): now taken
+      expect((await processed(4)).slice(3)).toEqual(held);
+    } finally {
+      await outbox.close();
+    }
   });
 
   it('a relay that fails leaves its rows staged for the next one, and says so in the log', async () => {
@@ -127,6 +157,18 @@ describe('inbound job outbox', () => {
     } finally {
       await working.close();
     }
+  });
+
+  it('a relay that fails after enqueueing some jobs enqueues none of them (one transaction)', async () => {
+    const jobsNamed = async () => Number((await sql<{ n: string }>`select count(*) as n from projectx_jobs.job where name = ${inboundJob.name}`.execute(tdb.db)).rows[0]?.n);
+    const before = await jobsNamed();
+    await stage(4, 1); // relayed first (staged first): its job is inserted, then the next one fails
+    await stage(2, 1, unknownToRuntime.name);
+    const outbox = createInboundOutbox({ db: tdb.db, jobs: runtime, definitions: [inboundJob, unknownToRuntime], logger: logs.logger, sweepMs: 60_000 });
+    await expect(outbox.drain()).rejects.toThrow();
+    expect(await jobsNamed()).toBe(before);
+    expect(await staged()).toHaveLength(6);
+    await outbox.close();
   });
 
   it('leaves rows for jobs it does not know to a process that does (a newer version during a rolling deploy)', async () => {

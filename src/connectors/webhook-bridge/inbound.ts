@@ -190,19 +190,45 @@ function verify(partner: Partner, header: (name: string) => string | undefined, 
  * One statement for the batch: insert the new deliveries (a repeated id inserts nothing) and stage one
  * processing job naming the accepted ones (autocommit: they commit together), then read back the rows of the
  * repeats. Should the batch fail, each delivery is tried alone, so that one bad row (or a deadlock) cannot
- * fail the others; what still fails is rejected and answered 503.
+ * fail the others; what still fails is answered 503. Bodies travel as hex text in one array parameter, so a
+ * batch is written in parts of at most 8 MiB of bodies.
  */
 async function record(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
   try {
+    const outcomes: Outcome[] = [];
+    for (const part of partsByBodySize(rows, MAX_STATEMENT_BODY_BYTES)) outcomes.push(...(await recordPart(deps, part)));
+    return outcomes;
+  } finally {
+    deps.outbox.poke();
+  }
+}
+
+const MAX_STATEMENT_BODY_BYTES = 8 * 1024 * 1024;
+
+/** Consecutive parts whose bodies add up to at most `limit` bytes (a larger body is a part of its own). */
+export function partsByBodySize<T extends { body: Uint8Array }>(rows: readonly T[], limit: number): T[][] {
+  const parts: T[][] = [];
+  let bytes = Number.POSITIVE_INFINITY;
+  for (const row of rows) {
+    if (bytes + row.body.length > limit) {
+      parts.push([]);
+      bytes = 0;
+    }
+    parts.at(-1)!.push(row);
+    bytes += row.body.length;
+  }
+  return parts;
+}
+
+async function recordPart(deps: WebhookReceiverDeps, rows: readonly Row[]): Promise<Outcome[]> {
+  try {
     return await recordBatch(deps, rows);
   } catch (error) {
-    if (rows.length === 1) throw error;
+    if (rows.length === 1) return [{ unstored: error }];
     deps.logger.warn({ err: error, rows: rows.length }, 'webhook batch failed; storing its deliveries one by one');
     const outcomes: Outcome[] = [];
     for (const row of rows) outcomes.push(await recordBatch(deps, [row]).then((single) => single[0]!, (failure: unknown) => ({ unstored: failure })));
     return outcomes;
-  } finally {
-    deps.outbox.poke();
   }
 }
 

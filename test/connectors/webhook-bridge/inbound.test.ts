@@ -86,6 +86,26 @@ describe('partner webhooks in', () => {
     expect(carried.rows[0]?.n).toBeGreaterThan(0);
   });
 
+  it('relays what its last deliveries staged when the service stops, while its job runtime still runs', async () => {
+    const own = await createTestDatabase();
+    const config = loadConfig({ DATABASE_URL: own.url, HOST: '127.0.0.1', PORT: '0', GENERIC_WEBHOOK_SECRET: GENERIC_SECRET, PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}` });
+    if (!config.ok) throw new Error(config.problems.join('; '));
+    try {
+      // The web role alone: nothing else relays or processes on this database.
+      const web = await startService({ config: config.config, role: 'web', logger: logs.logger, jobs: fastJobs });
+      const body = envelope('task.create', { title: 'Accepted just before a stop' });
+      const res = await fetch(`${web.http.url}/api/integration/webhook/generic`, { method: 'POST', body, headers: referenceSigned(GENERIC_SECRET, body).headers });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      await web.stop();
+      expect(await own.db.selectFrom('inbound_job_outbox').selectAll().execute()).toEqual([]);
+      const named = await sql<{ n: number }>`select count(*)::int as n from projectx_jobs.job where name = 'webhooks.process' and data->'payload'->'inboundIds' ? ${id}`.execute(own.db);
+      expect(named.rows[0]?.n).toBe(1);
+    } finally {
+      await own.drop();
+    }
+  });
+
   it('answers a replayed delivery id with 200 and the original outcome, and does nothing again', async () => {
     const body = envelope('task.create', { title: 'Only once' });
     const signed = referenceSigned(GENERIC_SECRET, body);
