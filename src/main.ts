@@ -123,6 +123,19 @@ export async function startService(options: ServiceOptions): Promise<Service> {
             .execute()
         ).map((row) => ({ labels: { source: row.source, status: row.status }, value: Number(row.n) })),
     );
+    // Processing jobs staged by the webhook accept and not yet relayed: normally none for more than a moment.
+    const staged = () =>
+      db
+        .selectFrom('inbound_job_outbox')
+        .select(['job_name', (eb) => sql<string>`coalesce(sum(cardinality(${eb.ref('inbound_ids')})), 0)`.as('deliveries'), sql<string>`extract(epoch from now() - min(staged_at))`.as('oldest')])
+        .groupBy('job_name')
+        .execute();
+    registerCollectedGauge(metrics, { name: 'inbound_job_outbox_deliveries', help: 'Deliveries whose processing job is staged but not yet relayed to the queue, by job', labelNames: ['job'] as const }, async () =>
+      (await staged()).map((row) => ({ labels: { job: row.job_name }, value: Number(row.deliveries) })),
+    );
+    registerCollectedGauge(metrics, { name: 'inbound_job_outbox_oldest_seconds', help: 'Age of the oldest staged processing job not yet relayed, by job', labelNames: ['job'] as const }, async () =>
+      (await staged()).map((row) => ({ labels: { job: row.job_name }, value: Number(row.oldest) })),
+    );
     const jobs = await startJobRuntime({
       connectionString: database.url,
       definitions: options.jobs ?? jobDefinitions,

@@ -90,7 +90,7 @@ export interface InboundJobOutboxTable {
   id: Generated<string>;
   job_name: string;
   inbound_ids: string[];
-  staged_at: Generated<Timestamp>;
+  staged_at: Timestamp;
 }
 
 export interface InboundEventsTable {

@@ -106,6 +106,20 @@ describe('partner webhooks in', () => {
     }
   });
 
+  it('shows staged processing jobs not yet relayed in /metrics (how many deliveries, and how long the oldest waits)', async () => {
+    // A job this version does not know (as one staged by a newer version): no relay here takes it.
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    await tdb.db.insertInto('inbound_job_outbox').values({ job_name: 'webhooks.from-a-newer-version', inbound_ids: ids, staged_at: new Date(Date.now() - 90_000) }).execute();
+    try {
+      const text = await (await fetch(`${service.http.url}/metrics`)).text();
+      const value = (name: string) => Number(text.split('\n').find((line) => line.startsWith(`${name}{job="webhooks.from-a-newer-version"}`))?.split(' ').pop());
+      expect(value('inbound_job_outbox_deliveries')).toBe(3);
+      expect(value('inbound_job_outbox_oldest_seconds')).toBeGreaterThanOrEqual(90);
+    } finally {
+      await tdb.db.deleteFrom('inbound_job_outbox').where('job_name', '=', 'webhooks.from-a-newer-version').execute();
+    }
+  });
+
   it('answers a replayed delivery id with 200 and the original outcome, and does nothing again', async () => {
     const body = envelope('task.create', { title: 'Only once' });
     const signed = referenceSigned(GENERIC_SECRET, body);
