@@ -55,6 +55,8 @@ export interface ServiceOptions {
   notifiers?: readonly Notifier[];
   /** Adds routes to the HTTP app of the web role (surfaces; tests). */
   mount?: (app: Hono, service: { db: Db; jobs: JobRuntime; domain: DomainDeps; config: Config; logger: Logger }) => void;
+  /** How often staged processing jobs are looked for without a poke (default 5 s; tests lengthen it). */
+  outboxSweepMs?: number;
 }
 
 export interface Service {
@@ -146,7 +148,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
     // Every role relays staged processing jobs: a worker picks up what a web process that died left staged.
-    const outbox = createInboundOutbox({ db, jobs, definitions: (options.jobs ?? jobDefinitions).filter((job): job is InboundJob => job.name === webhookProcess.name), logger });
+    const outbox = createInboundOutbox({ db, jobs, definitions: (options.jobs ?? jobDefinitions).filter((job): job is InboundJob => job.name === webhookProcess.name), logger, ...(options.outboxSweepMs !== undefined ? { sweepMs: options.outboxSweepMs } : {}) });
     cleanups.push({ name: 'inbound job outbox', run: () => outbox.close() });
 
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });

@@ -31,7 +31,8 @@ describe('partner webhooks in', () => {
     tdb = await createTestDatabase();
     const config = loadConfig({ DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0', GENERIC_WEBHOOK_SECRET: GENERIC_SECRET, PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}` });
     if (!config.ok) throw new Error(config.problems.join('; '));
-    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
+    // No sweep within these tests: every delivery reaches its job through the accept's poke of the relay.
+    service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs, outboxSweepMs: 3_600_000 });
     base = `${service.http.url}/api/integration/webhook`;
     await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
   });
