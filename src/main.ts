@@ -38,7 +38,7 @@ import { jobDefinitions } from './jobs/index.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
 import type { Logger } from './logger.ts';
-import { type Metrics, createMetrics, registerCollectedGauge } from './metrics.ts';
+import { type Metrics, createMetrics, registerCollectedGauge, sharedRead } from './metrics.ts';
 
 export type Role = 'all' | 'web' | 'worker';
 export const ROLES: readonly Role[] = ['all', 'web', 'worker'];
@@ -126,12 +126,13 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         ).map((row) => ({ labels: { source: row.source, status: row.status }, value: Number(row.n) })),
     );
     // Processing jobs staged by the webhook accept and not yet relayed: normally none for more than a moment.
-    const staged = () =>
+    const staged = sharedRead(() =>
       db
         .selectFrom('inbound_job_outbox')
         .select(['job_name', (eb) => sql<string>`coalesce(sum(cardinality(${eb.ref('inbound_ids')})), 0)`.as('deliveries'), sql<string>`extract(epoch from now() - min(staged_at))`.as('oldest')])
         .groupBy('job_name')
-        .execute();
+        .execute(),
+    );
     registerCollectedGauge(metrics, { name: 'inbound_job_outbox_deliveries', help: 'Deliveries whose processing job is staged but not yet relayed to the queue, by job', labelNames: ['job'] as const }, async () =>
       (await staged()).map((row) => ({ labels: { job: row.job_name }, value: Number(row.deliveries) })),
     );

@@ -41,6 +41,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
 }
 
 /**
+ * A read several collected gauges share: callers while one read is under way get its result. A scrape
+ * collects every metric at once, so gauges built from one query cost one query per scrape.
+ */
+export function sharedRead<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => (pending ??= read().finally(() => (pending = undefined)));
+}
+
+/**
  * Registers a gauge whose value is read at scrape time (e.g. queue depth from the database). A failed read
  * leaves the gauge empty for that scrape rather than failing `/metrics`.
  */

@@ -112,7 +112,10 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       return c.json(signatureError(checked.reason), 401);
     }
 
-    const headers = Object.fromEntries(KEPT_HEADERS.flatMap((name) => (header(name) !== undefined ? [[name, header(name)!.slice(0, 500)]] : [])));
+    const headers = Object.fromEntries(KEPT_HEADERS.flatMap((name) => {
+      const value = header(name);
+      return value !== undefined ? [[name, value.slice(0, 500)]] : [];
+    }));
     const meaning = interpret({ scheme: partner.scheme, mapping: partner.mapping, body, headers });
     const stored = await recorder
       .add({

@@ -32,9 +32,9 @@ const RETRY_LIMIT = DEFAULT_POLICY.retryLimit;
 type Performed = Record<string, unknown>;
 
 /**
- * One job per accepted batch (the receiver's group commit), not per delivery: a job row costs about as much
- * as the delivery row itself. Each delivery is processed on its own; a retry of the job finds the ones already
- * processed settled and skips them, so only the unfinished ones run again.
+ * One job per relay of staged deliveries (up to 100, src/jobs/inbound-outbox.ts), not per delivery: a job row
+ * costs PostgreSQL more than the delivery row itself. Each delivery is processed on its own; a retry of the job
+ * finds the ones already processed settled and skips them, so only the unfinished ones run again.
  */
 export const webhookProcess = defineJob({
   name: 'webhooks.process',
