@@ -31,6 +31,9 @@ import { type WebhookReceiver, createWebhookReceiver } from './connectors/webhoo
 import { webhookProcess } from './connectors/webhook-bridge/process.ts';
 import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts';
 import { integrationHealth } from './connectors/health.ts';
+import { connectors } from './connectors/registry.ts';
+import { ensureInstanceFromEnv } from './connectors/sdk/instances.ts';
+import { installConnectorSchedules } from './jobs/connector-sync.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
 import { type InboundJob, type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
@@ -155,6 +158,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     const events = createEventSink(jobs);
     const domain: DomainDeps = { db, events, clock };
+    // Connector instances the environment describes (SERVICENOW_*): created or brought in line, credentials
+    // encrypted; `enabled` stays as an operator left it.
+    for (const connector of connectors) await ensureInstanceFromEnv(db, keyring, connector, connector.fromEnv(config));
+    registerConnectorGauges(db, metrics);
     if (role !== 'web') {
       const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring });
       const outboundTransport = createOutboundTransport({ allowedNetworks: config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
@@ -165,6 +172,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         db,
         logger,
         clock,
+        metrics,
         config,
         jobs,
         events,
@@ -176,6 +184,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         outboundTransport,
       };
       await jobs.work(deps);
+      await installConnectorSchedules(jobs.boss, db, logger);
     }
 
     let webhooks: WebhookReceiver | undefined;
@@ -330,6 +339,30 @@ async function shutdown(input: {
   if (!(await input.rest())) clean = false;
   logger.info({ ms: Date.now() - started, clean }, 'shut down');
   return clean;
+}
+
+/** `integration_status` and `circuit_state`, read from the database at scrape time (every process agrees). */
+function registerConnectorGauges(db: Db, metrics: Metrics): void {
+  registerCollectedGauge(metrics, { name: 'integration_status', help: 'Connector instance health (1 for its current status)', labelNames: ['connector', 'instance', 'status'] as const }, async () =>
+    (
+      await db
+        .selectFrom('integration_configs')
+        .leftJoin('integration_health_metrics', 'integration_health_metrics.config_id', 'integration_configs.id')
+        .select(['integration_configs.type', 'integration_configs.name', 'integration_configs.enabled', 'integration_health_metrics.status'])
+        .execute()
+    ).map((row) => ({ labels: { connector: row.type, instance: row.name, status: row.enabled ? (row.status ?? 'unknown') : 'disabled' }, value: 1 })),
+  );
+  const CIRCUIT_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
+  registerCollectedGauge(metrics, { name: 'circuit_state', help: 'Connector circuit breaker: 0 closed, 1 half-open, 2 open (the worst instance), by connector and direction', labelNames: ['connector', 'direction'] as const }, async () => {
+    const rows = await db.selectFrom('integration_circuits').innerJoin('integration_configs', 'integration_configs.id', 'integration_circuits.config_id').select(['integration_configs.type', 'integration_circuits.direction', 'integration_circuits.state']).execute();
+    const worst = new Map<string, { connector: string; direction: string; value: number }>();
+    for (const row of rows) {
+      const key = `${row.type}|${row.direction}`;
+      const value = CIRCUIT_VALUE[row.state];
+      if ((worst.get(key)?.value ?? -1) < value) worst.set(key, { connector: row.type, direction: row.direction, value });
+    }
+    return [...worst.values()].map(({ connector, direction, value }) => ({ labels: { connector, direction }, value }));
+  });
 }
 
 function logIntegrations(config: Config, logger: Logger): void {

@@ -83,6 +83,50 @@ export interface IntegrationHealthMetricsTable {
   updated_at: Timestamp;
 }
 
+/** Where a sync of one model of one instance stands: its checkpoint, saved with each page's records. */
+export interface IntegrationSyncStateTable {
+  config_id: string;
+  model: string;
+  cursor: NullableJson;
+  run_id: string | null;
+  updated_at: Timestamp;
+}
+
+/** Every record a connector synced: the ledger behind "unchanged → no write, no noise" and reconciliation. */
+export interface ExternalRecordsTable {
+  config_id: string;
+  model: string;
+  external_id: string;
+  number: string | null;
+  content_hash: string;
+  source_updated_at: string | null;
+  data: Json;
+  first_seen_at: Timestamp;
+  updated_at: Timestamp;
+  missing_since: NullableTimestamp;
+}
+
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
+export interface IntegrationCircuitsTable {
+  config_id: string;
+  direction: 'read' | 'write';
+  state: Generated<CircuitState>;
+  failures: Generated<number>;
+  opened_at: NullableTimestamp;
+  probe_at: NullableTimestamp;
+  last_error_code: string | null;
+  updated_at: Timestamp;
+}
+
+/** An OAuth access token, encrypted (Keyring envelope), shared by every process of the instance. */
+export interface IntegrationTokensTable {
+  config_id: string;
+  token: Json;
+  expires_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export type InboundEventStatus = 'received' | 'processed' | 'failed' | 'quarantined';
 
 /** Processing jobs staged with their deliveries, waiting for the relay (src/jobs/inbound-outbox.ts). */
@@ -393,6 +437,10 @@ export interface Database {
   integration_health_metrics: IntegrationHealthMetricsTable;
   inbound_events: InboundEventsTable;
   inbound_job_outbox: InboundJobOutboxTable;
+  integration_sync_state: IntegrationSyncStateTable;
+  external_records: ExternalRecordsTable;
+  integration_circuits: IntegrationCircuitsTable;
+  integration_tokens: IntegrationTokensTable;
   users: UsersTable;
   identity_links: IdentityLinksTable;
   link_codes: LinkCodesTable;

@@ -20,7 +20,11 @@ export type DomainEventType =
   | 'task.commented'
   | 'evidence.recorded'
   | 'partner.alert'
-  | 'security.webhook_signature_failures';
+  | 'security.webhook_signature_failures'
+  | 'integration.degraded'
+  | 'integration.recovered'
+  | 'integration.record_rejected'
+  | 'integration.auth_failing';
 
 /** What an event is about; `integration`: a partner or connector (alerts raised by or about it). */
 export const SUBJECT_KINDS = ['task', 'incident', 'evidence', 'integration'] as const;

@@ -11,6 +11,7 @@ import { webhookProcess } from '../connectors/webhook-bridge/process.ts';
 import { emailProcess } from '../connectors/email/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
+import { connectorSync } from './connector-sync.ts';
 import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
@@ -30,4 +31,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   webhookSecurityAlert,
   deliverWebhook,
   emailProcess,
+  connectorSync,
 ];

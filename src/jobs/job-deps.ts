@@ -11,12 +11,15 @@ import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import type { EventSink } from '../domain/events.ts';
 import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
 import type { JobRuntime } from './runtime.ts';
 
 export interface JobDeps {
   db: Db;
   logger: Logger;
   clock: Clock;
+  /** The service's metrics registry (connectors count their calls and records on it). */
+  metrics: Metrics;
   config: Config;
   jobs: Pick<JobRuntime, 'enqueue'>;
   /** Where domain events go (the outbox). */

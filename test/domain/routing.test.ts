@@ -107,7 +107,7 @@ async function startWorkers(fixture: DomainFixture, notifiers: Notifier[], logs:
   // The real jobs, with retries due at once and polling every 0.5 s, so a retried delivery takes no 10-20 s.
   const fast = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, retryDelaySeconds: 0, retryBackoff: false, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
   const runtime = await startJobRuntime({ connectionString: fixture.tdb.url, definitions: fast, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: true });
-  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [], evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-routing-evidence')) };
+  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, metrics: createMetrics({ defaultMetrics: false }), config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [], evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-routing-evidence')) };
   await runtime.work(deps);
   return runtime;
 }

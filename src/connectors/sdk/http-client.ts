@@ -25,6 +25,17 @@ import { Agent, type Dispatcher, errors as undiciErrors, request } from 'undici'
 import { currentContext } from '../../logger.ts';
 import { nextTraceparent } from '../../http/middleware/request-context.ts';
 
+/** Thrown by an auth provider that cannot get a credential (the token endpoint refused us, or is down). */
+export class AuthUnavailable extends Error {
+  readonly code: string;
+  readonly failure: UpstreamFailure | undefined;
+  constructor(code: string, message: string, failure?: UpstreamFailure) {
+    super(message);
+    this.code = code;
+    this.failure = failure;
+  }
+}
+
 export interface AuthProvider {
   /** The Authorization header value for the next request. */
   authorization(): Promise<string>;
@@ -63,7 +74,9 @@ export type UpstreamFailure =
   /** Come back at `retryAt` (a rate limit or an outage that needs a longer wait than a call may sleep). */
   | { kind: 'deferred'; code: 'rate_limited' | 'upstream_unavailable'; status: number | undefined; retryAt: Date; attempts: number }
   /** No answer: connection refused or reset, DNS, or the timeout. */
-  | { kind: 'network'; code: 'timeout' | 'network_error'; attempts: number };
+  | { kind: 'network'; code: 'timeout' | 'network_error'; attempts: number }
+  /** No credential to send: the token endpoint refused or could not be reached (`cause` says how). */
+  | { kind: 'auth'; code: string; attempts: number; cause?: UpstreamFailure | undefined };
 
 export type UpstreamResult<T> = { ok: true; value: UpstreamResponse<T> } | { ok: false; failure: UpstreamFailure };
 
@@ -163,7 +176,13 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       let refreshed = false;
       let retries = 0;
       for (let attempts = 1; ; attempts++) {
-        const authorization = input.anonymous || !options.auth ? undefined : await options.auth.authorization();
+        let authorization: string | undefined;
+        try {
+          authorization = input.anonymous || !options.auth ? undefined : await options.auth.authorization();
+        } catch (error) {
+          if (error instanceof AuthUnavailable) return { ok: false, failure: { kind: 'auth', code: error.code, attempts, cause: error.failure } };
+          throw error;
+        }
         let answer: Awaited<ReturnType<typeof attempt>>;
         try {
           answer = await attempt(input, url, authorization);
@@ -183,7 +202,12 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         }
         if (answer.status === 401 && options.auth && !input.anonymous && !refreshed) {
           refreshed = true;
-          await options.auth.refresh();
+          try {
+            await options.auth.refresh();
+          } catch (error) {
+            if (error instanceof AuthUnavailable) return { ok: false, failure: { kind: 'auth', code: error.code, attempts, cause: error.failure } };
+            throw error;
+          }
           continue;
         }
         if (!RETRYABLE.has(answer.status)) {

@@ -13,6 +13,7 @@ import * as webhooks from './20261122_0700_webhooks.ts';
 import * as webhookTaskOnce from './20261122_0800_webhook_task_once.ts';
 import * as partnerEmailSenders from './20261122_0900_partner_email_senders.ts';
 import * as inboundJobOutbox from './20261122_1000_inbound_job_outbox.ts';
+import * as connectors from './20261122_1100_connectors.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -25,4 +26,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0800_webhook_task_once': webhookTaskOnce,
   '20261122_0900_partner_email_senders': partnerEmailSenders,
   '20261122_1000_inbound_job_outbox': inboundJobOutbox,
+  '20261122_1100_connectors': connectors,
 };

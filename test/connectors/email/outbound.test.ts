@@ -165,6 +165,7 @@ describe('email out: the retry schedule of the runbook', () => {
       db: fixture.tdb.db,
       logger: logs.logger,
       clock: fixture.clock,
+      metrics: createMetrics({ defaultMetrics: false }),
       config: config.config,
       jobs: workers,
       events: createEventSink(workers),

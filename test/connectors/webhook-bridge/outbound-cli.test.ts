@@ -22,6 +22,7 @@ import type { OperatorContext } from '../../../src/main.ts';
 import { type WebhookReceiver, startWebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { killAll, spawnCli } from '../../support/cli.ts';
 import { type DomainFixture, auditRows, domainFixture } from '../../support/domain.ts';
+import { createMetrics } from '../../../src/metrics.ts';
 import { captureLogs } from '../../support/logs.ts';
 
 const key = randomBytes(32);
@@ -136,6 +137,7 @@ describe('subscriptions (the verb)', () => {
       db: fixture.tdb.db,
       logger: captureLogs().logger,
       clock: fixture.clock,
+      metrics: createMetrics({ defaultMetrics: false }),
       config: context().config,
       jobs: fixture.jobs,
       events: createEventSink(fixture.jobs),

@@ -84,6 +84,7 @@ function deps(options: { allowed?: readonly string[]; resolve?: Resolver; timeou
     db: fx.tdb.db,
     logger: logs.logger,
     clock: fx.clock,
+    metrics: createMetrics({ defaultMetrics: false }),
     config,
     jobs,
     events: createEventSink(fx.jobs),

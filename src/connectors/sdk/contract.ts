@@ -1,0 +1,124 @@
+/**
+ * The connector contract: what a connector declares (data) and implements (a few functions) so that the
+ * framework can configure, schedule, sync, push to and watch it. A connector is one folder under
+ * src/connectors/ with the same files (client, mapper, sync, push, webhook, index), listed in
+ * src/connectors/registry.ts; nothing in the framework names a connector.
+ *
+ * @example
+ * export const servicenow = defineConnector({
+ *   id: 'servicenow', title: 'ServiceNow', runbookId: 'RB-002', auth: ['oauth2_client_credentials', 'basic'],
+ *   settings: z.object({ baseUrl: z.url(), pageSize: z.number() }), credentialFields: ['client_secret', 'password'],
+ *   fromEnv: (config) => …, createClient: (instance, runtime) => …,
+ *   models: [incidents, changeRequests],
+ * });
+ *
+ * The sync runner (src/connectors/sdk/sync.ts) owns everything around a model's `pull`: the run record, the
+ * content hash, the ledger, checkpoints, metrics and health. A model only turns a cursor into pages.
+ */
+import type { Kysely } from 'kysely';
+import type { z } from 'zod';
+import type { Clock } from '../../clock.ts';
+import type { Config } from '../../config.ts';
+import type { Db } from '../../db/database.ts';
+import type { Database } from '../../db/schema.ts';
+import type { EventSink } from '../../domain/events.ts';
+import type { Logger } from '../../logger.ts';
+import type { Metrics } from '../../metrics.ts';
+import type { Keyring } from './crypto.ts';
+import type { UpstreamFailure } from './http-client.ts';
+
+export type AuthKind = 'oauth2_client_credentials' | 'oauth2_authorization_code' | 'basic' | 'api_token' | 'personal_access_token' | 'hmac';
+
+/** When a model syncs on its own: every `everySeconds` (a cron of whole minutes), started up to `jitterSeconds` late. */
+export type Schedule = { everySeconds: number; jitterSeconds: number } | { cron: string; jitterSeconds: number };
+
+/** One configured instance of a connector (a row of `integration_configs`), credentials decrypted on demand. */
+export interface ConnectorInstance<Settings = unknown> {
+  id: string;
+  type: string;
+  name: string;
+  environment: string;
+  enabled: boolean;
+  settings: Settings;
+  /** A credential field, decrypted (AAD = instance + field); undefined when not set. Never log it. */
+  credential(field: string): string | undefined;
+}
+
+/** What connector code may use; built by the composition root. */
+export interface ConnectorRuntime {
+  db: Db;
+  logger: Logger;
+  clock: Clock;
+  metrics: Metrics;
+  events: EventSink;
+}
+
+/** One page from the system: the records, and the cursor to resume after them. */
+export interface PullPage<Cursor> {
+  /** As the system sent them: each is validated against the model's `record` schema by the runner. */
+  records: unknown[];
+  cursor: Cursor;
+  /** Requests this page took (for the run's upstream count). */
+  requests: number;
+}
+
+export type PullStep<Cursor> = { ok: true; page: PullPage<Cursor> } | { ok: false; failure: UpstreamFailure };
+
+/** A record whose content changed (or is new), handed to the model's domain effects in the page's transaction. */
+export interface Change<Raw> {
+  record: Raw;
+  externalId: string;
+  created: boolean;
+}
+
+export interface SyncModel<Settings = any, Client = any, Raw = any, Cursor = any> {
+  /** Stable name, part of job keys and metrics labels (`incident`). */
+  name: string;
+  /** One upstream record; a record failing it is kept (rejected, with an alert) and the page goes on. */
+  record: z.ZodType<Raw>;
+  /** The checkpoint's shape (validated when read back). */
+  cursor: z.ZodType<Cursor>;
+  schedule: Schedule;
+  externalId(record: Raw): string;
+  /** A human label (INC0012345), when the record has one. */
+  label?(record: Raw): string | undefined;
+  /** The system's last-update stamp, kept on the ledger. */
+  updatedAt(record: Raw): string | undefined;
+  /** The fields that matter: hashed (an unchanged hash is no write and no event) and kept on the ledger. */
+  content(record: Raw): Record<string, unknown>;
+  /**
+   * Pages from `cursor` (null: from the beginning). The runner persists each page, and its cursor, before it
+   * asks for the next one. `resumed`: the cursor is this run's own last checkpoint (after a crash or a
+   * deferral), so no overlap window is needed; otherwise it is the previous run's end.
+   */
+  pull(input: { client: Client; instance: ConnectorInstance<Settings>; cursor: Cursor | null; full: boolean; resumed: boolean; signal: AbortSignal }): AsyncIterable<PullStep<Cursor>>;
+  /** Domain effects of the changed records, in the page's transaction (so they happen once with the page). */
+  apply?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; changes: readonly Change<Raw>[]; runtime: ConnectorRuntime; now: Date }): Promise<void>;
+}
+
+export interface ConnectorDefinition<Settings = any, Client = any> {
+  id: string;
+  title: string;
+  /** The runbook entry operators follow when it degrades (cited in its alerts). */
+  runbookId: string;
+  auth: readonly AuthKind[];
+  /** Non-secret settings, validated when an instance is loaded. */
+  settings: z.ZodType<Settings>;
+  /** Credential fields, each stored encrypted. */
+  credentialFields: readonly string[];
+  /** The routed channel its alerts go to (the routing rules decide; this is the default rule's target). */
+  alertChannel: string;
+  /** The instance the environment describes (`SERVICENOW_*`), or undefined when it describes none. */
+  fromEnv(config: Config): { name: string; settings: Settings; credentials: Record<string, string> } | undefined;
+  createClient(instance: ConnectorInstance<Settings>, runtime: ConnectorRuntime & { keyring: Keyring }): Client & { close(): Promise<void> };
+  models: readonly SyncModel<Settings, Client>[];
+}
+
+/** Identity function that fixes the settings and client types; see the module comment. */
+export function defineConnector<Settings, Client>(definition: ConnectorDefinition<Settings, Client>): ConnectorDefinition<Settings, Client> {
+  return definition;
+}
+
+export function defineModel<Settings, Client, Raw, Cursor>(model: SyncModel<Settings, Client, Raw, Cursor>): SyncModel<Settings, Client, Raw, Cursor> {
+  return model;
+}

@@ -1,0 +1,310 @@
+/**
+ * The sync runner: one run of one model of one connector instance, from its checkpoint to the end.
+ *
+ * Per page, in ONE transaction: the valid records are upserted into the ledger (`external_records`) by external
+ * id with their content hash, and only the new or changed ones are written (the hash is compared in the
+ * statement); the model's domain effects run for exactly those; records that fail the model's schema are kept
+ * (`integration_events`, status `rejected`) with one medium alert each; the checkpoint (the page's cursor) and
+ * the run's counts are saved. So a process killed mid-sync resumes from the last committed page and nothing
+ * is lost or applied twice: a page is either wholly in, checkpoint included, or not at all.
+ *
+ * The run is recorded in `integration_runs` (counts, error codes, latency, cursor before and after, a hash per
+ * page) and `integration_health_metrics`; Prometheus gets `sync_records_total`, `sync_latency_seconds`.
+ * A read circuit breaker guards the pulls. A wait longer than a call may sleep (a 429's Retry-After, an outage)
+ * ends the attempt as `deferred` with the time to resume: the job re-enqueues itself for then, same run.
+ */
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { type Kysely, sql } from 'kysely';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Database, RunStatus } from '../../db/schema.ts';
+import { newEvent } from '../../domain/events.ts';
+import type { Breaker } from './breaker.ts';
+import type { Change, ConnectorDefinition, ConnectorInstance, ConnectorRuntime, SyncModel } from './contract.ts';
+import type { UpstreamFailure } from './http-client.ts';
+
+export interface SyncRequest {
+  runId: string;
+  model: string;
+  full: boolean;
+  trigger: 'schedule' | 'manual' | 'webhook' | 'retry';
+}
+
+export interface RunCounts {
+  pages: number;
+  seen: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  requests: number;
+}
+
+export interface RunSummary {
+  runId: string;
+  connector: string;
+  instance: string;
+  model: string;
+  /** `deferred`: resume at `retryAt`; `retrying`: this attempt failed, the queue retries it (same run). */
+  status: RunStatus | 'deferred' | 'retrying';
+  counts: RunCounts;
+  durationMs: number;
+  errorCodes: string[];
+  retryAt?: string;
+}
+
+const EMPTY: RunCounts = { pages: 0, seen: 0, created: 0, updated: 0, unchanged: 0, rejected: 0, requests: 0 };
+/** A run keeps at most this many page hashes (the last ones). */
+const MAX_PAGE_HASHES = 2000;
+
+const instrumentsByRegistry = new WeakMap<Registry, { records: Counter<'connector' | 'model' | 'outcome'>; latency: Histogram<'connector' | 'model' | 'status'> }>();
+function instruments(registry: Registry) {
+  let found = instrumentsByRegistry.get(registry);
+  if (!found) {
+    found = {
+      records: new Counter({ name: 'sync_records_total', help: 'Records seen by connector syncs, by outcome (created, updated, unchanged, rejected)', labelNames: ['connector', 'model', 'outcome'], registers: [registry] }),
+      latency: new Histogram({ name: 'sync_latency_seconds', help: 'Duration of connector sync runs (each attempt), by final status', labelNames: ['connector', 'model', 'status'], buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600], registers: [registry] }),
+    };
+    instrumentsByRegistry.set(registry, found);
+  }
+  return found;
+}
+
+export interface RunSyncInput<Settings, Client> {
+  runtime: ConnectorRuntime;
+  connector: ConnectorDefinition<Settings, Client>;
+  instance: ConnectorInstance<Settings>;
+  client: Client;
+  breaker: Breaker;
+  request: SyncRequest;
+  /** The queue will not retry this attempt: a failure ends the run. */
+  finalAttempt: boolean;
+  signal: AbortSignal;
+}
+
+export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Client>): Promise<RunSummary> {
+  const { runtime, connector, instance, request } = input;
+  const model = connector.models.find((candidate) => candidate.name === request.model);
+  if (!model) throw new Error(`${connector.id} has no model ${request.model}`);
+  const started = runtime.clock.now();
+  const metrics = instruments(runtime.metrics.registry);
+  const labels = { connector: connector.id, model: model.name };
+
+  // The run row: new, or the same run resumed (a retry after a crash, or after a deferral).
+  const existing = await runtime.db.selectFrom('integration_runs').select(['status', 'counts', 'error_codes']).where('id', '=', request.runId).executeTakeFirst();
+  if (existing && existing.status !== 'running') return summaryOf(input, existing.status, existing.counts as unknown as RunCounts, existing.error_codes, started);
+  const state = await runtime.db.selectFrom('integration_sync_state').select(['cursor', 'run_id']).where('config_id', '=', instance.id).where('model', '=', model.name).executeTakeFirst();
+  const resumed = existing !== undefined && state?.run_id === request.runId;
+  const savedCursor = state?.cursor === null || state?.cursor === undefined ? null : model.cursor.safeParse(state.cursor);
+  const cursorBefore = resumed || !request.full ? (savedCursor?.success ? savedCursor.data : null) : null;
+  if (!existing) {
+    await runtime.db
+      .insertInto('integration_runs')
+      .values({ id: request.runId, config_id: instance.id, model: model.name, trigger: request.trigger, status: 'running', started_at: started, counts: JSON.stringify(EMPTY), cursor_before: JSON.stringify(cursorBefore), correlation_id: request.runId })
+      .execute();
+  }
+  const counts: RunCounts = { ...EMPTY, ...(existing?.counts as Partial<RunCounts> | undefined) };
+
+  const admission = await input.breaker.admit();
+  if (!admission.allowed) return defer(input, counts, started, { code: 'circuit_open', retryAt: admission.retryAt });
+
+  let reportedSuccess = false;
+  try {
+    for await (const step of model.pull({ client: input.client, instance, cursor: cursorBefore, full: request.full, resumed, signal: input.signal })) {
+      if (!step.ok) return await failed(input, model, counts, started, step.failure);
+      const { page } = step;
+      const outcome = await runtime.db.transaction().execute((trx) => storePage(trx, input, model, page.records, page.cursor, runtime.clock.now()));
+      counts.pages++;
+      counts.requests += page.requests;
+      counts.seen += page.records.length;
+      counts.created += outcome.created;
+      counts.updated += outcome.updated;
+      counts.unchanged += outcome.unchanged;
+      counts.rejected += outcome.rejected;
+      await runtime.db
+        .updateTable('integration_runs')
+        .set({ counts: JSON.stringify(counts), cursor_after: JSON.stringify(page.cursor), payload_hashes: sql<string[]>`(array_append(payload_hashes, ${outcome.pageHash}))[greatest(1, cardinality(payload_hashes) + 2 - ${MAX_PAGE_HASHES}):]` })
+        .where('id', '=', request.runId)
+        .execute();
+      for (const outcomeName of ['created', 'updated', 'unchanged', 'rejected'] as const) if (outcome[outcomeName] > 0) metrics.records.inc({ ...labels, outcome: outcomeName }, outcome[outcomeName]);
+      if (!reportedSuccess) {
+        reportedSuccess = true;
+        await input.breaker.succeeded();
+      }
+      if (input.signal.aborted) return defer(input, counts, started, { code: 'interrupted', retryAt: runtime.clock.now() });
+    }
+  } catch (error) {
+    if (admission.probe && !reportedSuccess) await input.breaker.failed('exception');
+    throw error;
+  }
+  if (!reportedSuccess) await input.breaker.succeeded(); // an empty pull is a success too
+  const status: RunStatus = counts.rejected > 0 ? 'partial' : 'succeeded';
+  const summary = await finish(input, status, counts, counts.rejected > 0 ? ['record_rejected'] : [], started);
+  metrics.latency.observe({ ...labels, status }, summary.durationMs / 1000);
+  return summary;
+}
+
+interface PageOutcome {
+  created: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  pageHash: string;
+}
+
+async function storePage<Settings, Client>(trx: Kysely<Database>, input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, records: readonly unknown[], cursor: unknown, now: Date): Promise<PageOutcome> {
+  const { instance, runtime } = input;
+  const valid: { record: unknown; externalId: string; number: string | null; hash: string; updatedAt: string | null; data: string }[] = [];
+  const rejected: { record: unknown; externalId: string | null; issues: string[] }[] = [];
+  for (const raw of records) {
+    const parsed = model.record.safeParse(raw);
+    if (!parsed.success) {
+      rejected.push({ record: raw, externalId: guessId(raw), issues: parsed.error.issues.slice(0, 10).map((issue) => `${issue.path.join('.') || '(record)'}: ${issue.message}`) });
+      continue;
+    }
+    const content = model.content(parsed.data);
+    const data = canonicalize(content) ?? '{}';
+    valid.push({ record: parsed.data, externalId: model.externalId(parsed.data), number: model.label?.(parsed.data) ?? null, hash: createHash('sha256').update(data).digest('hex'), updatedAt: model.updatedAt(parsed.data) ?? null, data });
+  }
+  // A record twice in one page (it moved while we paged) counts once: the last copy wins.
+  const unique = [...new Map(valid.map((row) => [row.externalId, row])).values()];
+  const changedRows = unique.length
+    ? await sql<{ external_id: string; inserted: boolean }>`
+        insert into external_records (config_id, model, external_id, number, content_hash, source_updated_at, data, first_seen_at, updated_at)
+        select ${instance.id}::uuid, ${model.name}, r.external_id, r.number, r.content_hash, r.source_updated_at, r.data::jsonb, ${now}::timestamptz, ${now}::timestamptz
+        from unnest(${unique.map((row) => row.externalId)}::text[], ${unique.map((row) => row.number)}::text[], ${unique.map((row) => row.hash)}::text[], ${unique.map((row) => row.updatedAt)}::text[], ${unique.map((row) => row.data)}::text[])
+          as r(external_id, number, content_hash, source_updated_at, data)
+        on conflict (config_id, model, external_id) do update
+          set number = excluded.number, content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at, data = excluded.data, updated_at = excluded.updated_at, missing_since = null
+          where external_records.content_hash <> excluded.content_hash
+        returning external_id, (xmax = 0) as inserted`.execute(trx)
+    : { rows: [] };
+  const byId = new Map(unique.map((row) => [row.externalId, row]));
+  const changes: Change<unknown>[] = changedRows.rows.map((row) => ({ record: byId.get(row.external_id)!.record, externalId: row.external_id, created: row.inserted }));
+  if (changes.length > 0 && model.apply) await model.apply({ trx, instance, changes, runtime, now });
+  for (const reject of rejected) await keepRejected(trx, input, model, reject, now);
+  await trx
+    .insertInto('integration_sync_state')
+    .values({ config_id: instance.id, model: model.name, cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now })
+    .onConflict((oc) => oc.columns(['config_id', 'model']).doUpdateSet({ cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now }))
+    .execute();
+  const created = changes.filter((change) => change.created).length;
+  return {
+    created,
+    updated: changes.length - created,
+    unchanged: valid.length - changes.length,
+    rejected: rejected.length,
+    pageHash: createHash('sha256').update(JSON.stringify(records)).digest('hex'),
+  };
+}
+
+/**
+ * A record that failed the model's schema: kept with its payload and the reasons, and one medium alert, once
+ * per distinct payload (a re-sync of the same bad record does not alert again).
+ */
+async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, reject: { record: unknown; externalId: string | null; issues: string[] }, now: Date): Promise<void> {
+  const payload = JSON.stringify(reject.record);
+  const source = `${input.connector.id}:${model.name}`;
+  const seen = await trx
+    .selectFrom('integration_events')
+    .select('id')
+    .where('config_id', '=', input.instance.id)
+    .where('source', '=', source)
+    .where('event_type', '=', 'record_rejected')
+    .where(sql<boolean>`payload = ${payload}::jsonb`)
+    .executeTakeFirst();
+  if (seen) return;
+  await trx
+    .insertInto('integration_events')
+    .values({ config_id: input.instance.id, source, direction: 'inbound', event_type: 'record_rejected', external_id: reject.externalId, status: 'rejected', payload, error: JSON.stringify({ issues: reject.issues }), correlation_id: input.request.runId, created_at: now })
+    .execute();
+  await input.runtime.events.emit(
+    trx,
+    newEvent(
+      {
+        type: 'integration.record_rejected',
+        subject: { kind: 'integration', id: input.instance.id, label: `${input.connector.id}:${input.instance.name}` },
+        summary: `${input.connector.title} ${model.name} ${reject.externalId ?? '(no id)'} failed validation and was kept aside: ${reject.issues.slice(0, 3).join('; ')}. Runbook ${input.connector.runbookId}.`,
+        priority: 3,
+        data: { connector: input.connector.id, model: model.name, externalId: reject.externalId, issues: reject.issues, runbookId: input.connector.runbookId },
+      },
+      now,
+    ),
+  );
+}
+
+function guessId(raw: unknown): string | null {
+  const id = (raw as { sys_id?: unknown; id?: unknown } | null)?.sys_id ?? (raw as { id?: unknown } | null)?.id;
+  return typeof id === 'string' ? id.slice(0, 200) : null;
+}
+
+async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, counts: RunCounts, started: Date, failure: UpstreamFailure): Promise<RunSummary> {
+  if (failure.kind === 'deferred') {
+    // The system asked us to come back (or is briefly away): not a failure of the run, and not the breaker's
+    // business unless it keeps happening (the retries inside each call already happened).
+    if (failure.code === 'upstream_unavailable') await input.breaker.failed(failure.code);
+    return defer(input, counts, started, { code: failure.code, retryAt: failure.retryAt });
+  }
+  await input.breaker.failed(failure.code);
+  if (!input.finalAttempt) {
+    // The queue retries with backoff; the run stays open and resumes from its checkpoint.
+    await defer(input, counts, started, { code: failure.code, retryAt: input.runtime.clock.now() });
+    return { ...summaryBase(input, counts, started), status: 'retrying', errorCodes: [failure.code] };
+  }
+  const summary = await finish(input, 'failed', counts, [failure.code], started);
+  instruments(input.runtime.metrics.registry).latency.observe({ connector: input.connector.id, model: model.name, status: 'failed' }, summary.durationMs / 1000);
+  return summary;
+}
+
+async function defer<Settings, Client>(input: RunSyncInput<Settings, Client>, counts: RunCounts, started: Date, why: { code: string; retryAt: Date }): Promise<RunSummary> {
+  await input.runtime.db
+    .updateTable('integration_runs')
+    .set({ counts: JSON.stringify(counts), error_codes: sql<string[]>`array(select distinct unnest(array_append(error_codes, ${why.code})))` })
+    .where('id', '=', input.request.runId)
+    .execute();
+  return { ...summaryBase(input, counts, started), status: 'deferred', errorCodes: [why.code], retryAt: why.retryAt.toISOString() };
+}
+
+async function finish<Settings, Client>(input: RunSyncInput<Settings, Client>, status: RunStatus, counts: RunCounts, errorCodes: string[], started: Date): Promise<RunSummary> {
+  const { runtime, instance } = input;
+  const now = runtime.clock.now();
+  const latency = now.getTime() - started.getTime();
+  await runtime.db.transaction().execute(async (trx) => {
+    await trx
+      .updateTable('integration_runs')
+      .set({ status, finished_at: now, counts: JSON.stringify(counts), latency_ms: latency, error_codes: sql<string[]>`array(select distinct unnest(error_codes || ${errorCodes}::text[]))` })
+      .where('id', '=', input.request.runId)
+      .execute();
+    const healthy = status !== 'failed';
+    await trx
+      .insertInto('integration_health_metrics')
+      .values({
+        config_id: instance.id,
+        status: healthy ? 'healthy' : 'degraded',
+        last_run_at: now,
+        last_success_at: healthy ? now : null,
+        last_error_at: healthy ? null : now,
+        last_error_code: healthy ? null : (errorCodes[0] ?? 'failed'),
+        consecutive_failures: healthy ? 0 : 1,
+        updated_at: now,
+      })
+      .onConflict((oc) =>
+        oc.column('config_id').doUpdateSet((eb) => ({
+          status: healthy ? 'healthy' : 'degraded',
+          last_run_at: now,
+          ...(healthy ? { last_success_at: now, consecutive_failures: 0 } : { last_error_at: now, last_error_code: errorCodes[0] ?? 'failed', consecutive_failures: sql<number>`${eb.ref('integration_health_metrics.consecutive_failures')} + 1` }),
+          updated_at: now,
+        })),
+      )
+      .execute();
+  });
+  return { ...summaryBase(input, counts, started), status, errorCodes };
+}
+
+function summaryBase<Settings, Client>(input: RunSyncInput<Settings, Client>, counts: RunCounts, started: Date) {
+  return { runId: input.request.runId, connector: input.connector.id, instance: input.instance.name, model: input.request.model, counts: { ...counts }, durationMs: input.runtime.clock.now().getTime() - started.getTime() };
+}
+
+function summaryOf<Settings, Client>(input: RunSyncInput<Settings, Client>, status: RunStatus, counts: RunCounts, errorCodes: string[], started: Date): RunSummary {
+  return { ...summaryBase(input, { ...EMPTY, ...counts }, started), status, errorCodes };
+}

@@ -1,0 +1,38 @@
+/**
+ * The ServiceNow connector: incidents (every 5 minutes) and change requests (every 15) pulled with a keyset
+ * cursor; OAuth 2.0 client credentials or basic auth. Runbook RB-002; alerts to #alerts-servicenow.
+ */
+import type { Config } from '../../config.ts';
+import { defineConnector } from '../sdk/contract.ts';
+import { type ServiceNowClient, type ServiceNowSettings, createServiceNowClient, serviceNowSettings } from './client.ts';
+import { changeRequests, incidents } from './sync.ts';
+
+export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>({
+  id: 'servicenow',
+  title: 'ServiceNow',
+  runbookId: 'RB-002',
+  auth: ['oauth2_client_credentials', 'basic'],
+  settings: serviceNowSettings,
+  credentialFields: ['client_secret', 'password'],
+  alertChannel: 'alerts-servicenow',
+  fromEnv(config: Config) {
+    if (!config.SERVICENOW_BASE_URL) return undefined;
+    const oauth = config.SERVICENOW_OAUTH_CLIENT_ID && config.SERVICENOW_OAUTH_CLIENT_SECRET;
+    const basic = config.SERVICENOW_USER && config.SERVICENOW_PASSWORD;
+    if (!oauth && !basic) return undefined;
+    return {
+      name: 'default',
+      settings: serviceNowSettings.parse({
+        baseUrl: config.SERVICENOW_BASE_URL,
+        ...(oauth ? { clientId: config.SERVICENOW_OAUTH_CLIENT_ID } : {}),
+        ...(basic ? { user: config.SERVICENOW_USER } : {}),
+      }),
+      credentials: {
+        ...(oauth ? { client_secret: config.SERVICENOW_OAUTH_CLIENT_SECRET! } : {}),
+        ...(basic ? { password: config.SERVICENOW_PASSWORD! } : {}),
+      },
+    };
+  },
+  createClient: (instance, runtime) => createServiceNowClient(instance, runtime),
+  models: [incidents, changeRequests],
+});

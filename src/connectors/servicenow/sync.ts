@@ -1,0 +1,137 @@
+/**
+ * Pulling ServiceNow tables with a keyset cursor on (sys_updated_on, sys_id).
+ *
+ * ServiceNow stamps updates to the second, so many records can share one `sys_updated_on`, and an offset
+ * cursor skips or repeats records that change while we page. Each page is therefore asked for as "after the
+ * last record we stored", in ServiceNow's encoded query language:
+ *
+ *   sys_updated_on=T^sys_id>S^NQsys_updated_on>T^ORDERBYsys_updated_on^ORDERBYsys_id
+ *
+ * (`^NQ` ORs two whole queries: the rest of the records at T after sys_id S, then everything later), so records
+ * sharing T across a page boundary all arrive, once. A record updated during the sync gets a later stamp and is
+ * read later in the same sync or in the next. Each run (not a resumed one) starts `overlapSeconds` before its
+ * checkpoint, for records whose update committed late with an earlier stamp; re-read records have the same
+ * content hash and cost nothing.
+ *
+ * Only the fields we use are asked for (`sysparm_fields`), and references as plain sys_ids.
+ */
+import { sql } from 'kysely';
+import { z } from 'zod';
+import { newEvent } from '../../domain/events.ts';
+import type { ConnectorInstance, PullStep, SyncModel } from '../sdk/contract.ts';
+import { defineModel } from '../sdk/contract.ts';
+import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
+import { CHANGE_FIELDS, GLIDE_DATE_TIME, INCIDENT_FIELDS, type IncidentRecord, changeRequestContent, changeRequestRecord, incidentContent, incidentRecord, incidentState, sourceSystem } from './mapper.ts';
+
+export const keysetCursor = z.object({ updatedOn: z.string().regex(GLIDE_DATE_TIME), sysId: z.string().regex(/^[0-9a-f]{0,32}$/) });
+export type KeysetCursor = z.infer<typeof keysetCursor>;
+
+const ORDER = 'ORDERBYsys_updated_on^ORDERBYsys_id';
+
+/** The encoded query for the page after `cursor` (an empty sysId: everything at or after its time). */
+export function keysetQuery(cursor: KeysetCursor | null): string {
+  if (!cursor) return ORDER;
+  if (cursor.sysId === '') return `sys_updated_on>=${cursor.updatedOn}^${ORDER}`;
+  return `sys_updated_on=${cursor.updatedOn}^sys_id>${cursor.sysId}^NQsys_updated_on>${cursor.updatedOn}^${ORDER}`;
+}
+
+/** `YYYY-MM-DD HH:mm:ss` minus some seconds. */
+export function glideMinus(value: string, seconds: number): string {
+  const at = new Date(`${value.replace(' ', 'T')}Z`).getTime() - seconds * 1000;
+  return new Date(at).toISOString().slice(0, 19).replace('T', ' ');
+}
+
+export async function* pullTable(input: { client: ServiceNowClient; table: string; fields: readonly string[]; settings: ServiceNowSettings; cursor: KeysetCursor | null; resumed: boolean; signal: AbortSignal }): AsyncIterable<PullStep<KeysetCursor>> {
+  const { settings } = input;
+  let cursor = input.cursor && !input.resumed && settings.overlapSeconds > 0 ? { updatedOn: glideMinus(input.cursor.updatedOn, settings.overlapSeconds), sysId: '' } : input.cursor;
+  while (!input.signal.aborted) {
+    const answer = await input.client.list(input.table, { query: keysetQuery(cursor), fields: input.fields, limit: settings.pageSize });
+    if (!answer.ok) {
+      yield answer;
+      return;
+    }
+    const records = Array.isArray(answer.value.body?.result) ? answer.value.body.result : undefined;
+    if (!records) {
+      yield { ok: false, failure: { kind: 'http', code: 'invalid_response', status: answer.value.status, body: undefined, attempts: answer.value.attempts } };
+      return;
+    }
+    if (records.length === 0) return;
+    const next = lastPosition(records);
+    if (!next || (cursor && next.updatedOn < cursor.updatedOn)) {
+      // Without a usable position the next page cannot be asked for: stop here rather than loop.
+      yield { ok: false, failure: { kind: 'http', code: 'invalid_response', status: answer.value.status, body: undefined, attempts: answer.value.attempts } };
+      return;
+    }
+    cursor = next;
+    yield { ok: true, page: { records, cursor, requests: answer.value.attempts } };
+    if (records.length < settings.pageSize) return;
+  }
+}
+
+/** The position after a page: its last record's (sys_updated_on, sys_id), as far as they are well-formed. */
+function lastPosition(records: readonly unknown[]): KeysetCursor | undefined {
+  for (let index = records.length - 1; index >= 0; index--) {
+    const parsed = keysetCursor.safeParse({ updatedOn: (records[index] as { sys_updated_on?: unknown }).sys_updated_on, sysId: (records[index] as { sys_id?: unknown }).sys_id });
+    if (parsed.success && parsed.data.sysId.length === 32) return parsed.data;
+  }
+  return undefined;
+}
+
+export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, IncidentRecord, KeysetCursor> = defineModel({
+  name: 'incident',
+  record: incidentRecord,
+  cursor: keysetCursor,
+  schedule: { everySeconds: 300, jitterSeconds: 30 },
+  externalId: (record) => record.sys_id,
+  label: (record) => record.number,
+  updatedAt: (record) => record.sys_updated_on,
+  content: incidentContent,
+  pull: ({ client, instance, cursor, resumed, signal }) => pullTable({ client, table: 'incident', fields: INCIDENT_FIELDS, settings: instance.settings, cursor, resumed, signal }),
+  apply: async ({ trx, instance, changes, runtime, now }) => {
+    const source = sourceSystem(instance.name);
+    const rows = changes.map(({ record }) => record);
+    // The domain's incident mirror, one statement for the page. A record that was not P1 before and is now
+    // (new, or raised to P1) is announced once: routing turns it into the review task and the channel alert.
+    const written = await sql<{ id: string; external_id: string; number: string; priority: number; short_description: string; state: string; was_p1: boolean | null }>`
+      with input as (
+        select * from unnest(${rows.map((r) => r.sys_id)}::text[], ${rows.map((r) => r.number)}::text[], ${rows.map((r) => Number(r.priority))}::int[], ${rows.map((r) => incidentState(r.state))}::text[], ${rows.map((r) => r.short_description)}::text[])
+          as t(external_id, number, priority, state, short_description)
+      ), before as (
+        select external_id, priority = 1 as was_p1 from incidents where source_system = ${source} and external_id in (select external_id from input)
+      )
+      insert into incidents (source_system, external_id, number, priority, state, short_description, content_hash, created_at, updated_at)
+      select ${source}, external_id, number, priority, state, short_description, null, ${now}::timestamptz, ${now}::timestamptz from input
+      on conflict (source_system, external_id) do update
+        set number = excluded.number, priority = excluded.priority, state = excluded.state, short_description = excluded.short_description, updated_at = excluded.updated_at
+      returning id, external_id, number, priority, short_description, state, (select was_p1 from before where before.external_id = incidents.external_id) as was_p1`.execute(trx);
+    for (const incident of written.rows) {
+      if (incident.priority !== 1 || incident.was_p1 === true || ['resolved', 'closed', 'cancelled'].includes(incident.state)) continue;
+      await runtime.events.emit(
+        trx,
+        newEvent(
+          {
+            type: incident.was_p1 === null ? 'incident.created' : 'incident.updated',
+            subject: { kind: 'incident', id: incident.id, label: incident.number },
+            summary: `${incident.number} (P1) ${incident.short_description}`,
+            priority: 1,
+            data: { state: incident.state, source, externalId: incident.external_id, review: true },
+          },
+          now,
+        ),
+      );
+    }
+  },
+});
+
+export const changeRequests: SyncModel<ServiceNowSettings, ServiceNowClient, z.infer<typeof changeRequestRecord>, KeysetCursor> = defineModel({
+  name: 'change_request',
+  record: changeRequestRecord,
+  cursor: keysetCursor,
+  schedule: { everySeconds: 900, jitterSeconds: 60 },
+  externalId: (record) => record.sys_id,
+  label: (record) => record.number,
+  updatedAt: (record) => record.sys_updated_on,
+  content: changeRequestContent,
+  pull: ({ client, instance, cursor, resumed, signal }: { client: ServiceNowClient; instance: ConnectorInstance<ServiceNowSettings>; cursor: KeysetCursor | null; resumed: boolean; signal: AbortSignal }) =>
+    pullTable({ client, table: 'change_request', fields: CHANGE_FIELDS, settings: instance.settings, cursor, resumed, signal }),
+});

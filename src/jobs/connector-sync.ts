@@ -1,0 +1,149 @@
+/**
+ * `connector.sync`: one sync run of one model of one connector instance (src/connectors/sdk/sync.ts does the
+ * work). One active run per (instance, model): the queue's `singleton` policy with that pair as singletonKey;
+ * others wait their turn in the queue.
+ *
+ * - A deferred run (a long Retry-After, an open circuit) re-enqueues itself for the time given, same run id,
+ *   and completes: no worker sleeps.
+ * - A failed attempt is retried by the queue with backoff (5 attempts in all, the runbook's figure), resuming
+ *   from the checkpoint, same run; the last attempt records the run as failed. A worker that dies mid-run is
+ *   noticed by its heartbeat and the run resumes the same way.
+ * - Scheduled runs come from pg-boss schedules, one per (instance, model), installed by
+ *   `installConnectorSchedules`; their jitter is applied by re-enqueueing once with a random delay.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { PgBoss } from 'pg-boss';
+import { findConnector, connectors as registered } from '../connectors/registry.ts';
+import { createBreaker } from '../connectors/sdk/breaker.ts';
+import type { ConnectorDefinition, Schedule } from '../connectors/sdk/contract.ts';
+import { InstanceError, listInstances, loadInstance } from '../connectors/sdk/instances.ts';
+import { type RunSummary, runSync } from '../connectors/sdk/sync.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import { defineJob } from './define-job.ts';
+import type { JobDeps } from './job-deps.ts';
+
+export const SYNC_RETRY_LIMIT = 4;
+
+const payload = z.object({
+  connector: z.string().min(1),
+  instanceId: z.uuid(),
+  model: z.string().min(1),
+  runId: z.uuid(),
+  full: z.boolean().default(false),
+  trigger: z.enum(['schedule', 'manual', 'webhook', 'retry']),
+  /** Scheduled runs: the schedule's jitter, and whether it was applied (each tick starts its own run). */
+  jitterSeconds: z.number().int().min(0).optional(),
+  jittered: z.boolean().optional(),
+});
+export type SyncJobPayload = z.input<typeof payload>;
+
+export class SyncFailed extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export const connectorSync = defineJob({
+  name: 'connector.sync',
+  schema: payload,
+  policy: { queuePolicy: 'singleton', retryLimit: SYNC_RETRY_LIMIT, retryDelaySeconds: 5, retryBackoff: true, retryDelayMaxSeconds: 300, expireInSeconds: 3600, batchSize: 1, localConcurrency: 2 },
+  handler: async (job, { deps, logger, signal, job: meta }: { deps: JobDeps; logger: Logger; signal: AbortSignal; job: { retryCount: number } }) => {
+    const connector = findConnector(job.connector);
+    if (!connector) throw new SyncFailed('unknown_connector', `no connector ${job.connector}`);
+    const model = connector.models.find((candidate) => candidate.name === job.model);
+    if (!model) throw new SyncFailed('unknown_model', `${connector.id} has no model ${job.model}`);
+    if (job.trigger === 'schedule' && !job.jittered) {
+      // A schedule's payload is the same at every tick: the tick becomes a run of its own, started within
+      // the jitter, so that instances do not all call at the top of the minute.
+      const delay = Math.floor(Math.random() * (job.jitterSeconds ?? model.schedule.jitterSeconds));
+      await deps.jobs.enqueue(connectorSync, { ...job, runId: randomUUID(), jittered: true }, { singletonKey: syncKey(job.instanceId, job.model), startAfter: new Date(deps.clock.now().getTime() + delay * 1000) });
+      return { jitteredSeconds: delay };
+    }
+    if (!deps.keyring) throw new SyncFailed('no_encryption_key', 'connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY');
+    let instance;
+    try {
+      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
+    } catch (error) {
+      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
+      throw error;
+    }
+    if (!instance.enabled) return { skipped: 'disabled' };
+    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
+    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
+    try {
+      const breaker = createBreaker({ ...runtime, instance, connector, direction: 'read' });
+      const summary: RunSummary = await runSync({
+        runtime,
+        connector,
+        instance,
+        client,
+        breaker,
+        request: { runId: job.runId, model: job.model, full: job.full, trigger: job.trigger },
+        finalAttempt: meta.retryCount >= SYNC_RETRY_LIMIT,
+        signal,
+      });
+      if (summary.status === 'deferred') {
+        await deps.jobs.enqueue(connectorSync, { ...job, trigger: job.trigger, jittered: true }, { singletonKey: syncKey(job.instanceId, job.model), startAfter: new Date(summary.retryAt!) });
+        logger.info({ runId: job.runId, retryAt: summary.retryAt, codes: summary.errorCodes }, 'sync deferred');
+        return summary;
+      }
+      if (summary.status === 'retrying') throw new SyncFailed(summary.errorCodes[0] ?? 'sync_failed', `sync of ${connector.id} ${job.model} failed (${summary.errorCodes.join(', ')}); it resumes from its checkpoint`);
+      logger.info({ runId: job.runId, status: summary.status, counts: summary.counts, ms: summary.durationMs }, 'sync finished');
+      return summary;
+    } finally {
+      await client.close();
+    }
+  },
+});
+
+export const syncKey = (instanceId: string, model: string) => `${instanceId}:${model}`;
+
+/** Enqueues a run now (`projectx sync`, a webhook); returns its run id. */
+export async function enqueueSync(jobs: JobDeps['jobs'], input: { connector: string; instanceId: string; model: string; full: boolean; trigger: 'manual' | 'webhook'; runId?: string }): Promise<string> {
+  const runId = input.runId ?? randomUUID();
+  const id = await jobs.enqueue(connectorSync, { connector: input.connector, instanceId: input.instanceId, model: input.model, runId, full: input.full, trigger: input.trigger }, { singletonKey: syncKey(input.instanceId, input.model) });
+  if (!id) throw new SyncFailed('not_enqueued', `the sync of ${input.connector} ${input.model} could not be queued`);
+  return runId;
+}
+
+/** A schedule as pg-boss cron (whole minutes, UTC). */
+export function scheduleCron(schedule: Schedule): string {
+  if ('cron' in schedule) return schedule.cron;
+  const minutes = Math.max(1, Math.round(schedule.everySeconds / 60));
+  if (minutes < 60) return `*/${minutes} * * * *`;
+  const hours = Math.max(1, Math.round(minutes / 60));
+  return hours < 24 ? `0 */${hours} * * *` : '0 0 * * *';
+}
+
+/**
+ * One pg-boss schedule per enabled (instance, model), keyed `instance:model`; schedules of instances that are
+ * gone or disabled are removed. Run by the worker role at start. The instance's `schedules` column may
+ * override a model's default (`[{ "model": "incident", "everySeconds": 120, "jitterSeconds": 10 }]`).
+ */
+export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 'unschedule' | 'getSchedules'>, db: Db, logger: Logger, list: readonly ConnectorDefinition[] = registered): Promise<number> {
+  const wanted = new Map<string, { cron: string; data: SyncJobPayload }>();
+  for (const connector of list) {
+    for (const instance of await listInstances(db, connector.id)) {
+      const row = await db.selectFrom('integration_configs').select('schedules').where('id', '=', instance.id).executeTakeFirstOrThrow();
+      const overrides = z.array(z.object({ model: z.string(), everySeconds: z.number().int().min(60).optional(), cron: z.string().optional(), jitterSeconds: z.number().int().min(0).default(0) })).safeParse(row.schedules);
+      for (const model of connector.models) {
+        const override = overrides.success ? overrides.data.find((candidate) => candidate.model === model.name) : undefined;
+        const schedule: Schedule = override?.cron ? { cron: override.cron, jitterSeconds: override.jitterSeconds } : override?.everySeconds ? { everySeconds: override.everySeconds, jitterSeconds: override.jitterSeconds } : model.schedule;
+        // Each tick gets a run id of its own when it starts (see the handler).
+        wanted.set(syncKey(instance.id, model.name), { cron: scheduleCron(schedule), data: { connector: connector.id, instanceId: instance.id, model: model.name, runId: randomUUID(), full: false, trigger: 'schedule', jitterSeconds: schedule.jitterSeconds } });
+      }
+    }
+  }
+  for (const existing of await boss.getSchedules(connectorSync.name)) {
+    if (existing.key && !wanted.has(existing.key)) await boss.unschedule(connectorSync.name, existing.key);
+  }
+  for (const [key, { cron, data }] of wanted) {
+    await boss.schedule(connectorSync.name, cron, { payload: data, meta: { enqueuedAt: 'schedule' } }, { tz: 'UTC', key, singletonKey: key });
+  }
+  logger.info({ schedules: wanted.size }, 'connector sync schedules installed');
+  return wanted.size;
+}

@@ -1,0 +1,59 @@
+/**
+ * Every registered connector declares what the framework and operators rely on: its config (settings schema,
+ * credential fields, the environment it reads), its models with their schedules, its runbook id and alert
+ * channel. A connector added without one of these fails here, not in production.
+ */
+import { describe, expect, it } from 'vitest';
+import { INTEGRATIONS } from '../../src/connectors/catalog.ts';
+import { connectors, findConnector } from '../../src/connectors/registry.ts';
+import { scheduleCron } from '../../src/jobs/connector-sync.ts';
+import { loadConfig } from '../../src/config.ts';
+
+describe('connector registry', () => {
+  it('has each connector once, under a stable id', () => {
+    const ids = connectors.map((connector) => connector.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const id of ids) expect(id).toMatch(/^[a-z][a-z0-9-]*$/);
+    expect(findConnector('servicenow')?.title).toBe('ServiceNow');
+    expect(findConnector('nope')).toBeUndefined();
+  });
+
+  for (const connector of connectors) {
+    describe(connector.id, () => {
+      it('declares a runbook id, an alert channel and its auth kinds', () => {
+        expect(connector.runbookId).toMatch(/^RB-\d{3}$/);
+        expect(connector.alertChannel).toMatch(/^[a-z0-9][a-z0-9_-]*$/);
+        expect(connector.auth.length).toBeGreaterThan(0);
+      });
+
+      it('declares models, each with a schedule pg-boss accepts, and distinct names', () => {
+        expect(connector.models.length).toBeGreaterThan(0);
+        const names = connector.models.map((model) => model.name);
+        expect(new Set(names).size).toBe(names.length);
+        for (const model of connector.models) {
+          expect(model.name).toMatch(/^[a-z][a-z0-9_]*$/);
+          expect(scheduleCron(model.schedule)).toMatch(/^(\S+ ){4}\S+$/);
+          expect(model.schedule.jitterSeconds).toBeGreaterThanOrEqual(0);
+        }
+      });
+
+      it('is described by the catalog, and reads its instance from exactly the variables the catalog names', () => {
+        const entry = INTEGRATIONS.find((integration) => integration.id === connector.id);
+        expect(entry, `${connector.id} is missing from src/connectors/catalog.ts`).toBeDefined();
+        const empty = loadConfig({});
+        if (!empty.ok) throw new Error(empty.problems.join('; '));
+        expect(connector.fromEnv(empty.config)).toBeUndefined();
+        for (const set of entry!.anyOf) {
+          const env = Object.fromEntries(set.map((variable) => [variable, variable.endsWith('_URL') ? 'https://example.service-now.com' : 'a-long-enough-value']));
+          const loaded = loadConfig(env);
+          if (!loaded.ok) throw new Error(loaded.problems.join('; '));
+          const described = connector.fromEnv(loaded.config);
+          expect(described, `${set.join(', ')} should describe an instance`).toBeDefined();
+          // Settings validate, and every credential it stores is a declared credential field.
+          expect(connector.settings.safeParse(described!.settings).success).toBe(true);
+          for (const field of Object.keys(described!.credentials)) expect(connector.credentialFields).toContain(field);
+        }
+      });
+    });
+  }
+});
