@@ -1,0 +1,168 @@
+/**
+ * ServiceNow incident sync, end to end against the fake ServiceNow (real HTTP on 127.0.0.1) and a real
+ * database: the sync runner, the keyset pull, OAuth, the ledger and the domain mirror. Each test has an
+ * instance of its own, so runs do not see each other's records.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createBreaker } from '../../../src/connectors/sdk/breaker.ts';
+import type { ConnectorInstance, ConnectorRuntime } from '../../../src/connectors/sdk/contract.ts';
+import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
+import { ensureInstanceFromEnv, loadInstance } from '../../../src/connectors/sdk/instances.ts';
+import { type RunSummary, runSync } from '../../../src/connectors/sdk/sync.ts';
+import type { ServiceNowSettings } from '../../../src/connectors/servicenow/client.ts';
+import { servicenow } from '../../../src/connectors/servicenow/index.ts';
+import { keysetQuery } from '../../../src/connectors/servicenow/sync.ts';
+import { createMetrics } from '../../../src/metrics.ts';
+import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
+import { type DomainFixture, domainFixture } from '../../support/domain.ts';
+import { captureLogs } from '../../support/logs.ts';
+
+let fx: DomainFixture;
+let runtime: ConnectorRuntime;
+const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
+const CLIENT = { id: 'be3aeb583ace210011c15b24a43e25d8', secret: 'client_password' };
+const T0 = Date.parse('2026-11-01T00:00:00Z');
+const at = (seconds: number) => new Date(T0 + seconds * 1000);
+
+const fakes: FakeServiceNow[] = [];
+beforeAll(async () => {
+  fx = await domainFixture();
+  runtime = { db: fx.tdb.db, logger: captureLogs().logger, clock: fx.clock, metrics: createMetrics({ defaultMetrics: false }), events: fx.deps.events };
+});
+afterAll(async () => {
+  await Promise.all(fakes.map((fake) => fake.close()));
+  await fx.close();
+});
+
+/** A fake ServiceNow of the test's own. */
+async function fakeServiceNow(): Promise<FakeServiceNow> {
+  const fake = await startFakeServiceNow();
+  fakes.push(fake);
+  return fake;
+}
+
+/** A ServiceNow instance of its own (its records, checkpoint and token apart from other tests'). */
+async function instanceFor(sn: FakeServiceNow, settings: Partial<ServiceNowSettings> = {}): Promise<ConnectorInstance<ServiceNowSettings>> {
+  const name = `t${randomBytes(3).toString('hex')}`;
+  const id = await ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, {
+    name,
+    settings: { baseUrl: sn.url, clientId: CLIENT.id, pageSize: 500, overlapSeconds: 60, ...settings },
+    credentials: { client_secret: CLIENT.secret },
+  });
+  return loadInstance(fx.tdb.db, keyring, servicenow, id!);
+}
+
+async function sync(instance: ConnectorInstance<ServiceNowSettings>, options: { full?: boolean; runId?: string; finalAttempt?: boolean } = {}): Promise<RunSummary> {
+  const client = servicenow.createClient(instance, { ...runtime, keyring });
+  try {
+    return await runSync({
+      runtime,
+      connector: servicenow,
+      instance,
+      client,
+      breaker: createBreaker({ ...runtime, instance, connector: servicenow, direction: 'read' }),
+      request: { runId: options.runId ?? crypto.randomUUID(), model: 'incident', full: options.full ?? false, trigger: 'manual' },
+      finalAttempt: options.finalAttempt ?? true,
+      signal: new AbortController().signal,
+    });
+  } finally {
+    await client.close();
+  }
+}
+
+const ledger = (instance: ConnectorInstance) => fx.tdb.db.selectFrom('external_records').select(['external_id', 'number', 'content_hash', 'source_updated_at']).where('config_id', '=', instance.id).where('model', '=', 'incident').execute();
+const mirrored = (instance: ConnectorInstance) => fx.tdb.db.selectFrom('incidents').select(['external_id', 'number', 'priority', 'state']).where('source_system', '=', `servicenow:${instance.name}`).execute();
+
+describe('ServiceNow incident sync', () => {
+  it('asks for each page after the last record stored, ties included (keyset on sys_updated_on, sys_id)', () => {
+    expect(keysetQuery(null)).toBe('ORDERBYsys_updated_on^ORDERBYsys_id');
+    expect(keysetQuery({ updatedOn: '2026-11-01 00:00:05', sysId: 'a'.repeat(32) })).toBe(`sys_updated_on=2026-11-01 00:00:05^sys_id>${'a'.repeat(32)}^NQsys_updated_on>2026-11-01 00:00:05^ORDERBYsys_updated_on^ORDERBYsys_id`);
+    expect(keysetQuery({ updatedOn: '2026-11-01 00:00:05', sysId: '' })).toBe('sys_updated_on>=2026-11-01 00:00:05^ORDERBYsys_updated_on^ORDERBYsys_id');
+  });
+
+  it('imports 10,000 incidents, then only what changed after 100 updates', async () => {
+    const sn = await fakeServiceNow();
+    // Three records per second: every page boundary falls inside a group sharing one sys_updated_on.
+    sn.insertMany('incident', 10_000, (i) => incidentFields({ number: `INC${String(1_000_000 + i).padStart(7, '0')}`, priority: String((i % 4) + 2), state: '1', short_description: `Incident ${i}` }, sn.url), (i) => at(Math.floor(i / 3)));
+    const instance = await instanceFor(sn);
+    const before = sn.requests.length;
+    const first = await sync(instance);
+    expect(first).toMatchObject({ status: 'succeeded', counts: { seen: 10_000, created: 10_000, updated: 0, unchanged: 0, rejected: 0, pages: 20 } });
+    expect(await ledger(instance)).toHaveLength(10_000);
+    expect(await mirrored(instance)).toHaveLength(10_000);
+    const listCalls = sn.requests.slice(before).filter((request) => request.path === '/api/now/table/incident');
+    expect(listCalls).toHaveLength(21); // 20 full pages, then an empty answer: the end
+    expect(listCalls.at(-1)!.status).toBe(200);
+    expect(listCalls.every((request) => request.query.sysparm_fields?.split(',').includes('sys_updated_on') && request.query.sysparm_limit === '500')).toBe(true);
+    expect(sn.tokenRequests()).toBe(1);
+
+    // 100 updates, later: the next run reads them (and re-reads the 60 s overlap, unchanged).
+    const ids = (await ledger(instance)).map((row) => row.external_id).slice(0, 100);
+    for (const [index, id] of ids.entries()) sn.update('incident', id, { short_description: `Updated ${index}` }, at(5000 + index));
+    const second = await sync(instance);
+    expect(second).toMatchObject({ status: 'succeeded', counts: { created: 0, updated: 100, rejected: 0 } });
+    expect(second.counts.seen - 100).toBe(second.counts.unchanged);
+    expect(second.counts.pages).toBe(1);
+    const run = await fx.tdb.db.selectFrom('integration_runs').selectAll().where('id', '=', second.runId).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ status: 'succeeded', model: 'incident', config_id: instance.id });
+    expect(run.cursor_after).toEqual({ updatedOn: '2026-11-01 01:24:59', sysId: ids[99] });
+    expect(run.payload_hashes).toHaveLength(1);
+
+    // Nothing changed: a third run writes nothing.
+    const third = await sync(instance);
+    expect(third.counts).toMatchObject({ created: 0, updated: 0 });
+    const metrics = await runtime.metrics.registry.metrics();
+    expect(metrics).toContain('sync_records_total{connector="servicenow",model="incident",outcome="created"} 10000');
+    expect(metrics).toMatch(/upstream_requests_total\{connector="servicenow",status="200"\} \d+/);
+  });
+
+  it('gets every one of 1,000 records sharing one sys_updated_on across pages, each once', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 1000, (i) => incidentFields({ number: `INC${String(2_000_000 + i)}`, priority: '4', state: '2' }, sn.url), at(100));
+    sn.insertMany('incident', 10, (i) => incidentFields({ number: `INC${String(2_100_000 + i)}`, priority: '4', state: '2' }, sn.url), at(101));
+    const instance = await instanceFor(sn, { pageSize: 300 });
+    const run = await sync(instance);
+    expect(run).toMatchObject({ status: 'succeeded', counts: { seen: 1010, created: 1010, updated: 0, unchanged: 0, pages: 4 } });
+    expect(await ledger(instance)).toHaveLength(1010);
+    // Pages 2-4 continued inside the tie: the rest at that second after the last sys_id, then what follows.
+    const queries = sn.requests.filter((request) => request.path === '/api/now/table/incident').map((request) => request.query.sysparm_query);
+    expect(queries[1]).toMatch(/^sys_updated_on=2026-11-01 00:01:40\^sys_id>[0-9a-f]{32}\^NQsys_updated_on>2026-11-01 00:01:40\^ORDERBY/);
+  });
+
+  it('picks up records changed while it runs, and late commits inside the overlap window next time', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 1200, (i) => incidentFields({ number: `INC${String(3_000_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn, { pageSize: 400 });
+    sn.setPageLatency(150);
+    const running = sync(instance);
+    // Once the first page is answered, change one of its records and add a new one.
+    await vi.waitFor(() => expect(sn.requests.filter((request) => request.path === '/api/now/table/incident' && request.status === 200).length).toBeGreaterThanOrEqual(1), { timeout: 10_000, interval: 5 });
+    const firstId = await firstSysId(sn); // on the first page, already stored
+    sn.update('incident', firstId, { short_description: 'changed during the sync' }, at(5000));
+    const added = sn.insert('incident', incidentFields({ number: 'INC3999999', priority: '3', state: '1' }, sn.url), at(5001));
+    const first = await running;
+    sn.setPageLatency(0);
+    expect(first.status).toBe('succeeded');
+
+    // A record whose update committed late, stamped inside the window before the checkpoint.
+    const late = sn.insert('incident', incidentFields({ number: 'INC3999998', priority: '3', state: '1' }, sn.url), at(4990));
+    const second = await sync(instance);
+    expect(second.counts).toMatchObject({ created: 1, updated: 0 });
+    const rows = await ledger(instance);
+    expect(rows).toHaveLength(1202);
+    expect(new Set(rows.map((row) => row.external_id)).size).toBe(1202);
+    expect(rows.map((row) => row.external_id)).toEqual(expect.arrayContaining([fieldValue(added.sys_id), fieldValue(late.sys_id)]));
+    const changed = await fx.tdb.db.selectFrom('external_records').select('data').where('config_id', '=', instance.id).where('external_id', '=', firstId).executeTakeFirstOrThrow();
+    expect(changed.data).toMatchObject({ short_description: 'changed during the sync' });
+    expect(first.counts.created + second.counts.created).toBe(1202);
+    expect(first.counts.updated).toBe(1); // the changed record, read again at its new place in this same run
+  });
+});
+
+/** The sys_id of the record with the earliest update stamp (through the fake's Table API shape). */
+async function firstSysId(sn: FakeServiceNow): Promise<string> {
+  const response = await fetch(`${sn.url}/api/now/table/incident?sysparm_limit=1&sysparm_query=ORDERBYsys_updated_on^ORDERBYsys_id&sysparm_fields=sys_id`, { headers: { authorization: `Basic ${Buffer.from('admin:admin').toString('base64')}` } });
+  const body = (await response.json()) as { result: { sys_id: string }[] };
+  return body.result[0]!.sys_id;
+}
