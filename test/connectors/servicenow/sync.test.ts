@@ -158,7 +158,127 @@ describe('ServiceNow incident sync', () => {
     expect(first.counts.created + second.counts.created).toBe(1202);
     expect(first.counts.updated).toBe(1); // the changed record, read again at its new place in this same run
   });
+
+  it('rides out a 429 storm: short waits honoured inside a call, long ones handed back with the time, no hot loop', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 50, (i) => incidentFields({ number: `INC${String(4_000_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn, { pageSize: 20 });
+    const table = { method: 'GET', pathPrefix: '/api/now/table/incident' };
+    // A short Retry-After is waited out inside the call.
+    sn.failNext(1, { status: 429, retryAfterSeconds: 1 }, table);
+    const short = await sync(instance);
+    expect(short).toMatchObject({ status: 'succeeded', counts: { created: 50 } });
+
+    // A long one ends the attempt at once with the time to come back; the same run resumes from its checkpoint.
+    sn.insertMany('incident', 30, (i) => incidentFields({ number: `INC${String(4_100_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(1000 + i));
+    sn.failNext(3, { status: 429, retryAfterSeconds: 120 }, table);
+    const runId = crypto.randomUUID();
+    const requestsBefore = sn.requests.length;
+    const attempts: RunSummary[] = [];
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const summary = await sync(instance, { runId });
+      attempts.push(summary);
+      if (summary.status !== 'deferred') break;
+      const retryAt = Date.parse(summary.retryAt!);
+      expect(retryAt - Date.now()).toBeGreaterThan(100_000); // Retry-After 120 s, not a backoff of our own
+    }
+    expect(attempts.map((attempt) => attempt.status)).toEqual(['deferred', 'deferred', 'deferred', 'succeeded']);
+    // The 30 new records, and the 50 old ones re-read through the 60 s overlap window, unchanged.
+    expect(attempts.at(-1)!.counts).toMatchObject({ created: 30, unchanged: 50, pages: 4 });
+    // One request per deferred attempt: nothing retried the 429 in a loop.
+    const made = sn.requests.slice(requestsBefore).filter((request) => request.path === '/api/now/table/incident');
+    expect(made.map((request) => request.status)).toEqual([429, 429, 429, 200, 200, 200, 200, 200]);
+    const run = await fx.tdb.db.selectFrom('integration_runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
+    expect(run).toMatchObject({ status: 'succeeded', error_codes: ['rate_limited'] });
+    expect(await runtime.metrics.registry.metrics()).toMatch(/rate_limited_total\{connector="servicenow"\} [4-9]/);
+  });
+
+  it('gets a new token when the old one expires mid-sync, and carries on', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 900, (i) => incidentFields({ number: `INC${String(5_000_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn, { pageSize: 300 });
+    sn.setPageLatency(100);
+    const running = sync(instance);
+    await vi.waitFor(() => expect(sn.requests.filter((request) => request.path === '/api/now/table/incident' && request.status === 200).length).toBeGreaterThanOrEqual(1), { timeout: 10_000, interval: 5 });
+    sn.expireTokens();
+    const summary = await running;
+    sn.setPageLatency(0);
+    expect(summary).toMatchObject({ status: 'succeeded', counts: { created: 900 } });
+    expect(sn.tokenRequests()).toBe(2);
+    expect(sn.requests.filter((request) => request.path === '/api/now/table/incident').map((request) => request.status)).toContain(401);
+  });
+
+  it('keeps a record that fails validation aside with one alert, and goes on with the rest of the page', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 20, (i) => incidentFields({ number: `INC${String(6_000_000 + i)}`, priority: i === 7 ? '9' : '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn);
+    const first = await sync(instance);
+    expect(first).toMatchObject({ status: 'partial', counts: { seen: 20, created: 19, rejected: 1 }, errorCodes: ['record_rejected'] });
+    expect(await ledger(instance)).toHaveLength(19);
+    const kept = await fx.tdb.db.selectFrom('integration_events').selectAll().where('config_id', '=', instance.id).execute();
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatchObject({ source: 'servicenow:incident', event_type: 'record_rejected', status: 'rejected', payload: { number: 'INC6000007', priority: '9' } });
+    expect(JSON.stringify(kept[0]!.error)).toContain('priority');
+    expect(await eventTypes(instance.id)).toEqual(['integration.record_rejected']);
+
+    // A full re-sync meets it again: still kept once, no second alert.
+    const again = await sync(instance, { full: true });
+    expect(again.counts).toMatchObject({ rejected: 1, unchanged: 19 });
+    expect(await fx.tdb.db.selectFrom('integration_events').select('id').where('config_id', '=', instance.id).execute()).toHaveLength(1);
+    expect(await eventTypes(instance.id)).toEqual(['integration.record_rejected']);
+  });
+
+  it('announces a new P1 incident once across re-syncs, and a P3 raised to P1 once', async () => {
+    const sn = await fakeServiceNow();
+    const p1 = sn.insert('incident', incidentFields({ number: 'INC7000001', priority: '1', state: '1', short_description: 'Payments down' }, sn.url), at(1));
+    const p3 = sn.insert('incident', incidentFields({ number: 'INC7000002', priority: '3', state: '1' }, sn.url), at(2));
+    const instance = await instanceFor(sn);
+    await sync(instance);
+    await sync(instance, { full: true });
+    sn.update('incident', fieldValue(p1.sys_id), { short_description: 'Payments down (EU)' }, at(10));
+    await sync(instance);
+    const p1Incident = await incidentId(instance, fieldValue(p1.sys_id));
+    expect(await eventTypes(p1Incident)).toEqual(['incident.created']);
+    const p3Incident = await incidentId(instance, fieldValue(p3.sys_id));
+    expect(await eventTypes(p3Incident)).toEqual([]);
+
+    sn.update('incident', fieldValue(p3.sys_id), { priority: '1' }, at(20));
+    await sync(instance);
+    await sync(instance, { full: true });
+    expect(await eventTypes(p3Incident)).toEqual(['incident.updated']);
+    const [event] = await fx.jobs.boss.findJobs<{ payload: { priority: number; summary: string } }>('domain.event', { data: { payload: { subject: { id: p1Incident } } } });
+    expect(event!.data.payload).toMatchObject({ priority: 1, summary: 'INC7000001 (P1) Payments down' });
+  });
+
+  it('resumes a failed run from its last committed page, same run, without reading what it stored again', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 100, (i) => incidentFields({ number: `INC${String(8_000_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn, { pageSize: 25 });
+    const runId = crypto.randomUUID();
+    // The page after record 49 (page 3) answers 500, which is not retried inside a call: the attempt ends.
+    const page3 = { method: 'GET', pathPrefix: '/api/now/table/incident', queryIncludes: 'sys_updated_on=2026-11-01 00:00:49^' };
+    sn.failAlways({ status: 500 }, page3);
+    const before = sn.requests.length;
+    const first = await sync(instance, { runId, finalAttempt: false });
+    sn.failAlways(undefined, page3);
+    expect(first).toMatchObject({ status: 'retrying', errorCodes: ['upstream_error'], counts: { pages: 2, created: 50 } });
+    const open = await fx.tdb.db.selectFrom('integration_runs').select(['status', 'error_codes']).where('id', '=', runId).executeTakeFirstOrThrow();
+    expect(open).toEqual({ status: 'running', error_codes: ['upstream_error'] });
+
+    const resumed = await sync(instance, { runId });
+    expect(resumed).toMatchObject({ status: 'succeeded', counts: { created: 100, pages: 4 } });
+    const lists = sn.requests.slice(before).filter((request) => request.path === '/api/now/table/incident');
+    const served = lists.filter((request) => request.status === 200).length;
+    // The retry started right after page 2's last record (no overlap window for a resumed run).
+    const retried = lists.find((request, index) => index > 0 && lists[index - 1]!.status === 500)!;
+    expect(retried.query.sysparm_query).toMatch(/^sys_updated_on=2026-11-01 00:00:49\^sys_id>/);
+    expect(served).toBe(5); // pages 1-2, then 3-4 and the empty end
+    expect(await ledger(instance)).toHaveLength(100);
+  });
 });
+
+const eventTypes = async (subjectId: string) => (await fx.jobs.boss.findJobs<{ payload: { type: string } }>('domain.event', { data: { payload: { subject: { id: subjectId } } } })).map((job) => job.data.payload.type).sort();
+const incidentId = async (instance: ConnectorInstance, externalId: string) => (await fx.tdb.db.selectFrom('incidents').select('id').where('source_system', '=', `servicenow:${instance.name}`).where('external_id', '=', externalId).executeTakeFirstOrThrow()).id;
 
 /** The sys_id of the record with the earliest update stamp (through the fake's Table API shape). */
 async function firstSysId(sn: FakeServiceNow): Promise<string> {

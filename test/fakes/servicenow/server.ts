@@ -146,7 +146,7 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
     const rec: RecordedRequest = { method, path, query: redactedQuery(target.searchParams), auth: authKind(req.headers.authorization), status: 0, at: new Date(now().getTime()) };
     requests.push(rec);
     const body = await readBody(req);
-    const failure = failures.take(method, path);
+    const failure = failures.take(method, path, target.searchParams.get('sysparm_query') ?? '');
     if (failure) {
       rec.failure = failure;
       if ('status' in failure) return sendFailure(res, rec, failure, now().getTime());

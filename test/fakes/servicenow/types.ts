@@ -26,6 +26,8 @@ export interface FailureMatch {
   method?: string;
   /** Request path prefix, e.g. '/api/now/table/incident' or '/oauth_token.do'. */
   pathPrefix?: string;
+  /** Text the request's (decoded) `sysparm_query` contains, e.g. one page's keyset position. */
+  queryIncludes?: string;
 }
 
 export type AuthKind = 'bearer' | 'basic' | 'none';

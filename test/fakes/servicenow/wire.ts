@@ -60,15 +60,16 @@ export function redactedQuery(params: URLSearchParams): Record<string, string> {
   return out;
 }
 
-export const matchesRequest = (match: FailureMatch | undefined, method: string, path: string): boolean =>
+export const matchesRequest = (match: FailureMatch | undefined, method: string, path: string, query = ''): boolean =>
   (match?.method === undefined || match.method.toUpperCase() === method) &&
-  (match?.pathPrefix === undefined || path.startsWith(match.pathPrefix));
+  (match?.pathPrefix === undefined || path.startsWith(match.pathPrefix)) &&
+  (match?.queryIncludes === undefined || query.includes(match.queryIncludes));
 
 /** Programmed failures: queued (`failNext`, used first, in order) and standing (`failAlways`). */
 export function createFailures() {
   const queued: { remaining: number; failure: Failure; match: FailureMatch | undefined }[] = [];
   const standing = new Map<string, { failure: Failure; match: FailureMatch | undefined }>();
-  const key = (match: FailureMatch | undefined): string => `${match?.method?.toUpperCase() ?? '*'} ${match?.pathPrefix ?? ''}`;
+  const key = (match: FailureMatch | undefined): string => `${match?.method?.toUpperCase() ?? '*'} ${match?.pathPrefix ?? ''} ${match?.queryIncludes ?? ''}`;
   return {
     next(count: number, failure: Failure, match: FailureMatch | undefined): void {
       if (count > 0) queued.push({ remaining: count, failure, match });
@@ -78,14 +79,14 @@ export function createFailures() {
       else if (match) standing.delete(key(match));
       else standing.clear();
     },
-    take(method: string, path: string): Failure | undefined {
-      const index = queued.findIndex((q) => matchesRequest(q.match, method, path));
+    take(method: string, path: string, query?: string): Failure | undefined {
+      const index = queued.findIndex((q) => matchesRequest(q.match, method, path, query));
       const hit = queued[index];
       if (hit) {
         if (--hit.remaining === 0) queued.splice(index, 1);
         return hit.failure;
       }
-      return [...standing.values()].find((s) => matchesRequest(s.match, method, path))?.failure;
+      return [...standing.values()].find((s) => matchesRequest(s.match, method, path, query))?.failure;
     },
   };
 }
