@@ -251,6 +251,7 @@ export interface OperatorContext {
   config: Config;
   /** Encrypts secrets at rest (partners, subscriptions); undefined when no key is configured (and not embedded). */
   keyring: Keyring | undefined;
+  logger: Logger;
   close(): Promise<void>;
 }
 
@@ -276,6 +277,7 @@ export async function openOperatorContext(config: Config, logger: Logger, option
       domain,
       config,
       keyring,
+      logger,
       close: async () => {
         await jobs.stop(1000);
         await close();

@@ -33,8 +33,8 @@ export interface JobRuntime {
   boss: PgBoss;
   /** Validates the payload (a bad one throws: it is a bug) and enqueues it. Returns the job id. */
   enqueue<S extends z.ZodType>(job: JobDefinition<S, any>, payload: z.input<S>, options?: EnqueueOptions): Promise<string | null>;
-  /** Starts workers and schedules for every definition (worker role). */
-  work<Deps>(deps: Deps): Promise<void>;
+  /** Starts workers and schedules for every definition (worker role), or for the named queues only. */
+  work<Deps>(deps: Deps, options?: { only?: readonly string[] }): Promise<void>;
   /** Stops fetching, waits up to `timeoutMs` for running jobs, then closes pg-boss's pool. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -142,8 +142,9 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
         ...(enqueueOptions.id !== undefined ? { id: enqueueOptions.id } : {}),
       });
     },
-    async work(deps) {
+    async work(deps, workOptions = {}) {
       for (const definition of definitions) {
+        if (workOptions.only && !workOptions.only.includes(definition.name)) continue;
         const policy = resolvePolicy(definition);
         await boss.work<Envelope>(
           definition.name,

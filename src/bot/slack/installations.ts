@@ -31,7 +31,9 @@ export interface Installation {
   tokenExpiresAt: Date | null;
 }
 
-const aad = (enterpriseId: string, teamId: string, field: string) => `slack:${enterpriseId}:${teamId}:${field}`;
+/** What a stored token's encryption is bound to (also used by `projectx credentials rotate-key`). */
+export const installationAad = (enterpriseId: string, teamId: string, field: string) => `slack:${enterpriseId}:${teamId}:${field}`;
+const aad = installationAad;
 
 export async function saveInstallation(db: Db, keyring: Keyring, grant: InstallationGrant, now: Date): Promise<string> {
   const enterpriseId = grant.enterpriseId ?? '';

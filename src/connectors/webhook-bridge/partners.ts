@@ -38,7 +38,9 @@ export interface PartnerDirectory {
   close(): Promise<void>;
 }
 
-const aad = (key: string, secretId: string) => `webhook_partner:${key}:${secretId}`;
+/** What a stored partner secret's encryption is bound to (also used by `projectx credentials rotate-key`). */
+export const partnerSecretAad = (key: string, secretId: string) => `webhook_partner:${key}:${secretId}`;
+const aad = partnerSecretAad;
 
 /** The `generic` partner from configuration, if configured. */
 export function genericPartner(config: Pick<Config, 'GENERIC_WEBHOOK_SECRET'>): Partner | undefined {

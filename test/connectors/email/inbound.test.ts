@@ -56,7 +56,7 @@ describe('email in', () => {
     });
     if (!config.ok) throw new Error(config.problems.join('; '));
     service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
-    ctx = { db: service.db, jobs: service.jobs, domain: service.domain, config: config.config, keyring: undefined, close: () => Promise.resolve() };
+    ctx = { db: service.db, jobs: service.jobs, domain: service.domain, config: config.config, keyring: undefined, logger: logs.logger, close: () => Promise.resolve() };
     await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
     const cora = await createUser(tdb.db, { email: 'cora@example.test', displayName: 'Cora Contributor', roles: ['contributor'] });
     if (!cora.ok) throw new Error(cora.refusal.message);

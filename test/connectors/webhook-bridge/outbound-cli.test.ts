@@ -42,7 +42,7 @@ afterAll(async () => {
 function context(options: { keyring?: Keyring | undefined; allowed?: string } = {}): OperatorContext {
   const config = loadConfig(options.allowed === undefined ? { OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32' } : { OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: options.allowed });
   if (!config.ok) throw new Error(config.problems.join('; '));
-  return { db: fixture.tdb.db, jobs: fixture.jobs, domain: fixture.deps, config: config.config, keyring: 'keyring' in options ? options.keyring : keyring, close: () => Promise.resolve() };
+  return { db: fixture.tdb.db, jobs: fixture.jobs, domain: fixture.deps, config: config.config, keyring: 'keyring' in options ? options.keyring : keyring, logger: captureLogs().logger, close: () => Promise.resolve() };
 }
 
 function recordingIo(): { io: Io; out: string[]; err: string[] } {

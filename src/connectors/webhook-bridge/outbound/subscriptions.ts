@@ -78,7 +78,9 @@ function toSubscription(row: Row): Subscription {
   };
 }
 
-const secretAad = (id: string) => `webhook_subscription:${id}:secret`;
+/** What a stored subscription secret's encryption is bound to (also used by `projectx credentials rotate-key`). */
+export const subscriptionSecretAad = (id: string) => `webhook_subscription:${id}:secret`;
+const secretAad = subscriptionSecretAad;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** An endpoint we may be asked to call: http(s), with a host, no credentials in it (they would sit in logs and lists). */

@@ -1,0 +1,124 @@
+/**
+ * Connector verbs of the `projectx` CLI:
+ *
+ * - `projectx sync <connector> [--full] [--wait] [--model <name>]... [--instance <name>] [--timeout <seconds>]`
+ *   queues a sync of each model of each enabled instance (through the queue, so the one-run-per-(instance,
+ *   model) rule holds against running services too). With `--wait` this process also works the sync queue
+ *   until its runs end, so it works with or without a service running, and prints each run's summary as JSON
+ *   (run id, status, pages, records seen / created / updated / unchanged / rejected, duration). Exit 1 when a
+ *   run failed or the wait timed out.
+ * - `projectx credentials rotate-key [--all]` re-encrypts every stored secret under the current key
+ *   (src/connectors/sdk/rotate-key.ts).
+ */
+import path from 'node:path';
+import type { Io } from '../../bot/console/operator-cli.ts';
+import { UsageError, one, parse, strings } from '../../bot/console/operator-cli.ts';
+import { LocalEvidenceStore } from '../evidence-stores/local.ts';
+import { connectorSync, enqueueSync } from '../../jobs/connector-sync.ts';
+import type { JobDeps } from '../../jobs/job-deps.ts';
+import type { OperatorContext } from '../../main.ts';
+import { createMetrics } from '../../metrics.ts';
+import type { Logger } from '../../logger.ts';
+import { connectors, findConnector } from '../registry.ts';
+import { ensureInstanceFromEnv, listInstances } from './instances.ts';
+import { RotationAborted, rotateKey } from './rotate-key.ts';
+
+const fail = (message: string) => Object.assign(new Error(message), { exitCode: 1 });
+
+export async function syncVerb(ctx: OperatorContext, args: readonly string[], io: Io, logger: Logger): Promise<number> {
+  const { values, positionals } = parse(args, { full: { type: 'boolean' }, wait: { type: 'boolean' }, model: { type: 'string', multiple: true }, instance: { type: 'string' }, timeout: { type: 'string' } });
+  const id = positionals[0];
+  if (!id || positionals.length > 1) throw new UsageError(`sync <connector> [--full] [--wait] [--model <name>]... [--instance <name>] [--timeout <seconds>]; connectors: ${connectors.map((c) => c.id).join(', ')}`);
+  const connector = findConnector(id);
+  if (!connector) throw new UsageError(`unknown connector "${id}"; connectors: ${connectors.map((c) => c.id).join(', ')}`);
+  const models = strings(values.model);
+  for (const name of models) if (!connector.models.some((model) => model.name === name)) throw new UsageError(`${connector.id} has no model "${name}"; models: ${connector.models.map((model) => model.name).join(', ')}`);
+  const timeoutSeconds = Number(one(values.timeout) ?? 900);
+  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new UsageError('--timeout must be a number of seconds');
+  // The instance the environment describes, as a starting service would record it.
+  await ensureInstanceFromEnv(ctx.db, ctx.keyring, connector, connector.fromEnv(ctx.config));
+  const instances = (await listInstances(ctx.db, connector.id)).filter((instance) => one(values.instance) === undefined || instance.name === one(values.instance));
+  if (instances.length === 0) throw fail(`no enabled ${connector.title} instance${one(values.instance) ? ` named ${one(values.instance)}` : ''} (configure it in the environment: see .env.example)`);
+
+  const runs: { runId: string; instance: string; model: string }[] = [];
+  for (const instance of instances) {
+    for (const model of connector.models.filter((candidate) => models.length === 0 || models.includes(candidate.name))) {
+      const runId = await enqueueSync(ctx.jobs, { connector: connector.id, instanceId: instance.id, model: model.name, full: values.full === true, trigger: 'manual' });
+      runs.push({ runId, instance: instance.name, model: model.name });
+    }
+  }
+  if (values.wait !== true) {
+    for (const run of runs) io.out(JSON.stringify({ runId: run.runId, connector: connector.id, instance: run.instance, model: run.model, status: 'queued' }));
+    return 0;
+  }
+
+  if (!ctx.keyring) throw fail('connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY');
+  const deps: JobDeps = {
+    db: ctx.db,
+    logger,
+    clock: ctx.domain.clock,
+    metrics: createMetrics({ defaultMetrics: false }),
+    config: ctx.config,
+    jobs: ctx.jobs,
+    events: ctx.domain.events,
+    notifiers: [],
+    rerenderers: [],
+    evidenceStore: new LocalEvidenceStore(ctx.config.EVIDENCE_LOCAL_DIR ?? path.join(ctx.config.PROJECTX_DATA_DIR, 'evidence')),
+    keyring: ctx.keyring,
+  };
+  await ctx.jobs.work(deps, { only: [connectorSync.name] });
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  let failed = false;
+  for (const run of runs) {
+    const summary = await waitForRun(ctx, run.runId, deadline);
+    if (!summary) {
+      io.err(`run ${run.runId} (${connector.id} ${run.model}) did not finish within ${timeoutSeconds} s; it goes on in the queue`);
+      failed = true;
+      continue;
+    }
+    io.out(JSON.stringify({ ...summary, connector: connector.id, instance: run.instance, model: run.model }));
+    if (summary.status === 'failed') failed = true;
+  }
+  return failed ? 1 : 0;
+}
+
+/** The run's summary once it has ended, or undefined at the deadline. */
+async function waitForRun(ctx: OperatorContext, runId: string, deadline: number) {
+  for (;;) {
+    const row = await ctx.db.selectFrom('integration_runs').select(['status', 'counts', 'error_codes', 'latency_ms', 'started_at', 'finished_at']).where('id', '=', runId).executeTakeFirst();
+    if (row && row.status !== 'running') {
+      const counts = row.counts;
+      return {
+        runId,
+        status: row.status,
+        pages: counts.pages ?? 0,
+        seen: counts.seen ?? 0,
+        created: counts.created ?? 0,
+        updated: counts.updated ?? 0,
+        unchanged: counts.unchanged ?? 0,
+        rejected: counts.rejected ?? 0,
+        requests: counts.requests ?? 0,
+        errorCodes: row.error_codes,
+        durationMs: row.finished_at ? row.finished_at.getTime() - row.started_at.getTime() : row.latency_ms,
+      };
+    }
+    if (Date.now() >= deadline) return undefined;
+    // A person is waiting at a terminal: a quarter second between looks at one row is cheap and prompt enough.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+export async function credentialsVerb(ctx: OperatorContext, args: readonly string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { all: { type: 'boolean' } });
+  if (positionals[0] !== 'rotate-key' || positionals.length > 1) throw new UsageError('credentials rotate-key [--all]');
+  if (!ctx.keyring) throw fail('no encryption key is loaded: set PROJECTX_ENCRYPTION_KEY (new key first, then the old ones)');
+  try {
+    const report = await rotateKey(ctx.db, ctx.keyring, { actor: 'cli', all: values.all === true });
+    const total = Object.values(report.rotated).reduce((sum, n) => sum + n, 0);
+    io.out(`re-encrypted ${total} secret(s) under key ${report.keyId}${total > 0 ? ` (${Object.entries(report.rotated).map(([kind, n]) => `${kind} ${n}`).join(', ')})` : ''}; ${report.current} already under it`);
+    return 0;
+  } catch (error) {
+    if (error instanceof RotationAborted) throw fail(error.message);
+    throw error;
+  }
+}
