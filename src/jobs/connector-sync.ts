@@ -100,7 +100,8 @@ export const connectorSync = defineJob({
   },
 });
 
-export const syncKey = (instanceId: string, model: string) => `${instanceId}:${model}`;
+/** The singleton key and schedule key of an (instance, model): pg-boss schedule keys allow letters, digits, `_-./` only. */
+export const syncKey = (instanceId: string, model: string) => `${instanceId}/${model}`;
 
 /** Enqueues a run now (`projectx sync`, a webhook); returns its run id. */
 export async function enqueueSync(jobs: JobDeps['jobs'], input: { connector: string; instanceId: string; model: string; full: boolean; trigger: 'manual' | 'webhook'; runId?: string }): Promise<string> {
@@ -120,7 +121,7 @@ export function scheduleCron(schedule: Schedule): string {
 }
 
 /**
- * One pg-boss schedule per enabled (instance, model), keyed `instance:model`; schedules of instances that are
+ * One pg-boss schedule per enabled (instance, model), keyed `instance/model`; schedules of instances that are
  * gone or disabled are removed. Run by the worker role at start. The instance's `schedules` column may
  * override a model's default (`[{ "model": "incident", "everySeconds": 120, "jitterSeconds": 10 }]`).
  */
