@@ -28,14 +28,7 @@ describe('a ServiceNow sync survives SIGKILL', () => {
     await tdb.drop();
   });
 
-  const env = {
-    DATABASE_URL: tdb?.url ?? '',
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'info',
-    PATH: process.env.PATH ?? '',
-  };
-  const envFor = () => ({ ...env, DATABASE_URL: tdb.url, PROJECTX_ENCRYPTION_KEY: key, SERVICENOW_BASE_URL: sn.url, SERVICENOW_OAUTH_CLIENT_ID: 'be3aeb583ace210011c15b24a43e25d8', SERVICENOW_OAUTH_CLIENT_SECRET: 'client_password' });
+  const envFor = () => ({ HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', PATH: process.env.PATH ?? '', DATABASE_URL: tdb.url, PROJECTX_ENCRYPTION_KEY: key, SERVICENOW_BASE_URL: sn.url, SERVICENOW_OAUTH_CLIENT_ID: 'be3aeb583ace210011c15b24a43e25d8', SERVICENOW_OAUTH_CLIENT_SECRET: 'client_password' });
   const start = async (): Promise<RunningCli> => {
     const run = spawnCli(['start'], { env: envFor() });
     await run.waitForLog((entry) => String(entry.msg).includes('listening'));
