@@ -110,7 +110,7 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
 
   let reportedSuccess = false;
   try {
-    for await (const step of model.pull({ client: input.client, instance, cursor: cursorBefore, full: request.full, resumed, signal: input.signal })) {
+    for await (const step of readAhead(model.pull({ client: input.client, instance, cursor: cursorBefore, full: request.full, resumed, signal: input.signal }))) {
       if (!step.ok) return await failed(input, model, counts, started, step.failure);
       const { page } = step;
       const outcome = await runtime.db.transaction().execute((trx) => storePage(trx, input, model, page.records, page.cursor, runtime.clock.now()));
@@ -142,6 +142,29 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
   const summary = await finish(input, status, counts, counts.rejected > 0 ? ['record_rejected'] : [], started);
   metrics.latency.observe({ ...labels, status }, summary.durationMs / 1000);
   return summary;
+}
+
+/**
+ * The pages of `source`, the next one already asked for while the caller stores the current one: the wait on
+ * the system (its latency, its work) overlaps our database write instead of adding to it. One page ahead
+ * only, so memory stays bounded; a page read ahead but not stored (a crash, a failure) is simply read again
+ * from the checkpoint.
+ */
+export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let next = iterator.next();
+  try {
+    for (;;) {
+      const current = await next;
+      if (current.done) return;
+      next = iterator.next();
+      // If the caller stops early, the read-ahead's outcome is not awaited: keep its failure from going unhandled.
+      next.catch(() => undefined);
+      yield current.value;
+    }
+  } finally {
+    await iterator.return?.();
+  }
 }
 
 interface PageOutcome {
