@@ -24,7 +24,7 @@ describe('readAhead', () => {
     let closed = false;
     async function* pages() {
       try {
-        yield 1;
+        yield await Promise.resolve(1);
         throw new Error('page 2 failed');
       } finally {
         closed = true;
