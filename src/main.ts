@@ -33,6 +33,7 @@ import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts'
 import { integrationHealth } from './connectors/health.ts';
 import { connectors } from './connectors/registry.ts';
 import { ensureInstanceFromEnv } from './connectors/sdk/instances.ts';
+import { pendingPushes } from './connectors/sdk/push.ts';
 import { installConnectorSchedules } from './jobs/connector-sync.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
@@ -353,6 +354,13 @@ function registerConnectorGauges(db: Db, metrics: Metrics): void {
         .select(['integration_configs.type', 'integration_configs.name', 'integration_configs.enabled', 'integration_health_metrics.status'])
         .execute()
     ).map((row) => ({ labels: { connector: row.type, instance: row.name, status: row.enabled ? (row.status ?? 'unknown') : 'disabled' }, value: 1 })),
+  );
+  const pending = sharedRead(() => pendingPushes(db));
+  registerCollectedGauge(metrics, { name: 'integration_pushes_pending', help: 'Writes to connected systems waiting to be sent (degraded mode, retries), by connector', labelNames: ['connector'] as const }, async () =>
+    (await pending()).map((row) => ({ labels: { connector: row.connector }, value: row.pending })),
+  );
+  registerCollectedGauge(metrics, { name: 'integration_pushes_oldest_seconds', help: 'Age of the oldest write to a connected system still waiting, by connector', labelNames: ['connector'] as const }, async () =>
+    (await pending()).map((row) => ({ labels: { connector: row.connector }, value: row.oldestSeconds })),
   );
   const CIRCUIT_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
   registerCollectedGauge(metrics, { name: 'circuit_state', help: 'Connector circuit breaker: 0 closed, 1 half-open, 2 open (the worst instance), by connector and direction', labelNames: ['connector', 'direction'] as const }, async () => {

@@ -127,6 +127,24 @@ export interface IntegrationTokensTable {
   updated_at: Timestamp;
 }
 
+/** A write to a connected system waiting its turn, or sent, or failed for good (src/connectors/sdk/push.ts). */
+export interface IntegrationPushesTable {
+  id: Generated<string>;
+  config_id: string;
+  operation: string;
+  record_key: string;
+  payload: Json;
+  source_event_id: string | null;
+  status: Generated<'pending' | 'sent' | 'failed'>;
+  attempts: Generated<number>;
+  next_attempt_at: Generated<Date>;
+  last_error: NullableJson;
+  result: NullableJson;
+  correlation_id: string | null;
+  created_at: Generated<Date>;
+  sent_at: NullableTimestamp;
+}
+
 export type InboundEventStatus = 'received' | 'processed' | 'failed' | 'quarantined';
 
 /** Processing jobs staged with their deliveries, waiting for the relay (src/jobs/inbound-outbox.ts). */
@@ -441,6 +459,7 @@ export interface Database {
   external_records: ExternalRecordsTable;
   integration_circuits: IntegrationCircuitsTable;
   integration_tokens: IntegrationTokensTable;
+  integration_pushes: IntegrationPushesTable;
   users: UsersTable;
   identity_links: IdentityLinksTable;
   link_codes: LinkCodesTable;

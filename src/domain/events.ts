@@ -24,7 +24,8 @@ export type DomainEventType =
   | 'integration.degraded'
   | 'integration.recovered'
   | 'integration.record_rejected'
-  | 'integration.auth_failing';
+  | 'integration.auth_failing'
+  | 'integration.push_failed';
 
 /** What an event is about; `integration`: a partner or connector (alerts raised by or about it). */
 export const SUBJECT_KINDS = ['task', 'incident', 'evidence', 'integration'] as const;

@@ -12,6 +12,7 @@ import { emailProcess } from '../connectors/email/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
 import { connectorSync } from './connector-sync.ts';
+import { connectorPush } from './connector-push.ts';
 import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
@@ -32,4 +33,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   deliverWebhook,
   emailProcess,
   connectorSync,
+  connectorPush,
 ];

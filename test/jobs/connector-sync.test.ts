@@ -103,7 +103,7 @@ describe('connector.sync', () => {
     const summary = await run({ connector: 'servicenow', instanceId: id, model: 'incident', runId, trigger: 'manual' });
     expect(summary).toMatchObject({ status: 'deferred', errorCodes: ['rate_limited'] });
     expect(enqueued).toEqual([{ payload: expect.objectContaining({ runId, trigger: 'manual' }), startAfter: new Date((summary as { retryAt: string }).retryAt), singletonKey: syncKey(id, 'incident') }]);
-    expect((enqueued[0]!.startAfter as Date).getTime() - Date.now()).toBeGreaterThan(290_000);
+    expect((enqueued[0]!.startAfter as Date).getTime() - fx.clock.now().getTime()).toBe(300_000);
     // The queue delivers it then: the same run completes.
     expect(await run(enqueued[0]!.payload)).toMatchObject({ runId, status: 'succeeded', counts: { created: 1 } });
   });

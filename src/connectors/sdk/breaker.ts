@@ -43,7 +43,8 @@ export interface Breaker {
   /** May a call be made now? A `probe` admission must report its outcome. */
   admit(): Promise<Admission>;
   succeeded(): Promise<void>;
-  failed(code: string): Promise<void>;
+  /** Records a failure; says what state the circuit is in after it (and when a probe is due, if not closed). */
+  failed(code: string): Promise<{ state: CircuitState; probeAt: Date | null }>;
   state(): Promise<CircuitState>;
 }
 
@@ -114,7 +115,7 @@ export function createBreaker(options: BreakerOptions): Breaker {
     async failed(code) {
       const now = options.clock.now();
       await ensureRow();
-      await options.db.transaction().execute(async (trx) => {
+      return options.db.transaction().execute(async (trx) => {
         const before = await trx.selectFrom('integration_circuits').select(['state', 'failures']).where('config_id', '=', key.config_id).where('direction', '=', key.direction).forUpdate().executeTakeFirstOrThrow();
         const failures = before.failures + 1;
         const opens = before.state === 'half_open' || (before.state === 'closed' && failures >= threshold);
@@ -130,6 +131,9 @@ export function createBreaker(options: BreakerOptions): Breaker {
           .where('direction', '=', key.direction)
           .execute();
         if (opens && before.state === 'closed') await announce(trx, 'open', code);
+        if (opens) return { state: 'open' as const, probeAt: new Date(now.getTime() + cooldownMs) };
+        const after = await trx.selectFrom('integration_circuits').select(['state', 'probe_at']).where('config_id', '=', key.config_id).where('direction', '=', key.direction).executeTakeFirstOrThrow();
+        return { state: after.state, probeAt: after.probe_at };
       });
     },
 

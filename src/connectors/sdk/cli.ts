@@ -9,10 +9,14 @@
  *   run failed or the wait timed out.
  * - `projectx credentials rotate-key [--all]` re-encrypts every stored secret under the current key
  *   (src/connectors/sdk/rotate-key.ts).
+ * - `projectx pushes list [--status pending|failed|sent] [--limit <n>]` and `pushes replay <id>`: writes to
+ *   connected systems waiting (degraded mode), failed for good, or sent; a replay puts a failed one back in line
+ *   (audited) and wakes its instance's sender.
  */
 import path from 'node:path';
 import type { Io } from '../../bot/console/operator-cli.ts';
-import { UsageError, one, parse, strings } from '../../bot/console/operator-cli.ts';
+import { UsageError, audit, one, parse, strings } from '../../bot/console/operator-cli.ts';
+import { wakePushes } from '../../jobs/connector-push.ts';
 import { LocalEvidenceStore } from '../evidence-stores/local.ts';
 import { connectorSync, enqueueSync } from '../../jobs/connector-sync.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
@@ -121,4 +125,48 @@ export async function credentialsVerb(ctx: OperatorContext, args: readonly strin
     if (error instanceof RotationAborted) throw fail(error.message);
     throw error;
   }
+}
+
+const PUSH_STATUSES = ['pending', 'failed', 'sent'] as const;
+
+export async function pushesVerb(ctx: OperatorContext, args: readonly string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'list') {
+    const { values } = parse(rest, { status: { type: 'string' }, limit: { type: 'string' } });
+    const status = one(values.status) ?? 'failed';
+    if (!PUSH_STATUSES.includes(status as never)) throw new UsageError(`--status must be one of ${PUSH_STATUSES.join(', ')}`);
+    const limit = Math.min(1000, Math.max(1, Number(one(values.limit) ?? 100) || 100));
+    const rows = await ctx.db
+      .selectFrom('integration_pushes')
+      .innerJoin('integration_configs', 'integration_configs.id', 'integration_pushes.config_id')
+      .select(['integration_pushes.id', 'integration_configs.type', 'integration_configs.name', 'operation', 'record_key', 'attempts', 'last_error', 'integration_pushes.created_at'])
+      .where('status', '=', status as (typeof PUSH_STATUSES)[number])
+      .orderBy('integration_pushes.id')
+      .limit(limit)
+      .execute();
+    for (const row of rows) {
+      const error = (row.last_error ?? {}) as { code?: string; message?: string };
+      io.out(`${row.id}  ${row.created_at.toISOString()}  ${row.type}:${row.name}  ${row.operation} ${row.record_key}  attempts ${row.attempts}${error.code ? `  ${error.code}${error.message ? `: ${error.message}` : ''}` : ''}`);
+    }
+    if (rows.length === 0) io.out(`no ${status} writes`);
+    return 0;
+  }
+  if (sub === 'replay') {
+    const id = rest[0];
+    if (!id || !/^\d+$/.test(id) || rest.length > 1) throw new UsageError('pushes replay <id>');
+    const row = await ctx.db
+      .updateTable('integration_pushes')
+      .set({ status: 'pending', attempts: 0, next_attempt_at: ctx.domain.clock.now(), last_error: null })
+      .where('id', '=', id)
+      .where('status', '=', 'failed')
+      .returning(['config_id', 'operation', 'record_key'])
+      .executeTakeFirst();
+    if (!row) throw fail(`no failed write ${id} (list them with: projectx pushes list)`);
+    const instance = await ctx.db.selectFrom('integration_configs').select('type').where('id', '=', row.config_id).executeTakeFirstOrThrow();
+    await audit(ctx, 'integration.push.replay', 'integration_push', id, { operation: row.operation, recordKey: row.record_key });
+    await wakePushes(ctx.jobs, { connector: instance.type, instanceId: row.config_id });
+    io.out(`write ${id} (${row.operation} ${row.record_key}) is back in line`);
+    return 0;
+  }
+  throw new UsageError('pushes list [--status pending|failed|sent] [--limit <n>] | pushes replay <id>');
 }

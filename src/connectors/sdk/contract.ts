@@ -21,11 +21,11 @@ import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
-import type { EventSink } from '../../domain/events.ts';
+import type { DomainEvent, EventSink } from '../../domain/events.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { Keyring } from './crypto.ts';
-import type { UpstreamFailure } from './http-client.ts';
+import type { UpstreamFailure, UpstreamResult } from './http-client.ts';
 
 export type AuthKind = 'oauth2_client_credentials' | 'oauth2_authorization_code' | 'basic' | 'api_token' | 'personal_access_token' | 'hmac';
 
@@ -112,6 +112,34 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   fromEnv(config: Config): { name: string; settings: Settings; credentials: Record<string, string> } | undefined;
   createClient(instance: ConnectorInstance<Settings>, runtime: ConnectorRuntime & { keyring: Keyring }): Client & { close(): Promise<void> };
   models: readonly SyncModel<Settings, Client>[];
+  /** Writes back to the system (acknowledgements, remediation tasks), sent in order through the push queue. */
+  push?: PushDefinition<Settings, Client>;
+}
+
+/** One kind of write to the system. */
+export interface PushOperation<Settings = any, Client = any, Payload = any> {
+  payload: z.ZodType<Payload>;
+  /** Sends it; expected remote failures are values. Must be safe to repeat (a crash may resend it). */
+  send(input: { client: Client; instance: ConnectorInstance<Settings>; payload: Payload; runtime: ConnectorRuntime }): Promise<UpstreamResult<unknown>>;
+  /**
+   * After a success, in one transaction with marking it sent: record what the system answered, so that our own
+   * change read back by the next pull is no change (echo suppression). Returns what to keep as the push's result.
+   */
+  sent?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; payload: Payload; response: unknown; runtime: ConnectorRuntime; now: Date }): Promise<Record<string, unknown>>;
+}
+
+/** A write a domain event asks for: which instance, which operation, ordered per record key. */
+export interface PushIntent {
+  instanceId: string;
+  operation: string;
+  recordKey: string;
+  payload: unknown;
+}
+
+export interface PushDefinition<Settings = any, Client = any> {
+  operations: Readonly<Record<string, PushOperation<Settings, Client>>>;
+  /** The writes a domain event asks for (none for most events). Runs in the event's routing job. */
+  fromEvent(event: DomainEvent, input: { db: Db }): Promise<PushIntent[]>;
 }
 
 /** Identity function that fixes the settings and client types; see the module comment. */

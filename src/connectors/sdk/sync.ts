@@ -185,9 +185,7 @@ async function storePage<Settings, Client>(trx: Kysely<Database>, input: RunSync
       rejected.push({ record: raw, externalId: guessId(raw), issues: parsed.error.issues.slice(0, 10).map((issue) => `${issue.path.join('.') || '(record)'}: ${issue.message}`) });
       continue;
     }
-    const content = model.content(parsed.data);
-    const data = canonicalize(content) ?? '{}';
-    valid.push({ record: parsed.data, externalId: model.externalId(parsed.data), number: model.label?.(parsed.data) ?? null, hash: createHash('sha256').update(data).digest('hex'), updatedAt: model.updatedAt(parsed.data) ?? null, data });
+    valid.push({ record: parsed.data, ...ledgerRowOf(model, parsed.data) });
   }
   // A record twice in one page (it moved while we paged) counts once: the last copy wins.
   const unique = [...new Map(valid.map((row) => [row.externalId, row])).values()];
@@ -254,6 +252,25 @@ async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: RunS
       now,
     ),
   );
+}
+
+/** A record as the ledger keeps it: the content that matters, canonical JSON, and its hash. */
+function ledgerRowOf<Settings, Client>(model: SyncModel<Settings, Client>, record: unknown): { externalId: string; number: string | null; hash: string; updatedAt: string | null; data: string } {
+  const data = canonicalize(model.content(record)) ?? '{}';
+  return { externalId: model.externalId(record), number: model.label?.(record) ?? null, hash: createHash('sha256').update(data).digest('hex'), updatedAt: model.updatedAt(record) ?? null, data };
+}
+
+/**
+ * Records a record as our own write left it (the system's answer to a push), so that the next pull, reading
+ * the same content, finds no change: our own echo makes no update and no event.
+ */
+export async function recordOwnWrite<Settings, Client>(trx: Kysely<Database>, input: { instance: ConnectorInstance<Settings>; model: SyncModel<Settings, Client>; record: unknown; now: Date }): Promise<void> {
+  const row = ledgerRowOf(input.model, input.record);
+  await trx
+    .insertInto('external_records')
+    .values({ config_id: input.instance.id, model: input.model.name, external_id: row.externalId, number: row.number, content_hash: row.hash, source_updated_at: row.updatedAt, data: row.data, first_seen_at: input.now, updated_at: input.now })
+    .onConflict((oc) => oc.columns(['config_id', 'model', 'external_id']).doUpdateSet({ number: row.number, content_hash: row.hash, source_updated_at: row.updatedAt, data: row.data, updated_at: input.now }))
+    .execute();
 }
 
 function guessId(raw: unknown): string | null {

@@ -22,6 +22,10 @@ export const serviceNowSettings = z.object({
   /** Each incremental run starts this far before the last checkpoint (late commits at the same second). */
   overlapSeconds: z.number().int().min(0).max(3600).default(60),
   timeoutMs: z.number().int().min(100).max(120_000).default(15_000),
+  /** What an acknowledgement from chat writes besides its work note (state code; assignment group sys_id). */
+  ack: z.object({ state: z.string().regex(/^\d+$/).optional(), assignmentGroup: z.string().regex(/^[0-9a-f]{32}$/).optional() }).default({}),
+  /** Remediation tasks created in ProjectX become records of ServiceNow's task table. */
+  pushRemediationTasks: z.boolean().default(true),
 });
 export type ServiceNowSettings = z.infer<typeof serviceNowSettings>;
 
@@ -41,7 +45,8 @@ const tokenAnswer = z.object({ access_token: z.string().min(1), expires_in: z.co
 
 export function createServiceNowClient(instance: ConnectorInstance<ServiceNowSettings>, runtime: ConnectorRuntime & { keyring: Keyring }): ServiceNowClient {
   const { settings } = instance;
-  const base = { connector: 'servicenow', baseUrl: settings.baseUrl, metrics: runtime.metrics, timeoutMs: settings.timeoutMs };
+  // Times the system gives (Retry-After) are compared with the service's clock, as every other wait is.
+  const base = { connector: 'servicenow', baseUrl: settings.baseUrl, metrics: runtime.metrics, timeoutMs: settings.timeoutMs, now: () => runtime.clock.now().getTime() };
   // The token endpoint is called without credentials in headers (they travel in the form).
   const tokenHttp = createHttpClient(base);
   const basic = settings.user && instance.credential('password') !== undefined ? basicAuth(settings.user, instance.credential('password')!) : undefined;

@@ -14,6 +14,7 @@ import * as webhookTaskOnce from './20261122_0800_webhook_task_once.ts';
 import * as partnerEmailSenders from './20261122_0900_partner_email_senders.ts';
 import * as inboundJobOutbox from './20261122_1000_inbound_job_outbox.ts';
 import * as connectors from './20261122_1100_connectors.ts';
+import * as connectorPushes from './20261122_1200_connector_pushes.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -27,4 +28,5 @@ export const migrations: Record<string, Migration> = {
   '20261122_0900_partner_email_senders': partnerEmailSenders,
   '20261122_1000_inbound_job_outbox': inboundJobOutbox,
   '20261122_1100_connectors': connectors,
+  '20261122_1200_connector_pushes': connectorPushes,
 };

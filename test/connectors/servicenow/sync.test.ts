@@ -180,7 +180,7 @@ describe('ServiceNow incident sync', () => {
       attempts.push(summary);
       if (summary.status !== 'deferred') break;
       const retryAt = Date.parse(summary.retryAt!);
-      expect(retryAt - Date.now()).toBeGreaterThan(100_000); // Retry-After 120 s, not a backoff of our own
+      expect(retryAt - fx.clock.now().getTime()).toBe(120_000); // Retry-After 120 s on the service clock, not a backoff of our own
     }
     expect(attempts.map((attempt) => attempt.status)).toEqual(['deferred', 'deferred', 'deferred', 'succeeded']);
     // The 30 new records, and the 50 old ones re-read through the 60 s overlap window, unchanged.

@@ -23,6 +23,7 @@ export const SUBSCRIBABLE_EVENT_TYPES = [
   'incident.updated',
   'integration.auth_failing',
   'integration.degraded',
+  'integration.push_failed',
   'integration.record_rejected',
   'integration.recovered',
   'partner.alert',

@@ -1,0 +1,52 @@
+/**
+ * `connector.push`: sends an instance's pending writes in order (src/connectors/sdk/push.ts does the work).
+ * One drainer per instance at a time (the `singleton` policy, keyed by instance): that is what keeps the order.
+ * When it has to wait (an open circuit, a rate limit, a backoff) it re-enqueues itself for then and completes;
+ * nothing sleeps in a worker.
+ */
+import { z } from 'zod';
+import { findConnector } from '../connectors/registry.ts';
+import { createBreaker } from '../connectors/sdk/breaker.ts';
+import { InstanceError, loadInstance } from '../connectors/sdk/instances.ts';
+import { drainPushes } from '../connectors/sdk/push.ts';
+import type { Logger } from '../logger.ts';
+import { defineJob } from './define-job.ts';
+import type { JobDeps } from './job-deps.ts';
+
+const payload = z.object({ connector: z.string().min(1), instanceId: z.uuid() });
+
+export const connectorPush = defineJob({
+  name: 'connector.push',
+  schema: payload,
+  policy: { queuePolicy: 'singleton', retryLimit: 10, retryDelaySeconds: 10, retryBackoff: true, retryDelayMaxSeconds: 600, expireInSeconds: 900, batchSize: 1, localConcurrency: 2 },
+  handler: async (job, { deps, logger }: { deps: JobDeps; logger: Logger }) => {
+    const connector = findConnector(job.connector);
+    if (!connector?.push) return { skipped: 'no_push' };
+    if (!deps.keyring) throw Object.assign(new Error('connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY'), { code: 'no_encryption_key' });
+    let instance;
+    try {
+      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
+    } catch (error) {
+      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
+      throw error;
+    }
+    // A disabled instance keeps its writes waiting; enabling it again (and the next event) sends them.
+    if (!instance.enabled) return { skipped: 'disabled' };
+    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
+    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
+    try {
+      const breaker = createBreaker({ ...runtime, instance, connector, direction: 'write' });
+      const outcome = await drainPushes({ runtime, connector, instance, client, breaker, clock: deps.clock });
+      if (outcome.next) await wakePushes(deps.jobs, { connector: connector.id, instanceId: instance.id }, outcome.next);
+      if (outcome.waiting === 'circuit_open') logger.warn({ instance: instance.id, retryAt: outcome.next }, `${connector.title} writes wait: circuit open (degraded mode)`);
+      return outcome;
+    } finally {
+      await client.close();
+    }
+  },
+});
+
+/** Wakes an instance's drainer (now, or at `at`). */
+export async function wakePushes(jobs: JobDeps['jobs'], target: { connector: string; instanceId: string }, at?: Date): Promise<void> {
+  await jobs.enqueue(connectorPush, target, { singletonKey: target.instanceId, ...(at ? { startAfter: at } : {}) });
+}

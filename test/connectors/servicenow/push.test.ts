@@ -1,0 +1,194 @@
+/**
+ * Writes back to ServiceNow through the push queue, against the fake ServiceNow and a real database: an
+ * acknowledgement from chat becomes a work note and a state change, our own change is not read back as a change,
+ * remediation tasks become `task` records once, and while the write circuit is open (degraded mode) writes wait,
+ * pulls go on, and the waiting writes go out in order when it closes.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { tmpdir } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
+import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
+import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
+import { servicenow } from '../../../src/connectors/servicenow/index.ts';
+import { loadConfig } from '../../../src/config.ts';
+import type { DomainEvent } from '../../../src/domain/events.ts';
+import { acknowledgeIncident } from '../../../src/domain/incidents.ts';
+import type { User } from '../../../src/domain/users.ts';
+import { connectorPush } from '../../../src/jobs/connector-push.ts';
+import { pushesVerb } from '../../../src/connectors/sdk/cli.ts';
+import { connectorSync } from '../../../src/jobs/connector-sync.ts';
+import { routeDomainEvent } from '../../../src/jobs/domain-events.ts';
+import type { JobDeps } from '../../../src/jobs/job-deps.ts';
+import { createMetrics } from '../../../src/metrics.ts';
+import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
+import { type DomainFixture, domainFixture } from '../../support/domain.ts';
+import { captureLogs } from '../../support/logs.ts';
+
+let fx: DomainFixture;
+let sn: FakeServiceNow;
+let deps: JobDeps;
+let responder: User;
+let instanceId: string;
+const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
+const jobContext = (name: string) => ({ deps, logger: deps.logger, signal: new AbortController().signal, job: { id: randomUUID(), name, retryCount: 0 } });
+/** A moment on the service clock, a second after the last one: records are stamped as ServiceNow would stamp them now. */
+const at = (_order: number) => {
+  fx.clock.advance(1000);
+  return fx.clock.now();
+};
+
+beforeAll(async () => {
+  fx = await domainFixture();
+  sn = await startFakeServiceNow({ now: () => fx.clock.now() });
+  const config = loadConfig({});
+  if (!config.ok) throw new Error(config.problems.join('; '));
+  deps = {
+    db: fx.tdb.db,
+    logger: captureLogs().logger,
+    clock: fx.clock,
+    metrics: createMetrics({ defaultMetrics: false }),
+    config: config.config,
+    jobs: fx.jobs,
+    events: fx.deps.events,
+    notifiers: [],
+    rerenderers: [],
+    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-push-evidence')),
+    keyring,
+  };
+  instanceId = (await ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { name: 'default', settings: { baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }, credentials: { client_secret: 'client_password' } }))!;
+  responder = await fx.user({ email: 'rita@example.test', name: 'Rita Responder', roles: ['responder'] });
+});
+afterAll(async () => {
+  await sn.close();
+  await fx.close();
+});
+
+async function sync(): Promise<{ counts: Record<string, number> }> {
+  return (await connectorSync.handler(connectorSync.schema.parse({ connector: 'servicenow', instanceId, model: 'incident', runId: randomUUID(), trigger: 'manual' }), jobContext(connectorSync.name))) as { counts: Record<string, number> };
+}
+/** Routes every queued domain event of `type` not routed yet (as the domain.event job would). */
+const routed = new Set<string>();
+async function route(type: string): Promise<void> {
+  for (const job of await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type } } })) {
+    if (routed.has(job.data.payload.id)) continue;
+    routed.add(job.data.payload.id);
+    await routeDomainEvent.handler(routeDomainEvent.schema.parse(job.data.payload), jobContext(routeDomainEvent.name));
+  }
+}
+const drain = () => connectorPush.handler({ connector: 'servicenow', instanceId }, jobContext(connectorPush.name)) as Promise<{ sent: number; waiting?: string }>;
+const patches = () => sn.requests.filter((request) => request.method === 'PATCH').map((request) => ({ path: request.path, status: request.status }));
+const pushes = () => fx.tdb.db.selectFrom('integration_pushes').select(['operation', 'record_key', 'status', 'attempts']).where('config_id', '=', instanceId).orderBy('id').execute();
+
+async function ack(number: string): Promise<void> {
+  const result = await acknowledgeIncident(fx.deps, { surface: 'console', user: responder }, number);
+  if (!result.ok) throw new Error(result.refusal.message);
+  await route('incident.acknowledged');
+}
+
+describe('ServiceNow writes', () => {
+  it('sends an acknowledgement as a work note and a state change, once, and does not read it back as a change', async () => {
+    const record = sn.insert('incident', incidentFields({ number: 'INC0100001', priority: '2', state: '1', short_description: 'Disk full' }, sn.url), at(1));
+    expect((await sync()).counts).toMatchObject({ created: 1 });
+    await ack('INC0100001');
+    await route('incident.acknowledged'); // the routing job run twice: still one write
+    expect(await pushes()).toEqual([{ operation: 'incident.acknowledge', record_key: `incident/${fieldValue(record.sys_id)}`, status: 'pending', attempts: 0 }]);
+    const queued = await fx.jobs.boss.findJobs('connector.push', { data: { payload: { instanceId } } });
+    expect(queued.length).toBeGreaterThan(0);
+
+    expect(await drain()).toMatchObject({ sent: 1 });
+    const journal = sn.journal('incident', fieldValue(record.sys_id));
+    expect(journal).toEqual([expect.objectContaining({ element: 'work_notes', value: expect.stringMatching(/^Acknowledged in ProjectX by rita@example\.test at 2026-/) })]);
+    expect(fieldValue(sn.get('incident', fieldValue(record.sys_id))!.state)).toBe('2');
+    expect(await pushes()).toEqual([expect.objectContaining({ status: 'sent', attempts: 1 })]);
+    const mirror = await fx.tdb.db.selectFrom('incidents').select(['state', 'acknowledged_by']).where('number', '=', 'INC0100001').executeTakeFirstOrThrow();
+    expect(mirror).toEqual({ state: 'in_progress', acknowledged_by: responder.id });
+
+    // Our own change comes back with the next pull: no change, no event.
+    expect((await sync()).counts).toMatchObject({ created: 0, updated: 0 });
+    expect(await drain()).toMatchObject({ sent: 0 });
+    expect(sn.journal('incident', fieldValue(record.sys_id))).toHaveLength(1);
+  });
+
+  it('creates a ServiceNow task for a remediation task, once, linked back to the task', async () => {
+    const task = await fx.task({ type: 'remediation', title: 'Rotate the leaked key', description: 'Found in the audit', priority: 'high' });
+    await route('task.created');
+    await fx.task({ type: 'review', title: 'Not sent' });
+    await route('task.created');
+    expect(await drain()).toMatchObject({ sent: 1 });
+    const created = sn.requests.filter((request) => request.method === 'POST' && request.path === '/api/now/table/task');
+    expect(created).toHaveLength(1);
+    const link = await fx.tdb.db.selectFrom('task_links').select(['target', 'url']).where('task_id', '=', task.id).where('kind', '=', 'external').executeTakeFirstOrThrow();
+    const sysId = link.target.replace('servicenow:task:', '');
+    expect(sn.get('task', sysId)).toMatchObject({ correlation_id: `projectx:task:${task.id}`, short_description: `${task.ref} Rotate the leaked key`, priority: '2' });
+    expect(link.url).toBe(`${sn.url}/task.do?sys_id=${sysId}`);
+
+    // Sent again (a lost answer, a replay): the existing record is found by its correlation id, not duplicated.
+    await fx.tdb.db.updateTable('integration_pushes').set({ status: 'pending' }).where('record_key', '=', `task/${task.id}`).execute();
+    expect(await drain()).toMatchObject({ sent: 1 });
+    expect(sn.requests.filter((request) => request.method === 'POST' && request.path === '/api/now/table/task')).toHaveLength(1);
+  });
+
+  it('waits in degraded mode while ServiceNow fails, keeps pulling, and sends the waiting writes in order when it recovers', async () => {
+    const records = ['INC0200001', 'INC0200002', 'INC0200003'].map((number, index) => sn.insert('incident', incidentFields({ number, priority: '3', state: '1' }, sn.url), at(100 + index)));
+    await sync();
+    sn.failAlways({ status: 500 }, { method: 'PATCH' });
+    await ack('INC0200001');
+    // Five failures in a row open the write circuit; the write is not given up.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      if (attempt > 1) fx.clock.advance(10 * 60_000); // past the backoff before this attempt
+      const outcome = await drain();
+      expect(outcome.sent).toBe(0);
+    }
+    const degraded = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.degraded' } } });
+    expect(degraded.map((job) => job.data.payload.summary)).toEqual([expect.stringContaining('ServiceNow writes (default): circuit open after repeated failures (upstream_error); changes wait and will be sent in order when it recovers. Runbook RB-002.')]);
+    expect(await pushes()).toContainEqual({ operation: 'incident.acknowledge', record_key: `incident/${fieldValue(records[0]!.sys_id)}`, status: 'pending', attempts: 5 });
+
+    // Pulls go on (their circuit is their own), and new writes wait without a call.
+    sn.update('incident', fieldValue(records[2]!.sys_id), { short_description: 'changed meanwhile' });
+    expect((await sync()).counts).toMatchObject({ updated: 1 });
+    await ack('INC0200002');
+    await ack('INC0200003');
+    const before = patches().length;
+    expect(await drain()).toMatchObject({ sent: 0, waiting: 'circuit_open' });
+    expect(patches()).toHaveLength(before);
+
+    // ServiceNow is back: after the cooldown one probe goes, succeeds, closes the circuit, and the rest follow in order.
+    sn.failAlways(undefined, { method: 'PATCH' });
+    fx.clock.advance(60_000);
+    expect(await drain()).toMatchObject({ sent: 3 });
+    expect(patches().slice(before).map((request) => request.path)).toEqual(records.map((record) => `/api/now/table/incident/${fieldValue(record.sys_id)}`));
+    for (const record of records) expect(sn.journal('incident', fieldValue(record.sys_id))).toHaveLength(1);
+    expect((await pushes()).filter((row) => row.status !== 'sent')).toEqual([]);
+    const recovered = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.recovered' } } });
+    expect(recovered).toHaveLength(1);
+  });
+
+  it('marks a write the system refuses for good as failed, alerts, and goes on with the next', async () => {
+    const ok = sn.insert('incident', incidentFields({ number: 'INC0300002', priority: '3', state: '1' }, sn.url), at(200));
+    const gone = sn.insert('incident', incidentFields({ number: 'INC0300001', priority: '3', state: '1' }, sn.url), at(199));
+    await sync();
+    sn.remove('incident', fieldValue(gone.sys_id)); // deleted in ServiceNow meanwhile: 404
+    await ack('INC0300001');
+    await ack('INC0300002');
+    expect(await drain()).toMatchObject({ sent: 1 });
+    const rows = (await pushes()).slice(-2);
+    expect(rows).toEqual([expect.objectContaining({ record_key: `incident/${fieldValue(gone.sys_id)}`, status: 'failed' }), expect.objectContaining({ record_key: `incident/${fieldValue(ok.sys_id)}`, status: 'sent' })]);
+    const failed = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.push_failed' } } });
+    expect(failed.map((job) => job.data.payload.summary)).toEqual([expect.stringContaining('incident.acknowledge for incident/')]);
+
+    // An operator sees it and puts it back in line.
+    const out: string[] = [];
+    const io = { out: (text: string) => void out.push(text), err: (text: string) => void out.push(text), input: process.stdin, interactive: false };
+    const ctx = { db: fx.tdb.db, jobs: fx.jobs, domain: fx.deps, config: deps.config, keyring, logger: deps.logger, close: () => Promise.resolve() };
+    expect(await pushesVerb(ctx, ['list'], io)).toBe(0);
+    expect(out).toEqual([expect.stringMatching(new RegExp(`^\\d+  .*  servicenow:default  incident.acknowledge incident/${fieldValue(gone.sys_id)}  attempts 1  not_found: refused with HTTP 404$`))]);
+    const id = out[0]!.split(' ')[0]!;
+    expect(await pushesVerb(ctx, ['replay', id], io)).toBe(0);
+    expect((await pushes()).find((row) => row.record_key === `incident/${fieldValue(gone.sys_id)}`)).toMatchObject({ status: 'pending', attempts: 0 });
+    const audited = await fx.tdb.db.selectFrom('audit_log').select('action').where('object_id', '=', id).execute();
+    expect(audited).toEqual([{ action: 'integration.push.replay' }]);
+    await expect(pushesVerb(ctx, ['replay', id], io)).rejects.toThrow(`no failed write ${id}`);
+  });
+});
