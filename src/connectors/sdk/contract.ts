@@ -21,6 +21,7 @@ import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config.ts';
 import type { Db } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
+import type { DomainDeps } from '../../domain/deps.ts';
 import type { DomainEvent, EventSink } from '../../domain/events.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
@@ -114,6 +115,11 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   models: readonly SyncModel<Settings, Client>[];
   /** Writes back to the system (acknowledgements, remediation tasks), sent in order through the push queue. */
   push?: PushDefinition<Settings, Client>;
+  /**
+   * Effects in ProjectX of a domain event about this connector's records (a review task for a new P1), run in
+   * the event's routing job: must be idempotent, the job may run twice.
+   */
+  onEvent?(event: DomainEvent, input: { domain: DomainDeps }): Promise<void>;
 }
 
 /** One kind of write to the system. */

@@ -286,12 +286,14 @@ async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, m
     return defer(input, counts, started, { code: failure.code, retryAt: failure.retryAt });
   }
   await input.breaker.failed(failure.code);
+  const authFailure = failure.kind === 'auth' || (failure.kind === 'http' && (failure.status === 401 || failure.status === 403));
+  if (authFailure) await noteAuthFailure(input, failure.code);
   if (!input.finalAttempt) {
     // The queue retries with backoff; the run stays open and resumes from its checkpoint.
     await defer(input, counts, started, { code: failure.code, retryAt: input.runtime.clock.now() });
     return { ...summaryBase(input, counts, started), status: 'retrying', errorCodes: [failure.code] };
   }
-  const summary = await finish(input, 'failed', counts, [failure.code], started);
+  const summary = await finish(input, 'failed', counts, [failure.code], started, { failureCounted: authFailure });
   instruments(input.runtime.metrics.registry).latency.observe({ connector: input.connector.id, model: model.name, status: 'failed' }, summary.durationMs / 1000);
   return summary;
 }
@@ -305,7 +307,39 @@ async function defer<Settings, Client>(input: RunSyncInput<Settings, Client>, co
   return { ...summaryBase(input, counts, started), status: 'deferred', errorCodes: [why.code], retryAt: why.retryAt.toISOString() };
 }
 
-async function finish<Settings, Client>(input: RunSyncInput<Settings, Client>, status: RunStatus, counts: RunCounts, errorCodes: string[], started: Date): Promise<RunSummary> {
+/**
+ * A refused credential (401/403 after the token refresh, or a token endpoint that refuses us): counted on the
+ * instance's health at every attempt, and the second in a row raises one alert for the on-call route (the
+ * runbook's rule), with the runbook id. A success resets the count.
+ */
+async function noteAuthFailure<Settings, Client>(input: RunSyncInput<Settings, Client>, code: string): Promise<void> {
+  const { runtime, instance, connector } = input;
+  const now = runtime.clock.now();
+  await runtime.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto('integration_health_metrics')
+      .values({ config_id: instance.id, status: 'down', last_run_at: now, last_error_at: now, last_error_code: code, consecutive_failures: 1, updated_at: now })
+      .onConflict((oc) => oc.column('config_id').doUpdateSet((eb) => ({ status: 'down', last_error_at: now, last_error_code: code, consecutive_failures: sql<number>`${eb.ref('integration_health_metrics.consecutive_failures')} + 1`, updated_at: now })))
+      .returning('consecutive_failures')
+      .executeTakeFirstOrThrow();
+    if (row.consecutive_failures !== 2) return;
+    await runtime.events.emit(
+      trx,
+      newEvent(
+        {
+          type: 'integration.auth_failing',
+          subject: { kind: 'integration', id: instance.id, label: `${connector.id}:${instance.name}` },
+          summary: `${connector.title} (${instance.name}) refused our credentials twice in a row (${code}), after a token refresh. Check the integration user and its OAuth client. Runbook ${connector.runbookId}.`,
+          priority: 1,
+          data: { connector: connector.id, instance: instance.id, errorCode: code, runbookId: connector.runbookId },
+        },
+        now,
+      ),
+    );
+  });
+}
+
+async function finish<Settings, Client>(input: RunSyncInput<Settings, Client>, status: RunStatus, counts: RunCounts, errorCodes: string[], started: Date, options: { failureCounted?: boolean } = {}): Promise<RunSummary> {
   const { runtime, instance } = input;
   const now = runtime.clock.now();
   const latency = now.getTime() - started.getTime();
@@ -332,7 +366,9 @@ async function finish<Settings, Client>(input: RunSyncInput<Settings, Client>, s
         oc.column('config_id').doUpdateSet((eb) => ({
           status: healthy ? 'healthy' : 'degraded',
           last_run_at: now,
-          ...(healthy ? { last_success_at: now, consecutive_failures: 0 } : { last_error_at: now, last_error_code: errorCodes[0] ?? 'failed', consecutive_failures: sql<number>`${eb.ref('integration_health_metrics.consecutive_failures')} + 1` }),
+          ...(healthy
+            ? { last_success_at: now, consecutive_failures: 0 }
+            : { last_error_at: now, last_error_code: errorCodes[0] ?? 'failed', consecutive_failures: options.failureCounted ? eb.ref('integration_health_metrics.consecutive_failures') : sql<number>`${eb.ref('integration_health_metrics.consecutive_failures')} + 1` }),
           updated_at: now,
         })),
       )

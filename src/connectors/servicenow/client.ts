@@ -24,6 +24,8 @@ export const serviceNowSettings = z.object({
   timeoutMs: z.number().int().min(100).max(120_000).default(15_000),
   /** What an acknowledgement from chat writes besides its work note (state code; assignment group sys_id). */
   ack: z.object({ state: z.string().regex(/^\d+$/).optional(), assignmentGroup: z.string().regex(/^[0-9a-f]{32}$/).optional() }).default({}),
+  /** Who gets the review task of a new P1 incident (a ProjectX user's email); unset: unassigned. */
+  reviewAssignee: z.email().optional(),
   /** Remediation tasks created in ProjectX become records of ServiceNow's task table. */
   pushRemediationTasks: z.boolean().default(true),
 });

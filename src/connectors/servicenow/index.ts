@@ -6,6 +6,7 @@ import type { Config } from '../../config.ts';
 import { defineConnector } from '../sdk/contract.ts';
 import { type ServiceNowClient, type ServiceNowSettings, createServiceNowClient, serviceNowSettings } from './client.ts';
 import { serviceNowPush } from './push.ts';
+import { openP1Review } from './review.ts';
 import { changeRequests, incidents } from './sync.ts';
 
 export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>({
@@ -37,4 +38,5 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
   createClient: (instance, runtime) => createServiceNowClient(instance, runtime),
   models: [incidents, changeRequests],
   push: serviceNowPush,
+  onEvent: openP1Review,
 });

@@ -114,7 +114,7 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
             subject: { kind: 'incident', id: incident.id, label: incident.number },
             summary: `${incident.number} (P1) ${incident.short_description}`,
             priority: 1,
-            data: { state: incident.state, source, externalId: incident.external_id, review: true },
+            data: { state: incident.state, source, externalId: incident.external_id, review: true, ...(instance.settings.reviewAssignee ? { reviewAssignee: instance.settings.reviewAssignee } : {}) },
           },
           now,
         ),

@@ -26,8 +26,14 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('integration_pushes_pending_idx').on('integration_pushes').columns(['config_id', 'id']).where(sql.ref('status'), '=', 'pending').execute();
   await sql`create unique index integration_pushes_event_operation_key on integration_pushes (config_id, source_event_id, operation) where source_event_id is not null`.execute(db);
+  // The runbook: credentials refused twice in a row page the on-call route (change it with `projectx routing`).
+  await db.insertInto('notification_rules').values({ event_pattern: 'integration.auth_failing', target_kind: 'channel', surface: 'slack', target: 'oncall' }).execute();
+  // One review task per P1 incident of a connected system, however often its event is routed.
+  await sql`create unique index task_links_connector_review_key on task_links (target) where kind = 'external' and target like 'servicenow-review:%'`.execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await sql`drop index if exists task_links_connector_review_key`.execute(db);
+  await db.deleteFrom('notification_rules').where('event_pattern', '=', 'integration.auth_failing').execute();
   await db.schema.dropTable('integration_pushes').execute();
 }

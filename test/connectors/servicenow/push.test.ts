@@ -87,6 +87,25 @@ async function ack(number: string): Promise<void> {
   await route('incident.acknowledged');
 }
 
+describe('a new P1 incident', () => {
+  it('becomes one high-priority review task, assigned as configured, and one alert in the routed channel, across re-syncs', async () => {
+    await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify({ baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8', reviewAssignee: 'rita@example.test' }) }).where('id', '=', instanceId).execute();
+    const record = sn.insert('incident', incidentFields({ number: 'INC0900001', priority: '1', state: '1', short_description: 'Checkout is down' }, sn.url), at(0));
+    await sync();
+    await route('incident.created');
+    await sync();
+    await connectorSync.handler(connectorSync.schema.parse({ connector: 'servicenow', instanceId, model: 'incident', runId: randomUUID(), trigger: 'manual', full: true }), jobContext(connectorSync.name));
+    routed.clear(); // and the routing job runs again for the same event
+    await route('incident.created');
+    const incident = await fx.tdb.db.selectFrom('incidents').select('id').where('external_id', '=', fieldValue(record.sys_id)).executeTakeFirstOrThrow();
+    const tasks = await fx.tdb.db.selectFrom('tasks').innerJoin('task_links', 'task_links.task_id', 'tasks.id').select(['tasks.id', 'tasks.type', 'tasks.priority', 'tasks.assignee_id', 'tasks.title']).where('task_links.kind', '=', 'incident').where('task_links.target', '=', incident.id).execute();
+    expect(tasks).toEqual([{ id: expect.any(String), type: 'review', priority: 'high', assignee_id: responder.id, title: 'Review P1 INC0900001' }]);
+    const alerts = await fx.tdb.db.selectFrom('notifications').select(['target', 'event_type']).where('subject_id', '=', incident.id).execute();
+    expect(alerts).toEqual([{ target: 'alerts-servicenow', event_type: 'incident.created' }]);
+    await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify({ baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }) }).where('id', '=', instanceId).execute();
+  });
+});
+
 describe('ServiceNow writes', () => {
   it('sends an acknowledgement as a work note and a state change, once, and does not read it back as a change', async () => {
     const record = sn.insert('incident', incidentFields({ number: 'INC0100001', priority: '2', state: '1', short_description: 'Disk full' }, sn.url), at(1));

@@ -14,6 +14,8 @@ import type { ServiceNowSettings } from '../../../src/connectors/servicenow/clie
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
 import { keysetQuery } from '../../../src/connectors/servicenow/sync.ts';
 import { createMetrics } from '../../../src/metrics.ts';
+import type { DomainEvent } from '../../../src/domain/events.ts';
+import { routeEvent } from '../../../src/domain/routing.ts';
 import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
@@ -274,6 +276,30 @@ describe('ServiceNow incident sync', () => {
     expect(retried.query.sysparm_query).toMatch(/^sys_updated_on=2026-11-01 00:00:49\^sys_id>/);
     expect(served).toBe(5); // pages 1-2, then 3-4 and the empty end
     expect(await ledger(instance)).toHaveLength(100);
+  });
+
+  it('pages the on-call route once when ServiceNow refuses our credentials twice in a row, and recovers', async () => {
+    const sn = await fakeServiceNow();
+    sn.insert('incident', incidentFields({ number: 'INC9100001', priority: '3', state: '1' }, sn.url), at(1));
+    const name = `auth${randomBytes(3).toString('hex')}`;
+    const configure = (secret: string) => ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { name, settings: { baseUrl: sn.url, clientId: CLIENT.id }, credentials: { client_secret: secret } });
+    const id = (await configure('not-the-right-secret'))!;
+    const instance = () => loadInstance(fx.tdb.db, keyring, servicenow, id);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const summary = await sync(await instance(), { finalAttempt: false });
+      expect(summary).toMatchObject({ status: 'retrying', errorCodes: ['oauth_client_refused'] });
+    }
+    const alerts = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.auth_failing', subject: { id } } } });
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.data.payload).toMatchObject({ priority: 1, summary: expect.stringContaining('refused our credentials twice in a row (oauth_client_refused)') });
+    expect(alerts[0]!.data.payload.summary).toContain('Runbook RB-002');
+    expect(JSON.stringify(alerts[0]!.data.payload)).not.toContain('not-the-right-secret');
+    expect((await routeEvent(fx.tdb.db, alerts[0]!.data.payload)).map((target) => target.target)).toEqual(expect.arrayContaining(['oncall']));
+    expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'down', consecutive_failures: 3 });
+
+    await configure(CLIENT.secret);
+    expect(await sync(await instance())).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
+    expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'healthy', consecutive_failures: 0 });
   });
 });
 
