@@ -34,6 +34,7 @@ import { integrationHealth } from './connectors/health.ts';
 import { connectors } from './connectors/registry.ts';
 import { ensureInstanceFromEnv } from './connectors/sdk/instances.ts';
 import { pendingPushes } from './connectors/sdk/push.ts';
+import { createConnectorWebhooks } from './connectors/sdk/webhook.ts';
 import { installConnectorSchedules } from './jobs/connector-sync.ts';
 import type { DomainDeps } from './domain/deps.ts';
 import { createEventSink } from './jobs/domain-events.ts';
@@ -203,6 +204,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       onBodyTooLarge: webhooks ? (c) => webhooks.bodyTooLarge(c) : undefined,
     });
     if (webhooks) app.route('/', webhooks.app);
+    if (role !== 'worker') app.route('/', createConnectorWebhooks({ db, keyring, jobs, clock, logger, metrics, connectors }));
     if (role !== 'worker') {
       const identities = await createIdentityCache({ db, connectionString: database.url, logger, metrics });
       cleanups.push({ name: 'identity cache', run: () => identities.close() });

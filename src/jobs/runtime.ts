@@ -23,6 +23,8 @@ export interface EnqueueOptions {
   singletonKey?: string;
   /** With `singletonKey`: at most one job per key in each window of this many seconds (throttling). */
   singletonSeconds?: number;
+  /** With `singletonSeconds`: a job sent while the window's slot is taken goes into the next slot (debouncing). */
+  singletonNextSlot?: boolean;
   /** A stable job id (uuid) for idempotent enqueueing. */
   id?: string;
 }
@@ -139,6 +141,7 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
         ...(enqueueOptions.startAfter !== undefined ? { startAfter: enqueueOptions.startAfter } : {}),
         ...(enqueueOptions.singletonKey !== undefined ? { singletonKey: enqueueOptions.singletonKey } : {}),
         ...(enqueueOptions.singletonSeconds !== undefined ? { singletonSeconds: enqueueOptions.singletonSeconds } : {}),
+        ...(enqueueOptions.singletonNextSlot !== undefined ? { singletonNextSlot: enqueueOptions.singletonNextSlot } : {}),
         ...(enqueueOptions.id !== undefined ? { id: enqueueOptions.id } : {}),
       });
     },

@@ -120,6 +120,18 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
    * the event's routing job: must be idempotent, the job may run twice.
    */
   onEvent?(event: DomainEvent, input: { domain: DomainDeps }): Promise<void>;
+  /** `POST /api/integrations/<id>/webhook`: the system tells us a record changed; a sync of its model follows. */
+  webhook?: ConnectorWebhook;
+}
+
+export interface ConnectorWebhook {
+  /** Standard Webhooks, signed with the instance's credential `secretField`. */
+  scheme: 'standard';
+  secretField: string;
+  /** The body: which record changed, as the model whose sync it triggers and the record's external id. */
+  payload: z.ZodType<{ model: string; externalId: string }>;
+  /** Changes within this window share one sync run, started at its end. */
+  debounceSeconds: number;
 }
 
 /** One kind of write to the system. */

@@ -2,6 +2,7 @@
  * The ServiceNow connector: incidents (every 5 minutes) and change requests (every 15) pulled with a keyset
  * cursor; OAuth 2.0 client credentials or basic auth. Runbook RB-002; alerts to #alerts-servicenow.
  */
+import { z } from 'zod';
 import type { Config } from '../../config.ts';
 import { defineConnector } from '../sdk/contract.ts';
 import { type ServiceNowClient, type ServiceNowSettings, createServiceNowClient, serviceNowSettings } from './client.ts';
@@ -15,7 +16,7 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
   runbookId: 'RB-002',
   auth: ['oauth2_client_credentials', 'basic'],
   settings: serviceNowSettings,
-  credentialFields: ['client_secret', 'password'],
+  credentialFields: ['client_secret', 'password', 'webhook_secret'],
   alertChannel: 'alerts-servicenow',
   fromEnv(config: Config) {
     if (!config.SERVICENOW_BASE_URL) return undefined;
@@ -32,6 +33,7 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
       credentials: {
         ...(oauth ? { client_secret: config.SERVICENOW_OAUTH_CLIENT_SECRET! } : {}),
         ...(basic ? { password: config.SERVICENOW_PASSWORD! } : {}),
+        ...(config.SERVICENOW_WEBHOOK_SECRET ? { webhook_secret: config.SERVICENOW_WEBHOOK_SECRET } : {}),
       },
     };
   },
@@ -39,4 +41,11 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
   models: [incidents, changeRequests],
   push: serviceNowPush,
   onEvent: openP1Review,
+  // A business rule (or flow) on the instance posts `{ "table": "incident", "sys_id": "…" }` when a record changes.
+  webhook: {
+    scheme: 'standard',
+    secretField: 'webhook_secret',
+    payload: z.object({ table: z.enum(['incident', 'change_request']), sys_id: z.string().regex(/^[0-9a-f]{32}$/) }).transform((body) => ({ model: body.table, externalId: body.sys_id })),
+    debounceSeconds: 10,
+  },
 });
