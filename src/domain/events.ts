@@ -25,7 +25,8 @@ export type DomainEventType =
   | 'integration.recovered'
   | 'integration.record_rejected'
   | 'integration.auth_failing'
-  | 'integration.push_failed';
+  | 'integration.push_failed'
+  | 'integration.reconciled';
 
 /** What an event is about; `integration`: a partner or connector (alerts raised by or about it). */
 export const SUBJECT_KINDS = ['task', 'incident', 'evidence', 'integration'] as const;

@@ -19,6 +19,7 @@ import { createBreaker } from '../connectors/sdk/breaker.ts';
 import type { ConnectorDefinition, Schedule } from '../connectors/sdk/contract.ts';
 import { InstanceError, listInstances, loadInstance } from '../connectors/sdk/instances.ts';
 import { type RunSummary, runSync } from '../connectors/sdk/sync.ts';
+import { reconcile } from '../connectors/sdk/reconcile.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { defineJob } from './define-job.ts';
@@ -32,7 +33,7 @@ const payload = z.object({
   model: z.string().min(1),
   runId: z.uuid(),
   full: z.boolean().default(false),
-  trigger: z.enum(['schedule', 'manual', 'webhook', 'retry']),
+  trigger: z.enum(['schedule', 'manual', 'webhook', 'retry', 'reconcile']),
   /** Scheduled runs: the schedule's jitter, and whether it was applied (each tick starts its own run). */
   jitterSeconds: z.number().int().min(0).optional(),
   jittered: z.boolean().optional(),
@@ -104,7 +105,7 @@ export const connectorSync = defineJob({
 export const syncKey = (instanceId: string, model: string) => `${instanceId}/${model}`;
 
 /** Enqueues a run now (`projectx sync`, a webhook); returns its run id. */
-export async function enqueueSync(jobs: JobDeps['jobs'], input: { connector: string; instanceId: string; model: string; full: boolean; trigger: 'manual' | 'webhook'; runId?: string }): Promise<string> {
+export async function enqueueSync(jobs: JobDeps['jobs'], input: { connector: string; instanceId: string; model: string; full: boolean; trigger: 'manual' | 'webhook' | 'reconcile'; runId?: string }): Promise<string> {
   const runId = input.runId ?? randomUUID();
   const id = await jobs.enqueue(connectorSync, { connector: input.connector, instanceId: input.instanceId, model: input.model, runId, full: input.full, trigger: input.trigger }, { singletonKey: syncKey(input.instanceId, input.model) });
   if (!id) throw new SyncFailed('not_enqueued', `the sync of ${input.connector} ${input.model} could not be queued`);
@@ -145,6 +146,58 @@ export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 
   for (const [key, { cron, data }] of wanted) {
     await boss.schedule(connectorSync.name, cron, { payload: data, meta: { enqueuedAt: 'schedule' } }, { tz: 'UTC', key, singletonKey: key });
   }
-  logger.info({ schedules: wanted.size }, 'connector sync schedules installed');
+  // Nightly reconciliation of every model that can list its ids, at 02:17 UTC.
+  const reconciles = new Map<string, ReconcileJobPayload>();
+  for (const [key, { data }] of wanted) {
+    const connector = list.find((candidate) => candidate.id === data.connector);
+    if (connector?.models.find((model) => model.name === data.model)?.listIds) reconciles.set(key, { connector: data.connector, instanceId: data.instanceId, model: data.model });
+  }
+  for (const existing of await boss.getSchedules(connectorReconcile.name)) {
+    if (existing.key && !reconciles.has(existing.key)) await boss.unschedule(connectorReconcile.name, existing.key);
+  }
+  for (const [key, data] of reconciles) {
+    await boss.schedule(connectorReconcile.name, RECONCILE_CRON, { payload: data, meta: { enqueuedAt: 'schedule' } }, { tz: 'UTC', key, singletonKey: key });
+  }
+  logger.info({ schedules: wanted.size, reconciliations: reconciles.size }, 'connector sync schedules installed');
   return wanted.size;
 }
+
+export const RECONCILE_CRON = '17 2 * * *';
+
+const reconcilePayload = z.object({ connector: z.string().min(1), instanceId: z.uuid(), model: z.string().min(1) });
+export type ReconcileJobPayload = z.input<typeof reconcilePayload>;
+
+/**
+ * `connector.reconcile`: the nightly ids-only comparison of one model of one instance with the ledger
+ * (src/connectors/sdk/reconcile.ts). Records the sync missed are brought in by a full sync it queues.
+ */
+export const connectorReconcile = defineJob({
+  name: 'connector.reconcile',
+  schema: reconcilePayload,
+  policy: { queuePolicy: 'singleton', retryLimit: 3, retryDelaySeconds: 60, retryBackoff: true, expireInSeconds: 3600, batchSize: 1 },
+  handler: async (job, { deps, logger, signal }: { deps: JobDeps; logger: Logger; signal: AbortSignal }) => {
+    const connector = findConnector(job.connector);
+    const model = connector?.models.find((candidate) => candidate.name === job.model);
+    if (!connector || !model) throw new SyncFailed('unknown_model', `no ${job.connector} model ${job.model}`);
+    if (!deps.keyring) throw new SyncFailed('no_encryption_key', 'connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY');
+    let instance;
+    try {
+      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
+    } catch (error) {
+      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
+      throw error;
+    }
+    if (!instance.enabled) return { skipped: 'disabled' };
+    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
+    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
+    try {
+      const summary = await reconcile({ runtime, connector, instance, client, model, runId: randomUUID(), signal });
+      if (summary.status === 'failed') throw new SyncFailed(summary.errorCodes[0] ?? 'reconcile_failed', `reconciliation of ${connector.id} ${model.name} failed (${summary.errorCodes.join(', ')})`);
+      const fullSync = summary.orphans > 0 ? await enqueueSync(deps.jobs, { connector: connector.id, instanceId: instance.id, model: model.name, full: true, trigger: 'reconcile' }) : undefined;
+      logger.info({ ...summary, fullSync }, 'reconciliation finished');
+      return { ...summary, ...(fullSync ? { fullSync } : {}) };
+    } finally {
+      await client.close();
+    }
+  },
+});

@@ -11,7 +11,7 @@ import { webhookProcess } from '../connectors/webhook-bridge/process.ts';
 import { emailProcess } from '../connectors/email/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
-import { connectorSync } from './connector-sync.ts';
+import { connectorReconcile, connectorSync } from './connector-sync.ts';
 import { connectorPush } from './connector-push.ts';
 import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
@@ -34,4 +34,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   emailProcess,
   connectorSync,
   connectorPush,
+  connectorReconcile,
 ];

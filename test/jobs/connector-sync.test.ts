@@ -73,9 +73,12 @@ describe('connector.sync', () => {
       [syncKey(b, 'incident')]: '*/2 * * * *',
       [syncKey(b, 'change_request')]: '*/15 * * * *',
     });
+    const reconciles = async () => Object.fromEntries((await fx.jobs.boss.getSchedules('connector.reconcile')).map((schedule) => [schedule.key, schedule.cron]));
+    expect(await reconciles()).toEqual({ [syncKey(a, 'incident')]: '17 2 * * *', [syncKey(a, 'change_request')]: '17 2 * * *', [syncKey(b, 'incident')]: '17 2 * * *', [syncKey(b, 'change_request')]: '17 2 * * *' });
     await fx.tdb.db.updateTable('integration_configs').set({ enabled: false }).where('id', '=', b).execute();
     await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger);
     expect(Object.keys(await schedules()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
+    expect(Object.keys(await reconciles()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
     expect(scheduleCron({ everySeconds: 7200, jitterSeconds: 0 })).toBe('0 */2 * * *');
   });
 

@@ -95,6 +95,11 @@ export interface SyncModel<Settings = any, Client = any, Raw = any, Cursor = any
   pull(input: { client: Client; instance: ConnectorInstance<Settings>; cursor: Cursor | null; full: boolean; resumed: boolean; signal: AbortSignal }): AsyncIterable<PullStep<Cursor>>;
   /** Domain effects of the changed records, in the page's transaction (so they happen once with the page). */
   apply?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; changes: readonly Change<Raw>[]; runtime: ConnectorRuntime; now: Date }): Promise<void>;
+  /**
+   * Every external id the system holds, ids only, in ascending order (plain byte order), page by page: what
+   * nightly reconciliation compares with the ledger to find deletions and records the sync missed.
+   */
+  listIds?(input: { client: Client; instance: ConnectorInstance<Settings>; signal: AbortSignal }): AsyncIterable<{ ok: true; ids: string[] } | { ok: false; failure: UpstreamFailure }>;
 }
 
 export interface ConnectorDefinition<Settings = any, Client = any> {

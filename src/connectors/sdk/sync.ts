@@ -27,7 +27,7 @@ export interface SyncRequest {
   runId: string;
   model: string;
   full: boolean;
-  trigger: 'schedule' | 'manual' | 'webhook' | 'retry';
+  trigger: 'schedule' | 'manual' | 'webhook' | 'retry' | 'reconcile';
 }
 
 export interface RunCounts {

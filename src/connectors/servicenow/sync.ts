@@ -19,6 +19,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { newEvent } from '../../domain/events.ts';
 import type { ConnectorInstance, PullStep, SyncModel } from '../sdk/contract.ts';
+import type { UpstreamFailure } from '../sdk/http-client.ts';
 import { defineModel } from '../sdk/contract.ts';
 import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
 import { CHANGE_FIELDS, GLIDE_DATE_TIME, INCIDENT_FIELDS, type IncidentRecord, changeRequestContent, changeRequestRecord, incidentContent, incidentRecord, incidentState, sourceSystem } from './mapper.ts';
@@ -77,6 +78,24 @@ function lastPosition(records: readonly unknown[]): KeysetCursor | undefined {
   return undefined;
 }
 
+/** Every sys_id of a table, ascending, in pages of 10,000 (`sysparm_fields=sys_id`: ids only). */
+export async function* listTableIds(input: { client: ServiceNowClient; table: string; signal: AbortSignal; pageSize?: number }): AsyncIterable<{ ok: true; ids: string[] } | { ok: false; failure: UpstreamFailure }> {
+  const limit = input.pageSize ?? 10_000;
+  let after = '';
+  while (!input.signal.aborted) {
+    const answer = await input.client.list(input.table, { query: after ? `sys_id>${after}^ORDERBYsys_id` : 'ORDERBYsys_id', fields: ['sys_id'], limit });
+    if (!answer.ok) {
+      yield answer;
+      return;
+    }
+    const ids = (Array.isArray(answer.value.body?.result) ? answer.value.body.result : []).map((record) => (record as { sys_id?: unknown }).sys_id).filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{32}$/.test(id));
+    if (ids.length === 0) return;
+    after = ids[ids.length - 1]!;
+    yield { ok: true, ids };
+    if (ids.length < limit) return;
+  }
+}
+
 export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, IncidentRecord, KeysetCursor> = defineModel({
   name: 'incident',
   record: incidentRecord,
@@ -87,9 +106,15 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
   updatedAt: (record) => record.sys_updated_on,
   content: incidentContent,
   pull: ({ client, instance, cursor, resumed, signal }) => pullTable({ client, table: 'incident', fields: INCIDENT_FIELDS, settings: instance.settings, cursor, resumed, signal }),
+  listIds: ({ client, signal }) => listTableIds({ client, table: 'incident', signal }),
   apply: async ({ trx, instance, changes, runtime, now }) => {
     const source = sourceSystem(instance.name);
     const rows = changes.map(({ record }) => record);
+    // A number held by another record of ours (deleted upstream, its number now on a new record) must not
+    // fail the page: the stale row keeps a marked number, the record ServiceNow has now gets the real one.
+    await sql`
+      update incidents set number = number || '~' || left(external_id, 8)
+      where source_system = ${source} and number = any(${rows.map((r) => r.number)}::text[]) and external_id <> all(${rows.map((r) => r.sys_id)}::text[])`.execute(trx);
     // The domain's incident mirror, one statement for the page. A record that was not P1 before and is now
     // (new, or raised to P1) is announced once: routing turns it into the review task and the channel alert.
     const written = await sql<{ id: string; external_id: string; number: string; priority: number; short_description: string; state: string; was_p1: boolean | null }>`
@@ -134,4 +159,5 @@ export const changeRequests: SyncModel<ServiceNowSettings, ServiceNowClient, z.i
   content: changeRequestContent,
   pull: ({ client, instance, cursor, resumed, signal }: { client: ServiceNowClient; instance: ConnectorInstance<ServiceNowSettings>; cursor: KeysetCursor | null; resumed: boolean; signal: AbortSignal }) =>
     pullTable({ client, table: 'change_request', fields: CHANGE_FIELDS, settings: instance.settings, cursor, resumed, signal }),
+  listIds: ({ client, signal }) => listTableIds({ client, table: 'change_request', signal }),
 });

@@ -301,6 +301,19 @@ describe('ServiceNow incident sync', () => {
     expect(await sync(await instance())).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
     expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'healthy', consecutive_failures: 0 });
   });
+
+  it('does not stall on an incident number that moved to another record (the stale mirror row keeps a marked number)', async () => {
+    const sn = await fakeServiceNow();
+    const old = sn.insert('incident', incidentFields({ number: 'INC9200001', priority: '3', state: '1' }, sn.url), at(1));
+    const instance = await instanceFor(sn);
+    await sync(instance);
+    sn.remove('incident', fieldValue(old.sys_id));
+    const reused = sn.insert('incident', incidentFields({ number: 'INC9200001', priority: '2', state: '1' }, sn.url), at(2));
+    expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
+    const rows = await mirrored(instance);
+    expect(rows.find((row) => row.external_id === fieldValue(reused.sys_id))).toMatchObject({ number: 'INC9200001', priority: 2 });
+    expect(rows.find((row) => row.external_id === fieldValue(old.sys_id))?.number).toBe(`INC9200001~${fieldValue(old.sys_id).slice(0, 8)}`);
+  });
 });
 
 const eventTypes = async (subjectId: string) => (await fx.jobs.boss.findJobs<{ payload: { type: string } }>('domain.event', { data: { payload: { subject: { id: subjectId } } } })).map((job) => job.data.payload.type).sort();

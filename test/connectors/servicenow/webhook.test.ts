@@ -70,7 +70,7 @@ describe('ServiceNow webhook', () => {
   it('answers bad input with its status and code, and stores nothing', async () => {
     const count = async () => Number((await fx.tdb.db.selectFrom('inbound_events').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
     const before = await count();
-    const cases: [Promise<Response>, number, string][] = [
+    const cases: [Response | Promise<Response>, number, string][] = [
       [post({ table: 'incident', sys_id: SYS_ID }, { secret: newWebhookSecret() }), 401, 'invalid_signature'],
       [post({ table: 'incident', sys_id: SYS_ID }, { at: fx.clock.now().getTime() - 10 * 60_000 }), 401, 'stale_timestamp'],
       [app.request('/api/integrations/servicenow/webhook', { method: 'POST', body: '{}' }), 401, 'missing_signature'],

@@ -24,6 +24,7 @@ export const SUBSCRIBABLE_EVENT_TYPES = [
   'integration.auth_failing',
   'integration.degraded',
   'integration.push_failed',
+  'integration.reconciled',
   'integration.record_rejected',
   'integration.recovered',
   'partner.alert',
