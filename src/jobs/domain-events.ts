@@ -67,7 +67,7 @@ export const routeDomainEvent = defineJob({
     // Outbound subscriptions: a delivery row and its first attempt's job per subscriber, or none of either.
     const webhooks = await deps.db.transaction().execute((trx) => enqueueSubscriptionDeliveries(deps, trx, event));
     // Effects in ProjectX of events about connected systems' records (a review task for a new P1 incident).
-    for (const connector of connectors) await connector.onEvent?.(event, { domain: { db: deps.db, events: deps.events, clock: deps.clock } });
+    for (const connector of connectors) await connector.onEvent?.(event, { domain: { db: deps.db, events: deps.events, clock: deps.clock }, jobs: deps.jobs });
     // Writes back to connected systems (an acknowledgement, a remediation task): recorded once, sent in order.
     const pushes = await recordPushes(deps.db, connectors, event);
     for (const target of pushes) await wakePushes(deps.jobs, target);

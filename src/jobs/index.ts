@@ -13,6 +13,7 @@ import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts
 import type { AnyJob } from './runtime.ts';
 import { connectorReconcile, connectorSync } from './connector-sync.ts';
 import { connectorPush } from './connector-push.ts';
+import { servicenowAttachments } from '../connectors/servicenow/attachments.ts';
 import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
 import { expireApprovals } from './tasks/expire-approvals.ts';
@@ -35,4 +36,5 @@ export const jobDefinitions: readonly AnyJob[] = [
   connectorSync,
   connectorPush,
   connectorReconcile,
+  servicenowAttachments,
 ];

@@ -23,6 +23,7 @@ import type { Db } from '../../db/database.ts';
 import type { Database } from '../../db/schema.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
 import type { DomainEvent, EventSink } from '../../domain/events.ts';
+import type { JobRuntime } from '../../jobs/runtime.ts';
 import type { Logger } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { Keyring } from './crypto.ts';
@@ -124,7 +125,7 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
    * Effects in ProjectX of a domain event about this connector's records (a review task for a new P1), run in
    * the event's routing job: must be idempotent, the job may run twice.
    */
-  onEvent?(event: DomainEvent, input: { domain: DomainDeps }): Promise<void>;
+  onEvent?(event: DomainEvent, input: { domain: DomainDeps; jobs: Pick<JobRuntime, 'enqueue'> }): Promise<void>;
   /** `POST /api/integrations/<id>/webhook`: the system tells us a record changed; a sync of its model follows. */
   webhook?: ConnectorWebhook;
 }

@@ -11,15 +11,23 @@ import type { DomainDeps } from '../../domain/deps.ts';
 import type { DomainEvent } from '../../domain/events.ts';
 import { createTask } from '../../domain/tasks.ts';
 import { findUserByEmail } from '../../domain/users.ts';
+import type { JobRuntime } from '../../jobs/runtime.ts';
+import { servicenowAttachments } from './attachments.ts';
 
-export async function openP1Review(event: DomainEvent, { domain }: { domain: DomainDeps }): Promise<void> {
+export async function openP1Review(event: DomainEvent, { domain, jobs }: { domain: DomainDeps; jobs: Pick<JobRuntime, 'enqueue'> }): Promise<void> {
   if ((event.type !== 'incident.created' && event.type !== 'incident.updated') || event.data?.review !== true || event.priority !== 1) return;
   const source = typeof event.data.source === 'string' ? event.data.source : 'servicenow';
   const externalId = typeof event.data.externalId === 'string' ? event.data.externalId : event.subject.id;
   const link = `servicenow-review:${source}:${externalId}`;
   const existing = await domain.db.selectFrom('task_links').select('task_id').where('kind', '=', 'external').where('target', '=', link).executeTakeFirst();
-  if (existing) return;
-  const assigneeEmail = typeof event.data.reviewAssignee === 'string' ? event.data.reviewAssignee : undefined;
+  if (!existing) await createReviewTask(event, domain, source, externalId);
+  // Its attachments become evidence of the review (again harmless: mirrored ones are skipped).
+  const instance = await domain.db.selectFrom('integration_configs').select('id').where('type', '=', 'servicenow').where('name', '=', source === 'servicenow' ? 'default' : source.slice('servicenow:'.length)).executeTakeFirst();
+  if (instance && /^[0-9a-f]{32}$/.test(externalId)) await jobs.enqueue(servicenowAttachments, { instanceId: instance.id, incidentSysId: externalId, incidentId: event.subject.id });
+}
+
+async function createReviewTask(event: DomainEvent, domain: DomainDeps, source: string, externalId: string): Promise<void> {
+  const assigneeEmail = typeof event.data?.reviewAssignee === 'string' ? event.data.reviewAssignee : undefined;
   const assignee = assigneeEmail ? await findUserByEmail(domain.db, assigneeEmail) : undefined;
   const result = await createTask(domain, { ...SYSTEM_ACTOR, via: source }, {
     type: 'review',

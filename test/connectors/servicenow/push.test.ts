@@ -4,7 +4,7 @@
  * remediation tasks become `task` records once, and while the write circuit is open (degraded mode) writes wait,
  * pulls go on, and the waiting writes go out in order when it closes.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { acknowledgeIncident } from '../../../src/domain/incidents.ts';
 import type { User } from '../../../src/domain/users.ts';
 import { connectorPush } from '../../../src/jobs/connector-push.ts';
 import { pushesVerb } from '../../../src/connectors/sdk/cli.ts';
+import { servicenowAttachments } from '../../../src/connectors/servicenow/attachments.ts';
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
 import { routeDomainEvent } from '../../../src/jobs/domain-events.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
@@ -102,6 +103,19 @@ describe('a new P1 incident', () => {
     expect(tasks).toEqual([{ id: expect.any(String), type: 'review', priority: 'high', assignee_id: responder.id, title: 'Review P1 INC0900001' }]);
     const alerts = await fx.tdb.db.selectFrom('notifications').select(['target', 'event_type']).where('subject_id', '=', incident.id).execute();
     expect(alerts).toEqual([{ target: 'alerts-servicenow', event_type: 'incident.created' }]);
+
+    // Its attachments become evidence of the review task, tagged as from ServiceNow, each once; a type evidence
+    // does not keep is remembered as refused, not fetched again.
+    const pdf = Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n');
+    sn.attach('incident', fieldValue(record.sys_id), { fileName: 'timeline.pdf', contentType: 'application/pdf', content: pdf });
+    sn.attach('incident', fieldValue(record.sys_id), { fileName: 'tool.exe', contentType: 'application/octet-stream', content: Buffer.from([0x4d, 0x5a, 0x90, 0x00, 0x03, 0x00, 0x00, 0x00, 0x04, 0x00]) });
+    const mirror = await fx.jobs.boss.findJobs<{ payload: { instanceId: string; incidentSysId: string; incidentId: string } }>('servicenow.attachments', { data: { payload: { incidentId: incident.id } } });
+    expect(mirror.length).toBeGreaterThan(0);
+    const run = () => servicenowAttachments.handler(servicenowAttachments.schema.parse(mirror[0]!.data.payload), jobContext(servicenowAttachments.name));
+    expect(await run()).toEqual({ listed: 2, mirrored: 1, refused: 1 });
+    expect(await run()).toEqual({ listed: 2, mirrored: 0, refused: 0 });
+    const evidence = await fx.tdb.db.selectFrom('evidence').innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id').select(['evidence.source', 'evidence.original_name', 'evidence.sha256', 'evidence_links.kind', 'evidence_links.target']).where('evidence.source', '=', 'servicenow').execute();
+    expect(evidence).toEqual([{ source: 'servicenow', original_name: 'timeline.pdf', sha256: createHash('sha256').update(pdf).digest('hex'), kind: 'task', target: tasks[0]!.id }]);
     await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify({ baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }) }).where('id', '=', instanceId).execute();
   });
 });
