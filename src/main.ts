@@ -368,6 +368,10 @@ function registerConnectorGauges(db: Db, metrics: Metrics): void {
   registerCollectedGauge(metrics, { name: 'circuit_state', help: 'Connector circuit breaker: 0 closed, 1 half-open, 2 open (the worst instance), by connector and direction', labelNames: ['connector', 'direction'] as const }, async () => {
     const rows = await db.selectFrom('integration_circuits').innerJoin('integration_configs', 'integration_configs.id', 'integration_circuits.config_id').select(['integration_configs.type', 'integration_circuits.direction', 'integration_circuits.state']).execute();
     const worst = new Map<string, { connector: string; direction: string; value: number }>();
+    // Every configured connector shows both circuits, closed until one has failed.
+    for (const { type } of await db.selectFrom('integration_configs').select('type').distinct().where('enabled', '=', true).execute()) {
+      for (const direction of ['read', 'write']) worst.set(`${type}|${direction}`, { connector: type, direction, value: 0 });
+    }
     for (const row of rows) {
       const key = `${row.type}|${row.direction}`;
       const value = CIRCUIT_VALUE[row.state];
