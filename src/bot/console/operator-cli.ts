@@ -27,7 +27,7 @@ import { ConsoleSession } from './session.ts';
 import { partnersVerb, webhooksVerb } from '../../connectors/webhook-bridge/cli.ts';
 import { subscriptionsVerb } from '../../connectors/webhook-bridge/outbound/cli.ts';
 import { emailVerb } from '../../connectors/email/cli.ts';
-import { credentialsVerb, pushesVerb, syncVerb } from '../../connectors/sdk/cli.ts';
+import { connectorsVerb, credentialsVerb, pushesVerb, syncVerb } from '../../connectors/sdk/cli.ts';
 
 /** A usage problem: the message and exit code 2. */
 export class UsageError extends Error {
@@ -42,7 +42,7 @@ export interface Io {
   interactive: boolean;
 }
 
-export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'partners', 'webhooks', 'subscriptions', 'email', 'sync', 'credentials', 'pushes'] as const;
+export const OPERATOR_VERBS = ['shell', 'chat', 'users', 'controls', 'tasks', 'incidents', 'routing', 'audit', 'evidence', 'partners', 'webhooks', 'subscriptions', 'email', 'sync', 'credentials', 'pushes', 'connectors'] as const;
 export type OperatorVerb = (typeof OPERATOR_VERBS)[number];
 
 export const OPERATOR_USAGE = `  shell --as <email>                          the bot in a terminal (press buttons with "press N")
@@ -73,6 +73,9 @@ export const OPERATOR_USAGE = `  shell --as <email>                          the
   subscriptions deliveries <id> [--limit <n>]  recent outbound webhook deliveries with every attempt
   email quarantine list [--limit <n>] | email quarantine show <id> | email quarantine replay <id>
   email dead list [--limit <n>] | email dead show <id> | email dead replay <id>
+  connectors list | connectors enable|disable <connector> [--instance <name>]
+  connectors configure <connector> [--instance <name>] [--settings-file <json>] [--credentials-stdin]
+                                              credentials as a JSON object on stdin, e.g. {"client_secret": "…"}
   sync <connector> [--full] [--wait] [--model <name>]... [--instance <name>] [--timeout <seconds>]
                                               run a sync now; with --wait, print each run's summary as JSON
   credentials rotate-key [--all]              re-encrypt every stored secret under the first PROJECTX_ENCRYPTION_KEY
@@ -161,6 +164,8 @@ export async function runOperatorVerb(ctx: OperatorContext, verb: OperatorVerb, 
       return credentialsVerb(ctx, args, io);
     case 'pushes':
       return pushesVerb(ctx, args, io);
+    case 'connectors':
+      return connectorsVerb(ctx, args, io);
   }
 }
 

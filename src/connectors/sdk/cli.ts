@@ -9,6 +9,9 @@
  *   run failed or the wait timed out.
  * - `projectx credentials rotate-key [--all]` re-encrypts every stored secret under the current key
  *   (src/connectors/sdk/rotate-key.ts).
+ * - `projectx connectors list | enable | disable | configure`: the instances, their health and circuits; the
+ *   runbook's `integration.<name>.enabled` flag; settings from a JSON file and credentials as a JSON object on
+ *   stdin (never on the command line, where shell history would keep them). Schedules follow at once.
  * - `projectx pushes list [--status pending|failed|sent] [--limit <n>]` and `pushes replay <id>`: writes to
  *   connected systems waiting (degraded mode), failed for good, or sent; a replay puts a failed one back in line
  *   (audited) and wakes its instance's sender.
@@ -24,7 +27,9 @@ import type { OperatorContext } from '../../main.ts';
 import { createMetrics } from '../../metrics.ts';
 import type { Logger } from '../../logger.ts';
 import { connectors, findConnector } from '../registry.ts';
-import { ensureInstanceFromEnv, listInstances } from './instances.ts';
+import { InstanceError, configureInstance, ensureInstanceFromEnv, listInstances } from './instances.ts';
+import { installConnectorSchedules } from '../../jobs/connector-sync.ts';
+import { readFile } from 'node:fs/promises';
 import { RotationAborted, rotateKey } from './rotate-key.ts';
 
 const fail = (message: string) => Object.assign(new Error(message), { exitCode: 1 });
@@ -169,4 +174,79 @@ export async function pushesVerb(ctx: OperatorContext, args: readonly string[], 
     return 0;
   }
   throw new UsageError('pushes list [--status pending|failed|sent] [--limit <n>] | pushes replay <id>');
+}
+
+const CONNECTORS_USAGE = 'connectors list | connectors enable|disable <connector> [--instance <name>] | connectors configure <connector> [--instance <name>] [--settings-file <json>] [--credentials-stdin]';
+
+export async function connectorsVerb(ctx: OperatorContext, args: readonly string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'list') {
+    parse(rest, {});
+    const rows = await ctx.db
+      .selectFrom('integration_configs')
+      .leftJoin('integration_health_metrics', 'integration_health_metrics.config_id', 'integration_configs.id')
+      .select(['integration_configs.id', 'integration_configs.type', 'integration_configs.name', 'integration_configs.environment', 'integration_configs.enabled', 'integration_health_metrics.status', 'integration_health_metrics.last_success_at', 'integration_health_metrics.last_error_code'])
+      .orderBy('integration_configs.type')
+      .orderBy('integration_configs.name')
+      .execute();
+    const circuits = await ctx.db.selectFrom('integration_circuits').select(['config_id', 'direction', 'state']).execute();
+    for (const row of rows) {
+      const states = ['read', 'write'].map((direction) => `${direction} ${circuits.find((circuit) => circuit.config_id === row.id && circuit.direction === direction)?.state ?? 'closed'}`).join(', ');
+      io.out(`${row.type}:${row.name} (${row.environment})  ${row.enabled ? 'enabled' : 'disabled'}  health ${row.status ?? 'unknown'}${row.last_error_code ? ` (${row.last_error_code})` : ''}  circuits ${states}${row.last_success_at ? `  last success ${row.last_success_at.toISOString()}` : ''}`);
+    }
+    if (rows.length === 0) io.out(`no connector instances (configure one in the environment or with: projectx connectors configure <${connectors.map((c) => c.id).join('|')}> --settings-file …)`);
+    return 0;
+  }
+  if (sub !== 'enable' && sub !== 'disable' && sub !== 'configure') throw new UsageError(CONNECTORS_USAGE);
+  const { values, positionals } = parse(rest, { instance: { type: 'string' }, 'settings-file': { type: 'string' }, 'credentials-stdin': { type: 'boolean' } });
+  const connector = positionals[0] ? findConnector(positionals[0]) : undefined;
+  if (!connector || positionals.length > 1) throw new UsageError(`${CONNECTORS_USAGE}; connectors: ${connectors.map((c) => c.id).join(', ')}`);
+  const name = one(values.instance) ?? 'default';
+  if (sub === 'configure') {
+    const settingsFile = one(values['settings-file']);
+    let settings: unknown;
+    if (settingsFile) {
+      try {
+        settings = JSON.parse(await readFile(settingsFile, 'utf8'));
+      } catch (error) {
+        throw fail(`cannot read settings from ${settingsFile}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    let credentials: Record<string, string> | undefined;
+    if (values['credentials-stdin'] === true) {
+      const text = await readAll(io.input);
+      const parsed = (() => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((value) => typeof value !== 'string')) throw fail('--credentials-stdin expects a JSON object of credential fields to strings on stdin, e.g. {"client_secret": "…"}');
+      credentials = parsed as Record<string, string>;
+    }
+    if (settings === undefined && credentials === undefined) throw new UsageError(`configure needs --settings-file and/or --credentials-stdin\n${CONNECTORS_USAGE}`);
+    try {
+      const result = await configureInstance(ctx.db, ctx.keyring, connector, { name, settings, ...(credentials ? { credentials } : {}), actor: 'cli' });
+      await audit(ctx, 'integration.configure', 'integration', `${connector.id}:${name}`, { settings: settings !== undefined, credentials: Object.keys(credentials ?? {}).sort() });
+      io.out(`${connector.id}:${name} ${result.created ? 'created (disabled: enable it with projectx connectors enable ' + connector.id + (name === 'default' ? '' : ` --instance ${name}`) + ')' : 'updated'}`);
+      return 0;
+    } catch (error) {
+      if (error instanceof InstanceError) throw fail(error.message);
+      throw error;
+    }
+  }
+  const changed = await ctx.db.updateTable('integration_configs').set({ enabled: sub === 'enable', updated_at: new Date() }).where('type', '=', connector.id).where('name', '=', name).returning('id').executeTakeFirst();
+  if (!changed) throw fail(`no ${connector.title} instance named ${name} (projectx connectors list)`);
+  await audit(ctx, `integration.${sub}`, 'integration', `${connector.id}:${name}`, {});
+  // Schedules follow the flag at once (they live in the database: every worker sees them).
+  await installConnectorSchedules(ctx.jobs.boss, ctx.db, ctx.logger);
+  io.out(`${connector.id}:${name} ${sub}d`);
+  return 0;
+}
+
+async function readAll(input: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of input) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -109,3 +109,36 @@ function sameCredentials(keyring: Keyring, instanceId: string, stored: StoredCre
     return false; // unreadable under the loaded keys: replace it
   }
 }
+
+/**
+ * Creates or changes an instance from the operator's CLI: settings replaced when given (validated), credential
+ * fields set one by one (others kept), audited under `actor`. A new instance starts disabled unless `enable`.
+ */
+export async function configureInstance(db: Kysely<Database>, keyring: Keyring | undefined, connector: ConnectorDefinition, input: { name: string; environment?: string; settings?: unknown; credentials?: Record<string, string>; actor: string }): Promise<{ id: string; created: boolean }> {
+  const credentials = input.credentials ?? {};
+  for (const field of Object.keys(credentials)) if (!connector.credentialFields.includes(field)) throw new InstanceError('unknown_credential', `${connector.title} has no credential "${field}" (it has ${connector.credentialFields.join(', ')})`);
+  if (Object.keys(credentials).length > 0 && !keyring) throw new InstanceError('no_encryption_key', `${connector.title} credentials must be stored encrypted: set PROJECTX_ENCRYPTION_KEY`);
+  let settings: unknown;
+  if (input.settings !== undefined) {
+    const parsed = connector.settings.safeParse(input.settings);
+    if (!parsed.success) throw new InstanceError('invalid_settings', `invalid ${connector.title} settings: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(settings)'}: ${issue.message}`).join('; ')}`);
+    settings = parsed.data;
+  }
+  const environment = input.environment ?? 'production';
+  return db.transaction().execute(async (trx) => {
+    const existing = await trx.selectFrom('integration_configs').select(['id', 'credentials']).where('type', '=', connector.id).where('name', '=', input.name).where('environment', '=', environment).forUpdate().executeTakeFirst();
+    if (!existing && settings === undefined) throw new InstanceError('invalid_settings', `a new ${connector.title} instance needs its settings (--settings-file)`);
+    const id = existing?.id ?? (await trx.insertInto('integration_configs').values({ type: connector.id, name: input.name, environment, enabled: false, settings: JSON.stringify(settings), credentials: '{}', created_at: new Date(), updated_at: new Date() }).returning('id').executeTakeFirstOrThrow()).id;
+    const stored = { ...((existing?.credentials ?? {}) as StoredCredentials) };
+    for (const [field, value] of Object.entries(credentials)) stored[field] = keyring!.encrypt(value, credentialAad(id, field));
+    await trx
+      .updateTable('integration_configs')
+      .set({ ...(settings !== undefined ? { settings: JSON.stringify(settings) } : {}), credentials: JSON.stringify(stored), updated_at: new Date() })
+      .where('id', '=', id)
+      .execute();
+    if (Object.keys(credentials).length > 0 || !existing) {
+      await trx.insertInto('integration_credentials_audit').values({ config_id: id, action: existing ? 'credentials.updated' : 'credentials.created', actor: input.actor, key_id: keyring?.currentKeyId ?? null, detail: JSON.stringify({ fields: Object.keys(credentials).sort(), settings: settings !== undefined }) }).execute();
+    }
+    return { id, created: !existing };
+  });
+}
