@@ -149,7 +149,7 @@ export interface PushOperation<Settings = any, Client = any, Payload = any> {
    * After a success, in one transaction with marking it sent: record what the system answered, so that our own
    * change read back by the next pull is no change (echo suppression). Returns what to keep as the push's result.
    */
-  sent?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; payload: Payload; response: unknown; runtime: ConnectorRuntime; now: Date }): Promise<Record<string, unknown>>;
+  sent?(input: { trx: Kysely<Database>; connector: ConnectorDefinition<Settings, Client>; instance: ConnectorInstance<Settings>; payload: Payload; response: unknown; runtime: ConnectorRuntime; now: Date }): Promise<Record<string, unknown>>;
 }
 
 /** A write a domain event asks for: which instance, which operation, ordered per record key. */

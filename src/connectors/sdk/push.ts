@@ -85,7 +85,7 @@ export async function drainPushes<Settings, Client>(input: DrainInput<Settings, 
     const result = await operation.send({ client: input.client, instance, payload: payload.data, runtime });
     if (result.ok) {
       await runtime.db.transaction().execute(async (trx) => {
-        const kept = operation.sent ? await operation.sent({ trx, instance, payload: payload.data, response: result.value.body, runtime, now }) : {};
+        const kept = operation.sent ? await operation.sent({ trx, connector, instance, payload: payload.data, response: result.value.body, runtime, now }) : {};
         await trx.updateTable('integration_pushes').set({ status: 'sent', sent_at: now, attempts: row.attempts + 1, result: JSON.stringify(kept), last_error: null }).where('id', '=', row.id).execute();
       });
       await input.breaker.succeeded();

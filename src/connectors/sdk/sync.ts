@@ -91,12 +91,19 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
   const labels = { connector: connector.id, model: model.name };
 
   // The run row: new, or the same run resumed (a retry after a crash, or after a deferral).
-  const existing = await runtime.db.selectFrom('integration_runs').select(['status', 'counts', 'error_codes']).where('id', '=', request.runId).executeTakeFirst();
+  const existing = await runtime.db.selectFrom('integration_runs').select(['status', 'counts', 'error_codes', 'cursor_after']).where('id', '=', request.runId).executeTakeFirst();
   if (existing && existing.status !== 'running') return summaryOf(input, existing.status, existing.counts as unknown as RunCounts, existing.error_codes, started);
-  const state = await runtime.db.selectFrom('integration_sync_state').select(['cursor', 'run_id']).where('config_id', '=', instance.id).where('model', '=', model.name).executeTakeFirst();
-  const resumed = existing !== undefined && state?.run_id === request.runId;
-  const savedCursor = state?.cursor === null || state?.cursor === undefined ? null : model.cursor.safeParse(state.cursor);
-  const cursorBefore = resumed || !request.full ? (savedCursor?.success ? savedCursor.data : null) : null;
+  // A resumed run goes on from its own last stored page (not from the model's checkpoint, which another run,
+  // say a scheduled one while this full run waited out a rate limit, may have moved since).
+  const own = existing?.cursor_after === null || existing?.cursor_after === undefined ? undefined : model.cursor.safeParse(existing.cursor_after);
+  const resumed = own?.success === true;
+  let cursorBefore: unknown = null;
+  if (own?.success) cursorBefore = own.data;
+  else if (!request.full) {
+    const state = await runtime.db.selectFrom('integration_sync_state').select('cursor').where('config_id', '=', instance.id).where('model', '=', model.name).executeTakeFirst();
+    const saved = state?.cursor === null || state?.cursor === undefined ? undefined : model.cursor.safeParse(state.cursor);
+    cursorBefore = saved?.success ? saved.data : null;
+  }
   if (!existing) {
     await runtime.db
       .insertInto('integration_runs')
@@ -110,7 +117,7 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
 
   let reportedSuccess = false;
   try {
-    for await (const step of readAhead(model.pull({ client: input.client, instance, cursor: cursorBefore, full: request.full, resumed, signal: input.signal }))) {
+    for await (const step of readAhead(model.pull({ client: input.client, instance, cursor: cursorBefore as never, full: request.full, resumed, signal: input.signal }))) {
       if (!step.ok) return await failed(input, model, counts, started, step.failure);
       const { page } = step;
       const outcome = await runtime.db.transaction().execute((trx) => storePage(trx, input, model, page.records, page.cursor, runtime.clock.now()));
@@ -135,8 +142,15 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
     }
   } catch (error) {
     if (admission.probe && !reportedSuccess) await input.breaker.failed('exception');
+    // Not the system's doing (a bug, a constraint, the database): recorded on the run and, on the last attempt,
+    // as its failure with the instance's health, so a sync that keeps failing never looks healthy.
+    const code = typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : 'internal_error';
+    if (input.finalAttempt) await finish(input, 'failed', counts, [code], started).catch(() => undefined);
+    else await defer(input, counts, started, { code, retryAt: runtime.clock.now() }).catch(() => undefined);
     throw error;
   }
+  // Stopped before the first page (the worker is shutting down): not a success, the queue runs it again.
+  if (input.signal.aborted) return defer(input, counts, started, { code: 'interrupted', retryAt: runtime.clock.now() });
   if (!reportedSuccess) await input.breaker.succeeded(); // an empty pull is a success too
   const status: RunStatus = counts.rejected > 0 ? 'partial' : 'succeeded';
   const summary = await finish(input, status, counts, counts.rejected > 0 ? ['record_rejected'] : [], started);
@@ -176,7 +190,29 @@ interface PageOutcome {
 }
 
 async function storePage<Settings, Client>(trx: Kysely<Database>, input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, records: readonly unknown[], cursor: unknown, now: Date): Promise<PageOutcome> {
-  const { instance, runtime } = input;
+  const outcome = await storeRecords(trx, { runtime: input.runtime, connector: input.connector, instance: input.instance, runId: input.request.runId }, model, records, now);
+  await trx
+    .insertInto('integration_sync_state')
+    .values({ config_id: input.instance.id, model: model.name, cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now })
+    .onConflict((oc) => oc.columns(['config_id', 'model']).doUpdateSet({ cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now }))
+    .execute();
+  return { ...outcome, pageHash: createHash('sha256').update(JSON.stringify(records)).digest('hex') };
+}
+
+/** What records are stored with: the connector, its instance, and the run they came with (none for a write's answer). */
+interface StoreContext<Settings, Client> {
+  runtime: ConnectorRuntime;
+  connector: ConnectorDefinition<Settings, Client>;
+  instance: ConnectorInstance<Settings>;
+  runId: string | null;
+}
+
+/**
+ * Records as the system sent them: validated (failures kept aside), upserted into the ledger by external id where
+ * their content hash changed, and the model's domain effects for exactly those, all in `trx`.
+ */
+async function storeRecords<Settings, Client>(trx: Kysely<Database>, ctx: StoreContext<Settings, Client>, model: SyncModel<Settings, Client>, records: readonly unknown[], now: Date): Promise<Omit<PageOutcome, 'pageHash'>> {
+  const { instance, runtime } = ctx;
   const valid: { record: unknown; externalId: string; number: string | null; hash: string; updatedAt: string | null; data: string }[] = [];
   const rejected: { record: unknown; externalId: string | null; issues: string[] }[] = [];
   for (const raw of records) {
@@ -203,27 +239,16 @@ async function storePage<Settings, Client>(trx: Kysely<Database>, input: RunSync
   const byId = new Map(unique.map((row) => [row.externalId, row]));
   const changes: Change<unknown>[] = changedRows.rows.map((row) => ({ record: byId.get(row.external_id)!.record, externalId: row.external_id, created: row.inserted }));
   if (changes.length > 0 && model.apply) await model.apply({ trx, instance, changes, runtime, now });
-  for (const reject of rejected) await keepRejected(trx, input, model, reject, now);
-  await trx
-    .insertInto('integration_sync_state')
-    .values({ config_id: instance.id, model: model.name, cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now })
-    .onConflict((oc) => oc.columns(['config_id', 'model']).doUpdateSet({ cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now }))
-    .execute();
+  for (const reject of rejected) await keepRejected(trx, ctx, model, reject, now);
   const created = changes.filter((change) => change.created).length;
-  return {
-    created,
-    updated: changes.length - created,
-    unchanged: valid.length - changes.length,
-    rejected: rejected.length,
-    pageHash: createHash('sha256').update(JSON.stringify(records)).digest('hex'),
-  };
+  return { created, updated: changes.length - created, unchanged: valid.length - changes.length, rejected: rejected.length };
 }
 
 /**
  * A record that failed the model's schema: kept with its payload and the reasons, and one medium alert, once
  * per distinct payload (a re-sync of the same bad record does not alert again).
  */
-async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, reject: { record: unknown; externalId: string | null; issues: string[] }, now: Date): Promise<void> {
+async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: StoreContext<Settings, Client>, model: SyncModel<Settings, Client>, reject: { record: unknown; externalId: string | null; issues: string[] }, now: Date): Promise<void> {
   const payload = JSON.stringify(reject.record);
   const source = `${input.connector.id}:${model.name}`;
   const seen = await trx
@@ -237,7 +262,7 @@ async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: RunS
   if (seen) return;
   await trx
     .insertInto('integration_events')
-    .values({ config_id: input.instance.id, source, direction: 'inbound', event_type: 'record_rejected', external_id: reject.externalId, status: 'rejected', payload, error: JSON.stringify({ issues: reject.issues }), correlation_id: input.request.runId, created_at: now })
+    .values({ config_id: input.instance.id, source, direction: 'inbound', event_type: 'record_rejected', external_id: reject.externalId, status: 'rejected', payload, error: JSON.stringify({ issues: reject.issues }), correlation_id: input.runId, created_at: now })
     .execute();
   await input.runtime.events.emit(
     trx,
@@ -261,16 +286,13 @@ function ledgerRowOf<Settings, Client>(model: SyncModel<Settings, Client>, recor
 }
 
 /**
- * Records a record as our own write left it (the system's answer to a push), so that the next pull, reading
- * the same content, finds no change: our own echo makes no update and no event.
+ * The system's answer to one of our writes (the record as it stands after it), stored like a pulled record: the
+ * next pull then reads our own change as no change (echo suppression), and anything else that changed in it
+ * meanwhile (someone raised its priority) takes effect now, with its events, instead of being hidden.
  */
-export async function recordOwnWrite<Settings, Client>(trx: Kysely<Database>, input: { instance: ConnectorInstance<Settings>; model: SyncModel<Settings, Client>; record: unknown; now: Date }): Promise<void> {
-  const row = ledgerRowOf(input.model, input.record);
-  await trx
-    .insertInto('external_records')
-    .values({ config_id: input.instance.id, model: input.model.name, external_id: row.externalId, number: row.number, content_hash: row.hash, source_updated_at: row.updatedAt, data: row.data, first_seen_at: input.now, updated_at: input.now })
-    .onConflict((oc) => oc.columns(['config_id', 'model', 'external_id']).doUpdateSet({ number: row.number, content_hash: row.hash, source_updated_at: row.updatedAt, data: row.data, updated_at: input.now }))
-    .execute();
+export async function recordAnswer<Settings, Client>(trx: Kysely<Database>, input: { runtime: ConnectorRuntime; connector: ConnectorDefinition<Settings, Client>; instance: ConnectorInstance<Settings>; model: SyncModel<Settings, Client>; record: unknown; now: Date }): Promise<{ changed: boolean; rejected: boolean }> {
+  const outcome = await storeRecords(trx, { runtime: input.runtime, connector: input.connector, instance: input.instance, runId: null }, input.model, [input.record], input.now);
+  return { changed: outcome.created + outcome.updated > 0, rejected: outcome.rejected > 0 };
 }
 
 function guessId(raw: unknown): string | null {

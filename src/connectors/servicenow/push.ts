@@ -16,9 +16,9 @@ import type { Db } from '../../db/database.ts';
 import type { DomainEvent } from '../../domain/events.ts';
 import { getTask } from '../../domain/tasks.ts';
 import type { PushDefinition, PushIntent } from '../sdk/contract.ts';
-import { recordOwnWrite } from '../sdk/sync.ts';
+import { recordAnswer } from '../sdk/sync.ts';
 import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
-import { INCIDENT_FIELDS, incidentRecord, incidentState } from './mapper.ts';
+import { INCIDENT_FIELDS } from './mapper.ts';
 import { incidents } from './sync.ts';
 
 const TASK_FIELDS = ['sys_id', 'number', 'correlation_id', 'short_description', 'state'];
@@ -40,12 +40,14 @@ export const serviceNowPush: PushDefinition<ServiceNowSettings, ServiceNowClient
           // The same note and state again change nothing that matters: safe to resend after a lost answer.
           idempotent: true,
         }),
-      sent: async ({ trx, instance, response, now }) => {
-        const record = incidentRecord.safeParse((response as { result?: unknown } | undefined)?.result);
-        if (!record.success) return { recorded: false };
-        await recordOwnWrite(trx, { instance, model: incidents, record: record.data, now });
-        await trx.updateTable('incidents').set({ state: incidentState(record.data.state), updated_at: now }).where('external_id', '=', record.data.sys_id).where('source_system', 'like', 'servicenow%').execute();
-        return { recorded: true, state: record.data.state, number: record.data.number };
+      sent: async ({ trx, connector, instance, response, runtime, now }) => {
+        const record = (response as { result?: unknown } | undefined)?.result;
+        if (record === undefined) return { recorded: false };
+        // Stored like a pulled record: our own change is then no change to the next pull, and whatever else
+        // changed in the incident meanwhile takes effect now (the mirror, a P1 escalation).
+        const stored = await recordAnswer(trx, { runtime, connector, instance, model: incidents, record, now });
+        const number = (record as { number?: unknown }).number;
+        return { recorded: !stored.rejected, changed: stored.changed, ...(typeof number === 'string' ? { number } : {}) };
       },
     },
     'task.create': {

@@ -111,6 +111,14 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
   apply: async ({ trx, instance, changes, runtime, now }) => {
     const source = sourceSystem(instance.name);
     const rows = changes.map(({ record }) => record);
+    // Two records of one page with one number (an import, a clone: ServiceNow allows it) share the mirror's
+    // unique number: the second keeps a marked one.
+    const taken = new Set<string>();
+    const numbers = rows.map((r) => {
+      const number = taken.has(r.number) ? `${r.number}~${r.sys_id.slice(0, 8)}` : r.number;
+      taken.add(number);
+      return number;
+    });
     // Whether each P1 of the page was a P1 already (few, usually none: no query at all). Asked apart, by id: a
     // join with the whole mirror in the upsert was planned as a scan of it while its statistics still said
     // "empty", which made an initial sync slower with every page (bench/servicenow-sync).
@@ -124,7 +132,7 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
       sql<{ id: string; external_id: string; number: string; priority: number; short_description: string; state: string }>`
         insert into incidents (id, source_system, external_id, number, priority, state, short_description, content_hash, created_at, updated_at)
         select id, ${source}, external_id, number, priority, state, short_description, null, ${now}::timestamptz, ${now}::timestamptz
-        from unnest(${rows.map(() => uuidv7())}::uuid[], ${rows.map((r) => r.sys_id)}::text[], ${rows.map((r) => r.number)}::text[], ${rows.map((r) => Number(r.priority))}::int[], ${rows.map((r) => incidentState(r.state))}::text[], ${rows.map((r) => r.short_description)}::text[])
+        from unnest(${rows.map(() => uuidv7())}::uuid[], ${rows.map((r) => r.sys_id)}::text[], ${numbers}::text[], ${rows.map((r) => Number(r.priority))}::int[], ${rows.map((r) => incidentState(r.state))}::text[], ${rows.map((r) => r.short_description)}::text[])
           as t(id, external_id, number, priority, state, short_description)
         on conflict (source_system, external_id) do update
           set number = excluded.number, priority = excluded.priority, state = excluded.state, short_description = excluded.short_description, updated_at = excluded.updated_at
@@ -138,7 +146,7 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
       await sql`rollback to savepoint incident_mirror`.execute(trx);
       await sql`
         update incidents set number = number || '~' || left(external_id, 8)
-        where source_system = ${source} and number = any(${rows.map((r) => r.number)}::text[]) and external_id <> all(${rows.map((r) => r.sys_id)}::text[])`.execute(trx);
+        where source_system = ${source} and number = any(${numbers}::text[]) and external_id <> all(${rows.map((r) => r.sys_id)}::text[])`.execute(trx);
       return mirror();
     });
     for (const incident of written.rows) {

@@ -144,6 +144,21 @@ describe('ServiceNow writes', () => {
     expect(sn.journal('incident', fieldValue(record.sys_id))).toHaveLength(1);
   });
 
+  it('takes in what else changed in the incident, as ServiceNow answers our write (someone raised it to P1)', async () => {
+    const record = sn.insert('incident', incidentFields({ number: 'INC0100009', priority: '3', state: '1', short_description: 'Slow logins' }, sn.url), at(1));
+    await sync();
+    await ack('INC0100009');
+    sn.update('incident', fieldValue(record.sys_id), { priority: '1' }); // in ServiceNow, before our write lands
+    expect(await drain()).toMatchObject({ sent: 1 });
+    const incident = await fx.tdb.db.selectFrom('incidents').select(['id', 'priority', 'state']).where('number', '=', 'INC0100009').executeTakeFirstOrThrow();
+    expect(incident).toMatchObject({ priority: 1, state: 'in_progress' });
+    const events = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { subject: { id: incident.id } } } });
+    expect(events.map((job) => job.data.payload.type).sort()).toEqual(['incident.acknowledged', 'incident.updated']);
+    expect(events.find((job) => job.data.payload.type === 'incident.updated')!.data.payload).toMatchObject({ priority: 1, data: { review: true } });
+    // And the next pull finds nothing new.
+    expect((await sync()).counts).toMatchObject({ created: 0, updated: 0 });
+  });
+
   it('creates a ServiceNow task for a remediation task, once, linked back to the task', async () => {
     const task = await fx.task({ type: 'remediation', title: 'Rotate the leaked key', description: 'Found in the audit', priority: 'high' });
     await route('task.created');

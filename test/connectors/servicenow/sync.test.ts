@@ -4,6 +4,7 @@
  * instance of its own, so runs do not see each other's records.
  */
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createBreaker } from '../../../src/connectors/sdk/breaker.ts';
 import type { ConnectorInstance, ConnectorRuntime } from '../../../src/connectors/sdk/contract.ts';
@@ -313,6 +314,46 @@ describe('ServiceNow incident sync', () => {
     const rows = await mirrored(instance);
     expect(rows.find((row) => row.external_id === fieldValue(reused.sys_id))).toMatchObject({ number: 'INC9200001', priority: 2 });
     expect(rows.find((row) => row.external_id === fieldValue(old.sys_id))?.number).toBe(`INC9200001~${fieldValue(old.sys_id).slice(0, 8)}`);
+
+    // Two records with one number in one page (ServiceNow allows it after an import): both arrive.
+    const twins = [sn.insert('incident', incidentFields({ number: 'INC9200002', priority: '3', state: '1' }, sn.url), at(3)), sn.insert('incident', incidentFields({ number: 'INC9200002', priority: '4', state: '1' }, sn.url), at(4))];
+    expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { created: 2 } });
+    const numbers = (await mirrored(instance)).filter((row) => twins.some((twin) => fieldValue(twin.sys_id) === row.external_id)).map((row) => row.number).sort();
+    expect(numbers).toEqual(['INC9200002', `INC9200002~${fieldValue(twins[1]!.sys_id).slice(0, 8)}`]);
+  });
+
+  it('records a run that fails on our side (not the system) as failed on its last attempt, with the instance unhealthy', async () => {
+    const sn = await fakeServiceNow();
+    sn.insert('incident', incidentFields({ number: 'INC9300001', priority: '3', state: '1' }, sn.url), at(1));
+    const instance = await instanceFor(sn);
+    // The mirror refuses the page: a constraint of ours, not ServiceNow's answer.
+    await sql`alter table incidents add constraint test_no_p3 check (priority <> 3) not valid`.execute(fx.tdb.db);
+    try {
+      const runId = crypto.randomUUID();
+      await expect(sync(instance, { runId, finalAttempt: false })).rejects.toThrow(/test_no_p3/);
+      expect(await fx.tdb.db.selectFrom('integration_runs').select(['status', 'error_codes']).where('id', '=', runId).executeTakeFirstOrThrow()).toEqual({ status: 'running', error_codes: ['23514'] });
+      await expect(sync(instance, { runId, finalAttempt: true })).rejects.toThrow(/test_no_p3/);
+      expect(await fx.tdb.db.selectFrom('integration_runs').select(['status']).where('id', '=', runId).executeTakeFirstOrThrow()).toEqual({ status: 'failed' });
+      expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'last_error_code']).where('config_id', '=', instance.id).executeTakeFirstOrThrow()).toEqual({ status: 'degraded', last_error_code: '23514' });
+    } finally {
+      await sql`alter table incidents drop constraint test_no_p3`.execute(fx.tdb.db);
+    }
+  });
+
+  it('resumes a run from its own last page even when another run moved the checkpoint meanwhile', async () => {
+    const sn = await fakeServiceNow();
+    sn.insertMany('incident', 60, (i) => incidentFields({ number: `INC${String(9_400_000 + i)}`, priority: '3', state: '1' }, sn.url), (i) => at(i));
+    const instance = await instanceFor(sn, { pageSize: 20 });
+    const full = crypto.randomUUID();
+    // The full run stores one page, then ServiceNow asks it to come back in two minutes.
+    sn.failNext(1, { status: 429, retryAfterSeconds: 120 }, { method: 'GET', pathPrefix: '/api/now/table/incident', queryIncludes: 'sys_updated_on=2026-11-01 00:00:19^' });
+    expect(await sync(instance, { runId: full, full: true })).toMatchObject({ status: 'deferred', counts: { pages: 1, created: 20 } });
+    // Meanwhile a scheduled run takes the model's checkpoint to the end.
+    expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { created: 40 } });
+    const before = sn.requests.length;
+    expect(await sync(instance, { runId: full, full: true })).toMatchObject({ status: 'succeeded', counts: { pages: 3, seen: 60, created: 20 } });
+    // It went on after its own first page (not from the beginning, not from the other run's end).
+    expect(sn.requests[before]!.query.sysparm_query).toMatch(/^sys_updated_on=2026-11-01 00:00:19\^sys_id>/);
   });
 });
 
