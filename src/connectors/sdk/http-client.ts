@@ -73,8 +73,8 @@ export type UpstreamFailure =
   | { kind: 'http'; code: string; status: number; body: unknown; attempts: number }
   /** Come back at `retryAt` (a rate limit or an outage that needs a longer wait than a call may sleep). */
   | { kind: 'deferred'; code: 'rate_limited' | 'upstream_unavailable'; status: number | undefined; retryAt: Date; attempts: number }
-  /** No answer: connection refused or reset, DNS, or the timeout. */
-  | { kind: 'network'; code: 'timeout' | 'network_error'; attempts: number }
+  /** No answer: connection refused or reset, DNS, the timeout, or the caller stopped (`interrupted`). */
+  | { kind: 'network'; code: 'timeout' | 'network_error' | 'interrupted'; attempts: number }
   /** No credential to send: the token endpoint refused or could not be reached (`cause` says how). */
   | { kind: 'auth'; code: string; attempts: number; cause?: UpstreamFailure | undefined };
 

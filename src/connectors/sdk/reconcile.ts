@@ -76,6 +76,12 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
     await compare(step.ids, last);
     after = last;
   }
+  if (input.signal.aborted) {
+    // Stopped before the listing ended: nothing past this point may be judged.
+    summary.errorCodes.push('interrupted');
+    await finishRun(runtime, summary, 'failed', started);
+    return { ...summary, status: 'failed' };
+  }
   await compare([], undefined); // what the ledger holds past the system's last id
 
   await runtime.db.transaction().execute(async (trx) => {

@@ -83,13 +83,24 @@ function lastPosition(records: readonly unknown[]): KeysetCursor | undefined {
 export async function* listTableIds(input: { client: ServiceNowClient; table: string; signal: AbortSignal; pageSize?: number }): AsyncIterable<{ ok: true; ids: string[] } | { ok: false; failure: UpstreamFailure }> {
   const limit = input.pageSize ?? 10_000;
   let after = '';
-  while (!input.signal.aborted) {
+  for (;;) {
+    // A listing cut short must not read as "the table ends here": reconciliation would flag the rest deleted.
+    if (input.signal.aborted) {
+      yield { ok: false, failure: { kind: 'network', code: 'interrupted', attempts: 0 } };
+      return;
+    }
     const answer = await input.client.list(input.table, { query: after ? `sys_id>${after}^ORDERBYsys_id` : 'ORDERBYsys_id', fields: ['sys_id'], limit });
     if (!answer.ok) {
       yield answer;
       return;
     }
-    const ids = (Array.isArray(answer.value.body?.result) ? answer.value.body.result : []).map((record) => (record as { sys_id?: unknown }).sys_id).filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{32}$/.test(id));
+    const result = answer.value.body?.result;
+    if (!Array.isArray(result)) {
+      // Not the Table API's answer (a hibernating instance answers 200 with an HTML page).
+      yield { ok: false, failure: { kind: 'http', code: 'invalid_response', status: answer.value.status, body: undefined, attempts: answer.value.attempts } };
+      return;
+    }
+    const ids = result.map((record) => (record as { sys_id?: unknown }).sys_id).filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{32}$/.test(id));
     if (ids.length === 0) return;
     after = ids[ids.length - 1]!;
     yield { ok: true, ids };

@@ -213,6 +213,31 @@ describe('ServiceNow writes', () => {
     expect(recovered).toHaveLength(1);
   });
 
+  it('fails a write that keeps failing on its own once a later write goes through, and does not hold the rest', async () => {
+    const [poison, fine] = ['INC0400001', 'INC0400002'].map((number) => sn.insert('incident', incidentFields({ number, priority: '3', state: '1' }, sn.url), at(0)));
+    await sync();
+    // A business rule in ServiceNow fails every update of this one incident.
+    const only = { method: 'PATCH', pathPrefix: `/api/now/table/incident/${fieldValue(poison!.sys_id)}` };
+    sn.failAlways({ status: 500 }, only);
+    await ack('INC0400001');
+    await ack('INC0400002');
+    let outcome = await drain();
+    for (let attempt = 2; attempt <= 5 && outcome.sent === 0; attempt++) {
+      fx.clock.advance(10 * 60_000);
+      outcome = await drain();
+    }
+    sn.failAlways(undefined, only);
+    expect(outcome).toMatchObject({ sent: 1 });
+    const rows = (await pushes()).slice(-2);
+    expect(rows).toEqual([
+      expect.objectContaining({ record_key: `incident/${fieldValue(poison!.sys_id)}`, status: 'failed', attempts: 5 }),
+      expect.objectContaining({ record_key: `incident/${fieldValue(fine!.sys_id)}`, status: 'sent' }),
+    ]);
+    // The circuit never opened: it was this write, not ServiceNow.
+    const circuit = await fx.tdb.db.selectFrom('integration_circuits').select('state').where('config_id', '=', instanceId).where('direction', '=', 'write').executeTakeFirstOrThrow();
+    expect(circuit.state).toBe('closed');
+  });
+
   it('marks a write the system refuses for good as failed, alerts, and goes on with the next', async () => {
     const ok = sn.insert('incident', incidentFields({ number: 'INC0300002', priority: '3', state: '1' }, sn.url), at(200));
     const gone = sn.insert('incident', incidentFields({ number: 'INC0300001', priority: '3', state: '1' }, sn.url), at(199));
@@ -223,16 +248,17 @@ describe('ServiceNow writes', () => {
     expect(await drain()).toMatchObject({ sent: 1 });
     const rows = (await pushes()).slice(-2);
     expect(rows).toEqual([expect.objectContaining({ record_key: `incident/${fieldValue(gone.sys_id)}`, status: 'failed' }), expect.objectContaining({ record_key: `incident/${fieldValue(ok.sys_id)}`, status: 'sent' })]);
-    const failed = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.push_failed' } } });
-    expect(failed.map((job) => job.data.payload.summary)).toEqual([expect.stringContaining('incident.acknowledge for incident/')]);
+    const failed = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.push_failed', data: { recordKey: `incident/${fieldValue(gone.sys_id)}` } } } });
+    expect(failed.map((job) => job.data.payload.summary)).toEqual([expect.stringContaining('failed for good (not_found: refused with HTTP 404)')]);
 
     // An operator sees it and puts it back in line.
     const out: string[] = [];
     const io = { out: (text: string) => void out.push(text), err: (text: string) => void out.push(text), input: process.stdin, interactive: false };
     const ctx = { db: fx.tdb.db, jobs: fx.jobs, domain: fx.deps, config: deps.config, keyring, logger: deps.logger, close: () => Promise.resolve() };
     expect(await pushesVerb(ctx, ['list'], io)).toBe(0);
-    expect(out).toEqual([expect.stringMatching(new RegExp(`^\\d+  .*  servicenow:default  incident.acknowledge incident/${fieldValue(gone.sys_id)}  attempts 1  not_found: refused with HTTP 404$`))]);
-    const id = out[0]!.split(' ')[0]!;
+    const line = out.find((text) => text.includes(`incident/${fieldValue(gone.sys_id)}`));
+    expect(line).toMatch(new RegExp(`^\\d+  .*  servicenow:default  incident.acknowledge incident/${fieldValue(gone.sys_id)}  attempts 1  not_found: refused with HTTP 404$`));
+    const id = line!.split(' ')[0]!;
     expect(await pushesVerb(ctx, ['replay', id], io)).toBe(0);
     expect((await pushes()).find((row) => row.record_key === `incident/${fieldValue(gone.sys_id)}`)).toMatchObject({ status: 'pending', attempts: 0 });
     const audited = await fx.tdb.db.selectFrom('audit_log').select('action').where('object_id', '=', id).execute();

@@ -81,4 +81,18 @@ describe('ServiceNow reconciliation', () => {
     const run = await fx.tdb.db.selectFrom('integration_runs').select(['trigger', 'status', 'counts']).where('id', '=', String(last.runId)).executeTakeFirstOrThrow();
     expect(run).toMatchObject({ status: 'succeeded', counts: { remote: 25_000, reappeared: 1 } });
   });
+
+  it('judges nothing from a listing cut short: a hibernating instance (HTML) or a stopped worker', async () => {
+    const before = await flagged();
+    // The second page of ids comes back as ServiceNow's hibernation page.
+    sn.failNext(1, { kind: 'hibernating' }, { method: 'GET', pathPrefix: '/api/now/table/incident', queryIncludes: 'sys_id>' });
+    await expect(reconcileNow()).rejects.toMatchObject({ code: 'invalid_response' });
+    expect(await flagged()).toEqual(before);
+    const stopped = new AbortController();
+    stopped.abort();
+    await expect(connectorReconcile.handler({ connector: 'servicenow', instanceId, model: 'incident' }, { ...context(connectorReconcile.name), signal: stopped.signal })).rejects.toMatchObject({ code: 'interrupted' });
+    expect(await flagged()).toEqual(before);
+    const events = await fx.jobs.boss.findJobs('domain.event', { data: { payload: { type: 'integration.reconciled' } } });
+    expect(events).toHaveLength(1); // only the first test's
+  });
 });

@@ -151,6 +151,11 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
       rec.failure = failure;
       if ('status' in failure) return sendFailure(res, rec, failure, now().getTime());
       if (failure.kind === 'reset') return void req.socket.destroy();
+      if (failure.kind === 'hibernating') {
+        rec.status = 200;
+        res.writeHead(200, { 'content-type': 'text/html;charset=UTF-8' });
+        return void res.end('<html><head><title>Instance Hibernating page</title></head><body>Your instance is hibernating.</body></html>');
+      }
       await sleep(failure.ms);
     }
     if (path === '/oauth_token.do') {

@@ -11,14 +11,16 @@ export type SnRecord = Record<string, SnValue>;
 /**
  * A programmed failure. 429 carries ServiceNow's rate-limit headers and the docs' 429 body; 5xx, 401 and 403 answer
  * ServiceNow-shaped error bodies; `reset` destroys the socket without an answer (a network error); `delay` answers
- * normally after `ms`.
+ * normally after `ms`; `hibernating` answers 200 with an HTML page, as a sleeping developer instance does.
  */
 export type Failure =
   | { status: 429; retryAfterSeconds?: number; rateLimitResetEpochSeconds?: number }
   | { status: 500 | 502 | 503 | 504 }
   | { status: 401 | 403 }
   | { kind: 'reset' }
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** A hibernating developer instance: 200 with an HTML page instead of JSON. */
+  | { kind: 'hibernating' };
 
 /** Which requests a programmed failure applies to (all when omitted). */
 export interface FailureMatch {
