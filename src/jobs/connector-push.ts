@@ -50,3 +50,28 @@ export const connectorPush = defineJob({
 export async function wakePushes(jobs: JobDeps['jobs'], target: { connector: string; instanceId: string }, at?: Date): Promise<void> {
   await jobs.enqueue(connectorPush, target, { singletonKey: target.instanceId, ...(at ? { startAfter: at } : {}) });
 }
+
+/**
+ * `connector.push-sweep`, every minute: wakes the sender of every instance with a write that is due. A write
+ * recorded by a routing job that died before waking its sender, or one whose sender ran out of its own
+ * retries, would otherwise wait for the next unrelated event.
+ */
+export const connectorPushSweep = defineJob({
+  name: 'connector.push-sweep',
+  schema: z.object({}),
+  policy: { queuePolicy: 'singleton', retryLimit: 1, batchSize: 1 },
+  schedule: { cron: '* * * * *', payload: {} },
+  handler: async (_payload, { deps }: { deps: JobDeps }) => {
+    const due = await deps.db
+      .selectFrom('integration_pushes')
+      .innerJoin('integration_configs', 'integration_configs.id', 'integration_pushes.config_id')
+      .select(['integration_configs.type', 'integration_pushes.config_id'])
+      .distinct()
+      .where('integration_pushes.status', '=', 'pending')
+      .where('integration_pushes.next_attempt_at', '<=', deps.clock.now())
+      .where('integration_configs.enabled', '=', true)
+      .execute();
+    for (const row of due) await wakePushes(deps.jobs, { connector: row.type, instanceId: row.config_id });
+    return { woken: due.length };
+  },
+});

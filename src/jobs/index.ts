@@ -12,7 +12,7 @@ import { emailProcess } from '../connectors/email/process.ts';
 import { deliverWebhook } from '../connectors/webhook-bridge/outbound/deliver.ts';
 import type { AnyJob } from './runtime.ts';
 import { connectorReconcile, connectorSync } from './connector-sync.ts';
-import { connectorPush } from './connector-push.ts';
+import { connectorPush, connectorPushSweep } from './connector-push.ts';
 import { servicenowAttachments } from '../connectors/servicenow/attachments.ts';
 import { deliverEmailNotification, deliverNotification, rerenderSubject, routeDomainEvent } from './domain-events.ts';
 import { pruneInboundEvents } from './maintenance/prune-inbound-events.ts';
@@ -35,6 +35,7 @@ export const jobDefinitions: readonly AnyJob[] = [
   emailProcess,
   connectorSync,
   connectorPush,
+  connectorPushSweep,
   connectorReconcile,
   servicenowAttachments,
 ];

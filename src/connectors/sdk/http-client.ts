@@ -3,8 +3,9 @@
  *
  * - a timeout on every call (headers and body), and a `traceparent` (the caller's trace, a new span) and
  *   `X-Correlation-Id` on every request;
- * - retries only where they are safe and can help: 429, 502, 503, 504 and network errors (the last only for
- *   idempotent requests: a POST whose connection broke may have been applied);
+ * - retries only where they are safe and can help: 429, 502, 503, 504 and network errors (502, 504 and network
+ *   errors only for idempotent requests: a POST whose connection broke, or whose gateway timed out, may have
+ *   been applied);
  * - the wait before a retry from `Retry-After` (seconds or an HTTP date) or `X-RateLimit-Reset` (epoch seconds)
  *   when the system says, else full-jitter exponential backoff (a random wait in [0, base × 2^attempt]);
  * - at most two retries inside one call, and only short waits (`maxInlineWaitMs`): a longer wait is not slept
@@ -212,6 +213,11 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         }
         if (!RETRYABLE.has(answer.status)) {
           return { ok: false, failure: { kind: 'http', code: httpCode(answer.status), status: answer.status, body: parseJson(answer.bytes), attempts } };
+        }
+        if (!idempotent && (answer.status === 502 || answer.status === 504)) {
+          // A gateway's error says nothing of whether the system applied the request: sending a POST again here
+          // could apply it twice. The caller decides (a push checks first whether its write is already there).
+          return { ok: false, failure: { kind: 'http', code: 'upstream_error', status: answer.status, body: parseJson(answer.bytes), attempts } };
         }
         const told = toldWaitMs(answer.headers, answer.status, now());
         const delay = told ?? backoff(retries + 1, base, random);

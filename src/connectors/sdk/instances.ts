@@ -49,7 +49,11 @@ export async function ensureInstanceFromEnv(db: Kysely<Database>, keyring: Keyri
         .set({ settings: JSON.stringify(settings), ...(changed ? { credentials: JSON.stringify(encryptAll(keyring, existing.id, described.credentials)) } : {}), updated_at: new Date() })
         .where('id', '=', existing.id)
         .execute();
-      if (changed) await trx.insertInto('integration_credentials_audit').values({ config_id: existing.id, action: 'credentials.updated', actor: 'environment', key_id: keyring.currentKeyId, detail: JSON.stringify({ fields: Object.keys(described.credentials).sort() }) }).execute();
+      if (changed) {
+        await trx.insertInto('integration_credentials_audit').values({ config_id: existing.id, action: 'credentials.updated', actor: 'environment', key_id: keyring.currentKeyId, detail: JSON.stringify({ fields: Object.keys(described.credentials).sort() }) }).execute();
+        // A token got with the old credentials must not outlive them.
+        await trx.deleteFrom('integration_tokens').where('config_id', '=', existing.id).execute();
+      }
       return existing.id;
     }
     const row = await trx
@@ -136,6 +140,7 @@ export async function configureInstance(db: Kysely<Database>, keyring: Keyring |
       .set({ ...(settings !== undefined ? { settings: JSON.stringify(settings) } : {}), credentials: JSON.stringify(stored), updated_at: new Date() })
       .where('id', '=', id)
       .execute();
+    if (Object.keys(credentials).length > 0) await trx.deleteFrom('integration_tokens').where('config_id', '=', id).execute();
     if (Object.keys(credentials).length > 0 || !existing) {
       await trx.insertInto('integration_credentials_audit').values({ config_id: id, action: existing ? 'credentials.updated' : 'credentials.created', actor: input.actor, key_id: keyring?.currentKeyId ?? null, detail: JSON.stringify({ fields: Object.keys(credentials).sort(), settings: settings !== undefined }) }).execute();
     }

@@ -53,6 +53,9 @@ export interface RunSummary {
   retryAt?: string;
 }
 
+/** Error codes of refused credentials (401/403, and the auth providers' own). */
+const AUTH_CODES: ReadonlySet<string> = new Set(['unauthorized', 'forbidden', 'oauth_client_refused', 'basic_auth_refused', 'token_endpoint_unavailable', 'invalid_token_response']);
+
 const EMPTY: RunCounts = { pages: 0, seen: 0, created: 0, updated: 0, unchanged: 0, rejected: 0, requests: 0 };
 /** A run keeps at most this many page hashes (the last ones). */
 const MAX_PAGE_HASHES = 2000;
@@ -341,7 +344,16 @@ async function noteAuthFailure<Settings, Client>(input: RunSyncInput<Settings, C
     const row = await trx
       .insertInto('integration_health_metrics')
       .values({ config_id: instance.id, status: 'down', last_run_at: now, last_error_at: now, last_error_code: code, consecutive_failures: 1, updated_at: now })
-      .onConflict((oc) => oc.column('config_id').doUpdateSet((eb) => ({ status: 'down', last_error_at: now, last_error_code: code, consecutive_failures: sql<number>`${eb.ref('integration_health_metrics.consecutive_failures')} + 1`, updated_at: now })))
+      .onConflict((oc) =>
+        oc.column('config_id').doUpdateSet((eb) => ({
+          status: 'down',
+          last_error_at: now,
+          last_error_code: code,
+          // In a row means auth failures in a row: another kind of failure before this one starts the count anew.
+          consecutive_failures: sql<number>`case when ${eb.ref('integration_health_metrics.last_error_code')} = any(${[...AUTH_CODES]}::text[]) then ${eb.ref('integration_health_metrics.consecutive_failures')} + 1 else 1 end`,
+          updated_at: now,
+        })),
+      )
       .returning('consecutive_failures')
       .executeTakeFirstOrThrow();
     if (row.consecutive_failures !== 2) return;

@@ -23,7 +23,7 @@ import type { Metrics } from '../../metrics.ts';
 import { verifyStandardWebhook } from '../webhook-bridge/signatures.ts';
 import type { ConnectorDefinition } from './contract.ts';
 import type { Keyring } from './crypto.ts';
-import { InstanceError, loadInstance } from './instances.ts';
+import { loadInstance } from './instances.ts';
 
 export interface ConnectorWebhookDeps {
   db: Db;
@@ -45,16 +45,24 @@ export function createConnectorWebhooks(deps: ConnectorWebhookDeps): Hono {
     const webhook = connector?.webhook;
     if (!connector || !webhook) return c.json(errorBody('unknown_webhook', 'no connector takes webhooks at this URL'), 404);
     const name = c.req.query('instance') ?? 'default';
-    const row = await deps.db.selectFrom('integration_configs').select(['id', 'enabled']).where('type', '=', connector.id).where('name', '=', name).executeTakeFirst();
+    const unavailable = (error: unknown) => {
+      deps.logger.error({ err: error, connector: connector.id, instance: name }, 'connector webhook cannot be checked right now');
+      c.header('Retry-After', '30');
+      return c.json(errorBody('webhook_unavailable', 'this webhook cannot be verified right now; send it again later'), 503);
+    };
+    let row: { id: string; enabled: boolean } | undefined;
+    try {
+      row = await deps.db.selectFrom('integration_configs').select(['id', 'enabled']).where('type', '=', connector.id).where('name', '=', name).executeTakeFirst();
+    } catch (error) {
+      return unavailable(error);
+    }
     if (!row || !row.enabled) return c.json(errorBody('unknown_instance', `no enabled ${connector.title} instance named ${name}`), 404);
     let secret: string | undefined;
     try {
       secret = (await loadInstance(deps.db, deps.keyring, connector, row.id)).credential(webhook.secretField);
     } catch (error) {
-      if (!(error instanceof InstanceError) && (error as { code?: string }).code !== 'decryption_failed') throw error;
-      deps.logger.error({ err: error, connector: connector.id, instance: name }, 'connector webhook secret cannot be read');
-      c.header('Retry-After', '60');
-      return c.json(errorBody('webhook_unavailable', 'this webhook cannot be verified right now; send it again later'), 503);
+      // No key, a key that does not fit, or the database away: the sender tries again later.
+      return unavailable(error);
     }
     if (!secret) return c.json(errorBody('webhook_not_configured', `${connector.title} webhooks are not configured for this instance`), 404);
 

@@ -78,6 +78,17 @@ describe('connector HTTP client', () => {
     await http.close();
   });
 
+  it('does not resend a POST after a gateway error (it may have been applied), but does after a 503', async () => {
+    const { http } = client({ sleep: () => Promise.resolve() });
+    script = (_req, res) => json(res, 504, {});
+    expect(await http.send({ method: 'POST', path: '/x', json: {} })).toMatchObject({ ok: false, failure: { kind: 'http', code: 'upstream_error', status: 504, attempts: 1 } });
+    expect(seen).toHaveLength(1);
+    seen = [];
+    script = (_req, res, call) => json(res, call === 1 ? 503 : 201, {});
+    expect(await http.send({ method: 'POST', path: '/x', json: {} })).toMatchObject({ ok: true, value: { status: 201, attempts: 2 } });
+    await http.close();
+  });
+
   it('does not retry other errors: a 500, a 400, a 404 come back as values at once', async () => {
     const { http } = client();
     for (const [status, code] of [

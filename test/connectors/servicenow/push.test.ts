@@ -16,7 +16,7 @@ import { loadConfig } from '../../../src/config.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
 import { acknowledgeIncident } from '../../../src/domain/incidents.ts';
 import type { User } from '../../../src/domain/users.ts';
-import { connectorPush } from '../../../src/jobs/connector-push.ts';
+import { connectorPush, connectorPushSweep } from '../../../src/jobs/connector-push.ts';
 import { pushesVerb } from '../../../src/connectors/sdk/cli.ts';
 import { servicenowAttachments } from '../../../src/connectors/servicenow/attachments.ts';
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
@@ -236,6 +236,17 @@ describe('ServiceNow writes', () => {
     // The circuit never opened: it was this write, not ServiceNow.
     const circuit = await fx.tdb.db.selectFrom('integration_circuits').select('state').where('config_id', '=', instanceId).where('direction', '=', 'write').executeTakeFirstOrThrow();
     expect(circuit.state).toBe('closed');
+  });
+
+  it('wakes the sender of a due write that nobody woke (its routing job died in between), every minute', async () => {
+    const record = sn.insert('incident', incidentFields({ number: 'INC0500001', priority: '3', state: '1' }, sn.url), at(0));
+    await sync();
+    await fx.tdb.db.insertInto('integration_pushes').values({ config_id: instanceId, operation: 'incident.acknowledge', record_key: `incident/${fieldValue(record.sys_id)}`, payload: JSON.stringify({ sysId: fieldValue(record.sys_id), workNote: 'Acknowledged in ProjectX.' }), next_attempt_at: fx.clock.now(), created_at: fx.clock.now() }).execute();
+    const before = (await fx.jobs.boss.findJobs('connector.push', { data: { payload: { instanceId } } })).length;
+    expect(connectorPushSweep.schedule?.cron).toBe('* * * * *');
+    expect(await connectorPushSweep.handler({}, jobContext(connectorPushSweep.name))).toEqual({ woken: 1 });
+    expect((await fx.jobs.boss.findJobs('connector.push', { data: { payload: { instanceId } } })).length).toBeGreaterThan(before);
+    expect(await drain()).toMatchObject({ sent: 1 });
   });
 
   it('marks a write the system refuses for good as failed, alerts, and goes on with the next', async () => {

@@ -298,7 +298,21 @@ describe('ServiceNow incident sync', () => {
     expect((await routeEvent(fx.tdb.db, alerts[0]!.data.payload)).map((target) => target.target)).toEqual(expect.arrayContaining(['oncall']));
     expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'down', consecutive_failures: 3 });
 
+    // Another kind of failure in between starts the count anew: one more refusal after it pages nobody.
+    const before = alerts.length;
+    sn.failNext(1, { status: 500 }, { method: 'GET', pathPrefix: '/api/now/table/incident' });
     await configure(CLIENT.secret);
+    expect(await sync(await instance(), { finalAttempt: false })).toMatchObject({ status: 'retrying', errorCodes: ['upstream_error'] });
+    // (as a final attempt would have recorded it)
+    await fx.tdb.db.updateTable('integration_health_metrics').set({ last_error_code: 'upstream_error', consecutive_failures: 1 }).where('config_id', '=', id).execute();
+    await configure('not-the-right-secret');
+    await sync(await instance(), { finalAttempt: false });
+    expect(await fx.jobs.boss.findJobs('domain.event', { data: { payload: { type: 'integration.auth_failing', subject: { id } } } })).toHaveLength(before);
+
+    await configure(CLIENT.secret);
+    // Five failures in a row opened the read circuit: the next run is the probe, after the cooldown.
+    expect(await sync(await instance())).toMatchObject({ status: 'deferred', errorCodes: ['circuit_open'] });
+    fx.clock.advance(60_000);
     expect(await sync(await instance())).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
     expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'healthy', consecutive_failures: 0 });
   });

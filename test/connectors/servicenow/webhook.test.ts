@@ -12,6 +12,7 @@ import { createConnectorWebhooks } from '../../../src/connectors/sdk/webhook.ts'
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
 import { newWebhookSecret } from '../../../src/connectors/webhook-bridge/signatures.ts';
 import { createMetrics } from '../../../src/metrics.ts';
+import { createDatabase } from '../../../src/db/database.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
 
@@ -87,5 +88,18 @@ describe('ServiceNow webhook', () => {
     }
     expect(await count()).toBe(before);
     expect(logs.text()).not.toContain(secret.slice(6));
+  });
+
+  it('answers 503 with Retry-After when the database cannot be reached, never a 500', async () => {
+    const away = createDatabase({ connectionString: 'postgres://postgres@127.0.0.1:1/none', max: 1 });
+    try {
+      const down = createConnectorWebhooks({ db: away, keyring, jobs: fx.jobs, clock: fx.clock, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), connectors });
+      const answer = await down.request('/api/integrations/servicenow/webhook', { method: 'POST', body: '{}' });
+      expect(answer.status).toBe(503);
+      expect(answer.headers.get('retry-after')).toBe('30');
+      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('webhook_unavailable');
+    } finally {
+      await away.destroy();
+    }
   });
 });
