@@ -5,7 +5,7 @@
  * id with their content hash, and only the new or changed ones are written (the hash is compared in the
  * statement); the model's domain effects run for exactly those; records that fail the model's schema are kept
  * (`integration_events`, status `rejected`) with one medium alert each; the checkpoint (the page's cursor) and
- * the run's counts are saved. So a process killed mid-sync resumes from the last committed page and nothing
+ * the run's counts and position are saved (src/connectors/sdk/ledger.ts stores the records). So a process killed mid-sync resumes from the last committed page and nothing
  * is lost or applied twice: a page is either wholly in, checkpoint included, or not at all.
  *
  * The run is recorded in `integration_runs` (counts, error codes, latency, cursor before and after, a hash per
@@ -14,13 +14,13 @@
  * ends the attempt as `deferred` with the time to resume: the job re-enqueues itself for then, same run.
  */
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
 import { type Kysely, sql } from 'kysely';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Database, RunStatus } from '../../db/schema.ts';
 import { newEvent } from '../../domain/events.ts';
 import type { Breaker } from './breaker.ts';
-import type { Change, ConnectorDefinition, ConnectorInstance, ConnectorRuntime, SyncModel } from './contract.ts';
+import type { ConnectorDefinition, ConnectorInstance, ConnectorRuntime, SyncModel } from './contract.ts';
+import { type RecordsOutcome, storeRecords } from './ledger.ts';
 import type { UpstreamFailure } from './http-client.ts';
 
 export interface SyncRequest {
@@ -123,19 +123,26 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
     for await (const step of readAhead(model.pull({ client: input.client, instance, cursor: cursorBefore as never, full: request.full, resumed, signal: input.signal }))) {
       if (!step.ok) return await failed(input, model, counts, started, step.failure);
       const { page } = step;
-      const outcome = await runtime.db.transaction().execute((trx) => storePage(trx, input, model, page.records, page.cursor, runtime.clock.now()));
-      counts.pages++;
-      counts.requests += page.requests;
-      counts.seen += page.records.length;
-      counts.created += outcome.created;
-      counts.updated += outcome.updated;
-      counts.unchanged += outcome.unchanged;
-      counts.rejected += outcome.rejected;
-      await runtime.db
-        .updateTable('integration_runs')
-        .set({ counts: JSON.stringify(counts), cursor_after: JSON.stringify(page.cursor), payload_hashes: sql<string[]>`(array_append(payload_hashes, ${outcome.pageHash}))[greatest(1, cardinality(payload_hashes) + 2 - ${MAX_PAGE_HASHES}):]` })
-        .where('id', '=', request.runId)
-        .execute();
+      // The page, its checkpoint and the run's counts and position commit together: a run resumed after a
+      // crash goes on from exactly what it stored, and its counts add up.
+      const next: RunCounts = { ...counts };
+      const outcome = await runtime.db.transaction().execute(async (trx) => {
+        const stored = await storePage(trx, input, model, page.records, page.cursor, runtime.clock.now());
+        next.pages++;
+        next.requests += page.requests;
+        next.seen += page.records.length;
+        next.created += stored.created;
+        next.updated += stored.updated;
+        next.unchanged += stored.unchanged;
+        next.rejected += stored.rejected;
+        await trx
+          .updateTable('integration_runs')
+          .set({ counts: JSON.stringify(next), cursor_after: JSON.stringify(page.cursor), payload_hashes: sql<string[]>`(array_append(payload_hashes, ${stored.pageHash}))[greatest(1, cardinality(payload_hashes) + 2 - ${MAX_PAGE_HASHES}):]` })
+          .where('id', '=', request.runId)
+          .execute();
+        return stored;
+      });
+      Object.assign(counts, next);
       for (const outcomeName of ['created', 'updated', 'unchanged', 'rejected'] as const) if (outcome[outcomeName] > 0) metrics.records.inc({ ...labels, outcome: outcomeName }, outcome[outcomeName]);
       if (!reportedSuccess) {
         reportedSuccess = true;
@@ -184,11 +191,7 @@ export async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T>
   }
 }
 
-interface PageOutcome {
-  created: number;
-  updated: number;
-  unchanged: number;
-  rejected: number;
+interface PageOutcome extends RecordsOutcome {
   pageHash: string;
 }
 
@@ -200,107 +203,6 @@ async function storePage<Settings, Client>(trx: Kysely<Database>, input: RunSync
     .onConflict((oc) => oc.columns(['config_id', 'model']).doUpdateSet({ cursor: JSON.stringify(cursor), run_id: input.request.runId, updated_at: now }))
     .execute();
   return { ...outcome, pageHash: createHash('sha256').update(JSON.stringify(records)).digest('hex') };
-}
-
-/** What records are stored with: the connector, its instance, and the run they came with (none for a write's answer). */
-interface StoreContext<Settings, Client> {
-  runtime: ConnectorRuntime;
-  connector: ConnectorDefinition<Settings, Client>;
-  instance: ConnectorInstance<Settings>;
-  runId: string | null;
-}
-
-/**
- * Records as the system sent them: validated (failures kept aside), upserted into the ledger by external id where
- * their content hash changed, and the model's domain effects for exactly those, all in `trx`.
- */
-async function storeRecords<Settings, Client>(trx: Kysely<Database>, ctx: StoreContext<Settings, Client>, model: SyncModel<Settings, Client>, records: readonly unknown[], now: Date): Promise<Omit<PageOutcome, 'pageHash'>> {
-  const { instance, runtime } = ctx;
-  const valid: { record: unknown; externalId: string; number: string | null; hash: string; updatedAt: string | null; data: string }[] = [];
-  const rejected: { record: unknown; externalId: string | null; issues: string[] }[] = [];
-  for (const raw of records) {
-    const parsed = model.record.safeParse(raw);
-    if (!parsed.success) {
-      rejected.push({ record: raw, externalId: guessId(raw), issues: parsed.error.issues.slice(0, 10).map((issue) => `${issue.path.join('.') || '(record)'}: ${issue.message}`) });
-      continue;
-    }
-    valid.push({ record: parsed.data, ...ledgerRowOf(model, parsed.data) });
-  }
-  // A record twice in one page (it moved while we paged) counts once: the last copy wins.
-  const unique = [...new Map(valid.map((row) => [row.externalId, row])).values()];
-  const changedRows = unique.length
-    ? await sql<{ external_id: string; inserted: boolean }>`
-        insert into external_records (config_id, model, external_id, number, content_hash, source_updated_at, data, first_seen_at, updated_at)
-        select ${instance.id}::uuid, ${model.name}, r.external_id, r.number, r.content_hash, r.source_updated_at, r.data::jsonb, ${now}::timestamptz, ${now}::timestamptz
-        from unnest(${unique.map((row) => row.externalId)}::text[], ${unique.map((row) => row.number)}::text[], ${unique.map((row) => row.hash)}::text[], ${unique.map((row) => row.updatedAt)}::text[], ${unique.map((row) => row.data)}::text[])
-          as r(external_id, number, content_hash, source_updated_at, data)
-        on conflict (config_id, model, external_id) do update
-          set number = excluded.number, content_hash = excluded.content_hash, source_updated_at = excluded.source_updated_at, data = excluded.data, updated_at = excluded.updated_at, missing_since = null
-          where external_records.content_hash <> excluded.content_hash
-        returning external_id, (xmax = 0) as inserted`.execute(trx)
-    : { rows: [] };
-  const byId = new Map(unique.map((row) => [row.externalId, row]));
-  const changes: Change<unknown>[] = changedRows.rows.map((row) => ({ record: byId.get(row.external_id)!.record, externalId: row.external_id, created: row.inserted }));
-  if (changes.length > 0 && model.apply) await model.apply({ trx, instance, changes, runtime, now });
-  for (const reject of rejected) await keepRejected(trx, ctx, model, reject, now);
-  const created = changes.filter((change) => change.created).length;
-  return { created, updated: changes.length - created, unchanged: valid.length - changes.length, rejected: rejected.length };
-}
-
-/**
- * A record that failed the model's schema: kept with its payload and the reasons, and one medium alert, once
- * per distinct payload (a re-sync of the same bad record does not alert again).
- */
-async function keepRejected<Settings, Client>(trx: Kysely<Database>, input: StoreContext<Settings, Client>, model: SyncModel<Settings, Client>, reject: { record: unknown; externalId: string | null; issues: string[] }, now: Date): Promise<void> {
-  const payload = JSON.stringify(reject.record);
-  const source = `${input.connector.id}:${model.name}`;
-  const seen = await trx
-    .selectFrom('integration_events')
-    .select('id')
-    .where('config_id', '=', input.instance.id)
-    .where('source', '=', source)
-    .where('event_type', '=', 'record_rejected')
-    .where(sql<boolean>`payload = ${payload}::jsonb`)
-    .executeTakeFirst();
-  if (seen) return;
-  await trx
-    .insertInto('integration_events')
-    .values({ config_id: input.instance.id, source, direction: 'inbound', event_type: 'record_rejected', external_id: reject.externalId, status: 'rejected', payload, error: JSON.stringify({ issues: reject.issues }), correlation_id: input.runId, created_at: now })
-    .execute();
-  await input.runtime.events.emit(
-    trx,
-    newEvent(
-      {
-        type: 'integration.record_rejected',
-        subject: { kind: 'integration', id: input.instance.id, label: `${input.connector.id}:${input.instance.name}` },
-        summary: `${input.connector.title} ${model.name} ${reject.externalId ?? '(no id)'} failed validation and was kept aside: ${reject.issues.slice(0, 3).join('; ')}. Runbook ${input.connector.runbookId}.`,
-        priority: 3,
-        data: { connector: input.connector.id, model: model.name, externalId: reject.externalId, issues: reject.issues, runbookId: input.connector.runbookId },
-      },
-      now,
-    ),
-  );
-}
-
-/** A record as the ledger keeps it: the content that matters, canonical JSON, and its hash. */
-function ledgerRowOf<Settings, Client>(model: SyncModel<Settings, Client>, record: unknown): { externalId: string; number: string | null; hash: string; updatedAt: string | null; data: string } {
-  const data = canonicalize(model.content(record)) ?? '{}';
-  return { externalId: model.externalId(record), number: model.label?.(record) ?? null, hash: createHash('sha256').update(data).digest('hex'), updatedAt: model.updatedAt(record) ?? null, data };
-}
-
-/**
- * The system's answer to one of our writes (the record as it stands after it), stored like a pulled record: the
- * next pull then reads our own change as no change (echo suppression), and anything else that changed in it
- * meanwhile (someone raised its priority) takes effect now, with its events, instead of being hidden.
- */
-export async function recordAnswer<Settings, Client>(trx: Kysely<Database>, input: { runtime: ConnectorRuntime; connector: ConnectorDefinition<Settings, Client>; instance: ConnectorInstance<Settings>; model: SyncModel<Settings, Client>; record: unknown; now: Date }): Promise<{ changed: boolean; rejected: boolean }> {
-  const outcome = await storeRecords(trx, { runtime: input.runtime, connector: input.connector, instance: input.instance, runId: null }, input.model, [input.record], input.now);
-  return { changed: outcome.created + outcome.updated > 0, rejected: outcome.rejected > 0 };
-}
-
-function guessId(raw: unknown): string | null {
-  const id = (raw as { sys_id?: unknown; id?: unknown } | null)?.sys_id ?? (raw as { id?: unknown } | null)?.id;
-  return typeof id === 'string' ? id.slice(0, 200) : null;
 }
 
 async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, model: SyncModel<Settings, Client>, counts: RunCounts, started: Date, failure: UpstreamFailure): Promise<RunSummary> {

@@ -16,7 +16,7 @@ import type { Db } from '../../db/database.ts';
 import type { DomainEvent } from '../../domain/events.ts';
 import { getTask } from '../../domain/tasks.ts';
 import type { PushDefinition, PushIntent } from '../sdk/contract.ts';
-import { recordAnswer } from '../sdk/sync.ts';
+import { recordAnswer } from '../sdk/ledger.ts';
 import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
 import { INCIDENT_FIELDS } from './mapper.ts';
 import { incidents } from './sync.ts';
