@@ -7,9 +7,9 @@
 import { z } from 'zod';
 import { findConnector } from '../connectors/registry.ts';
 import { createBreaker } from '../connectors/sdk/breaker.ts';
-import { InstanceError, loadInstance } from '../connectors/sdk/instances.ts';
 import { drainPushes } from '../connectors/sdk/push.ts';
 import type { Logger } from '../logger.ts';
+import { withConnectorInstance } from './connector-context.ts';
 import { defineJob } from './define-job.ts';
 import type { JobDeps } from './job-deps.ts';
 
@@ -22,27 +22,14 @@ export const connectorPush = defineJob({
   handler: async (job, { deps, logger }: { deps: JobDeps; logger: Logger }) => {
     const connector = findConnector(job.connector);
     if (!connector?.push) return { skipped: 'no_push' };
-    if (!deps.keyring) throw Object.assign(new Error('connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY'), { code: 'no_encryption_key' });
-    let instance;
-    try {
-      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
-    } catch (error) {
-      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
-      throw error;
-    }
-    // A disabled instance keeps its writes waiting; enabling it again (and the next event) sends them.
-    if (!instance.enabled) return { skipped: 'disabled' };
-    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
-    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
-    try {
+    // A disabled instance keeps its writes waiting; enabling it again (and the minute's sweep) sends them.
+    return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {
       const breaker = createBreaker({ ...runtime, instance, connector, direction: 'write' });
       const outcome = await drainPushes({ runtime, connector, instance, client, breaker, clock: deps.clock });
       if (outcome.next) await wakePushes(deps.jobs, { connector: connector.id, instanceId: instance.id }, outcome.next);
       if (outcome.waiting === 'circuit_open') logger.warn({ instance: instance.id, retryAt: outcome.next }, `${connector.title} writes wait: circuit open (degraded mode)`);
       return outcome;
-    } finally {
-      await client.close();
-    }
+    });
   },
 });
 

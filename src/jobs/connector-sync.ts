@@ -17,7 +17,8 @@ import type { PgBoss } from 'pg-boss';
 import { findConnector, connectors as registered } from '../connectors/registry.ts';
 import { createBreaker } from '../connectors/sdk/breaker.ts';
 import type { ConnectorDefinition, Schedule } from '../connectors/sdk/contract.ts';
-import { InstanceError, listInstances, loadInstance } from '../connectors/sdk/instances.ts';
+import { listInstances } from '../connectors/sdk/instances.ts';
+import { ConnectorJobError as SyncFailed, withConnectorInstance } from './connector-context.ts';
 import { type RunSummary, runSync } from '../connectors/sdk/sync.ts';
 import { reconcile } from '../connectors/sdk/reconcile.ts';
 import type { Db } from '../db/database.ts';
@@ -40,13 +41,6 @@ const payload = z.object({
 });
 export type SyncJobPayload = z.input<typeof payload>;
 
-export class SyncFailed extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 export const connectorSync = defineJob({
   name: 'connector.sync',
@@ -64,18 +58,7 @@ export const connectorSync = defineJob({
       await deps.jobs.enqueue(connectorSync, { ...job, runId: randomUUID(), jittered: true }, { singletonKey: syncKey(job.instanceId, job.model), startAfter: new Date(deps.clock.now().getTime() + delay * 1000) });
       return { jitteredSeconds: delay };
     }
-    if (!deps.keyring) throw new SyncFailed('no_encryption_key', 'connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY');
-    let instance;
-    try {
-      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
-    } catch (error) {
-      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
-      throw error;
-    }
-    if (!instance.enabled) return { skipped: 'disabled' };
-    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
-    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
-    try {
+    return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {
       const breaker = createBreaker({ ...runtime, instance, connector, direction: 'read' });
       const summary: RunSummary = await runSync({
         runtime,
@@ -95,9 +78,7 @@ export const connectorSync = defineJob({
       if (summary.status === 'retrying') throw new SyncFailed(summary.errorCodes[0] ?? 'sync_failed', `sync of ${connector.id} ${job.model} failed (${summary.errorCodes.join(', ')}); it resumes from its checkpoint`);
       logger.info({ runId: job.runId, status: summary.status, counts: summary.counts, ms: summary.durationMs }, 'sync finished');
       return summary;
-    } finally {
-      await client.close();
-    }
+    });
   },
 });
 
@@ -179,25 +160,12 @@ export const connectorReconcile = defineJob({
     const connector = findConnector(job.connector);
     const model = connector?.models.find((candidate) => candidate.name === job.model);
     if (!connector || !model) throw new SyncFailed('unknown_model', `no ${job.connector} model ${job.model}`);
-    if (!deps.keyring) throw new SyncFailed('no_encryption_key', 'connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY');
-    let instance;
-    try {
-      instance = await loadInstance(deps.db, deps.keyring, connector, job.instanceId);
-    } catch (error) {
-      if (error instanceof InstanceError && error.code === 'instance_not_found') return { skipped: 'instance_not_found' };
-      throw error;
-    }
-    if (!instance.enabled) return { skipped: 'disabled' };
-    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
-    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
-    try {
+    return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {
       const summary = await reconcile({ runtime, connector, instance, client, model, runId: randomUUID(), signal });
       if (summary.status === 'failed') throw new SyncFailed(summary.errorCodes[0] ?? 'reconcile_failed', `reconciliation of ${connector.id} ${model.name} failed (${summary.errorCodes.join(', ')})`);
       const fullSync = summary.orphans > 0 ? await enqueueSync(deps.jobs, { connector: connector.id, instanceId: instance.id, model: model.name, full: true, trigger: 'reconcile' }) : undefined;
       logger.info({ ...summary, fullSync }, 'reconciliation finished');
       return { ...summary, ...(fullSync ? { fullSync } : {}) };
-    } finally {
-      await client.close();
-    }
+    });
   },
 });

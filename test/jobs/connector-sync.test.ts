@@ -4,20 +4,14 @@
  * attempt handed to the queue's retry, and instances that are disabled or gone.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../src/connectors/sdk/instances.ts';
 import { servicenow } from '../../src/connectors/servicenow/index.ts';
-import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
-import { loadConfig } from '../../src/config.ts';
 import { type SyncJobPayload, connectorSync, installConnectorSchedules, scheduleCron, syncKey } from '../../src/jobs/connector-sync.ts';
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
-import { createMetrics } from '../../src/metrics.ts';
 import { type FakeServiceNow, incidentFields, startFakeServiceNow } from '../fakes/servicenow/server.ts';
-import { type DomainFixture, domainFixture } from '../support/domain.ts';
-import { captureLogs } from '../support/logs.ts';
+import { type DomainFixture, domainFixture, fixtureJobDeps } from '../support/domain.ts';
 
 let fx: DomainFixture;
 let sn: FakeServiceNow;
@@ -28,26 +22,15 @@ let deps: JobDeps;
 beforeAll(async () => {
   fx = await domainFixture();
   sn = await startFakeServiceNow();
-  const config = loadConfig({});
-  if (!config.ok) throw new Error(config.problems.join('; '));
-  deps = {
-    db: fx.tdb.db,
-    logger: captureLogs().logger,
-    clock: fx.clock,
-    metrics: createMetrics({ defaultMetrics: false }),
-    config: config.config,
+  deps = fixtureJobDeps(fx, {
+    keyring,
     jobs: {
       enqueue: (job, payload, options) => {
         enqueued.push({ payload: payload as SyncJobPayload, startAfter: options?.startAfter, singletonKey: options?.singletonKey });
         return fx.jobs.enqueue(job, payload, options);
       },
     },
-    events: fx.deps.events,
-    notifiers: [],
-    rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-connector-sync-evidence')),
-    keyring,
-  };
+  });
 });
 afterAll(async () => {
   await sn.close();

@@ -3,6 +3,11 @@
  * builders with overrides for users, controls and tasks.
  */
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
+import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import type { Role } from '../../src/db/schema.ts';
 import { CLI_ACTOR } from '../../src/domain/actor.ts';
 import type { DomainDeps } from '../../src/domain/deps.ts';
@@ -77,4 +82,23 @@ export async function auditRows(fixture: DomainFixture, objectId: string) {
 export async function eventsFor(fixture: DomainFixture, subjectId: string): Promise<string[]> {
   const jobs = await fixture.jobs.boss.findJobs<{ payload: { type: string } }>('domain.event', { data: { payload: { subject: { id: subjectId } } } });
   return jobs.map((job) => job.data.payload.type).sort();
+}
+
+/** What job handlers get (JobDeps) on the fixture's database and queue: no chat surfaces, a local evidence store. */
+export function fixtureJobDeps(fixture: DomainFixture, overrides: Partial<JobDeps> = {}): JobDeps {
+  const config = loadConfig({});
+  if (!config.ok) throw new Error(config.problems.join('; '));
+  return {
+    db: fixture.tdb.db,
+    logger: captureLogs().logger,
+    clock: fixture.clock,
+    metrics: createMetrics({ defaultMetrics: false }),
+    config: config.config,
+    jobs: fixture.jobs,
+    events: fixture.deps.events,
+    notifiers: [],
+    rerenderers: [],
+    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), `projectx-test-evidence-${randomBytes(4).toString('hex')}`)),
+    ...overrides,
+  };
 }

@@ -12,12 +12,11 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
-import { loadInstance } from '../sdk/instances.ts';
 import { SYSTEM_ACTOR } from '../../domain/actor.ts';
+import { withConnectorInstance } from '../../jobs/connector-context.ts';
 import { defineJob } from '../../jobs/define-job.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import type { Logger } from '../../logger.ts';
-import type { ServiceNowSettings } from './client.ts';
 import { servicenow } from './index.ts';
 
 const attachment = z.object({ sys_id: z.string().regex(/^[0-9a-f]{32}$/), file_name: z.string().min(1).max(255), content_type: z.string().optional(), size_bytes: z.string().optional() });
@@ -27,15 +26,9 @@ export const servicenowAttachments = defineJob({
   schema: z.object({ instanceId: z.uuid(), incidentSysId: z.string().regex(/^[0-9a-f]{32}$/), incidentId: z.uuid() }),
   policy: { retryLimit: 5, retryDelaySeconds: 30, retryBackoff: true, batchSize: 1 },
   handler: async (job, { deps, logger }: { deps: JobDeps; logger: Logger }) => {
-    const connector = servicenow;
-    if (!deps.keyring) throw Object.assign(new Error('connector credentials cannot be read: set PROJECTX_ENCRYPTION_KEY'), { code: 'no_encryption_key' });
-    const instance = await loadInstance<ServiceNowSettings>(deps.db, deps.keyring, connector, job.instanceId);
-    if (!instance.enabled) return { skipped: 'disabled' };
     const tasks = (await deps.db.selectFrom('task_links').select('task_id').where('kind', '=', 'incident').where('target', '=', job.incidentId).execute()).map((row) => row.task_id);
     if (tasks.length === 0) return { skipped: 'no_task' };
-    const runtime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
-    const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
-    try {
+    return withConnectorInstance(deps, logger, servicenow, job.instanceId, async ({ instance, client }) => {
       const listed = await client.http.send<{ result: unknown[] }>({ method: 'GET', path: '/api/now/attachment', query: { sysparm_query: `table_name=incident^table_sys_id=${job.incidentSysId}`, sysparm_limit: 100 } });
       if (!listed.ok) throw Object.assign(new Error(`ServiceNow attachments could not be listed (${listed.failure.code})`), { code: listed.failure.code });
       const files = (Array.isArray(listed.value.body?.result) ? listed.value.body.result : []).flatMap((raw) => {
@@ -63,8 +56,6 @@ export const servicenowAttachments = defineJob({
           .execute();
       }
       return { listed: files.length, mirrored, refused };
-    } finally {
-      await client.close();
-    }
+    });
   },
 });

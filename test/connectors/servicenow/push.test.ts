@@ -5,14 +5,10 @@
  * pulls go on, and the waiting writes go out in order when it closes.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
-import { loadConfig } from '../../../src/config.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
 import { acknowledgeIncident } from '../../../src/domain/incidents.ts';
 import type { User } from '../../../src/domain/users.ts';
@@ -22,10 +18,8 @@ import { servicenowAttachments } from '../../../src/connectors/servicenow/attach
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
 import { routeDomainEvent } from '../../../src/jobs/domain-events.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
-import { createMetrics } from '../../../src/metrics.ts';
 import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
-import { type DomainFixture, domainFixture } from '../../support/domain.ts';
-import { captureLogs } from '../../support/logs.ts';
+import { type DomainFixture, domainFixture, fixtureJobDeps } from '../../support/domain.ts';
 
 let fx: DomainFixture;
 let sn: FakeServiceNow;
@@ -43,21 +37,7 @@ const at = (_order: number) => {
 beforeAll(async () => {
   fx = await domainFixture();
   sn = await startFakeServiceNow({ now: () => fx.clock.now() });
-  const config = loadConfig({});
-  if (!config.ok) throw new Error(config.problems.join('; '));
-  deps = {
-    db: fx.tdb.db,
-    logger: captureLogs().logger,
-    clock: fx.clock,
-    metrics: createMetrics({ defaultMetrics: false }),
-    config: config.config,
-    jobs: fx.jobs,
-    events: fx.deps.events,
-    notifiers: [],
-    rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-push-evidence')),
-    keyring,
-  };
+  deps = fixtureJobDeps(fx, { keyring });
   instanceId = (await ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { name: 'default', settings: { baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }, credentials: { client_secret: 'client_password' } }))!;
   responder = await fx.user({ email: 'rita@example.test', name: 'Rita Responder', roles: ['responder'] });
 });

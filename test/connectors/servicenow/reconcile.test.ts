@@ -3,21 +3,15 @@
  * flagged (and cleared when a record comes back), records the syncs missed brought in by a queued full sync.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
-import { loadConfig } from '../../../src/config.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
 import { connectorReconcile, connectorSync } from '../../../src/jobs/connector-sync.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
-import { createMetrics } from '../../../src/metrics.ts';
 import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
-import { type DomainFixture, domainFixture } from '../../support/domain.ts';
-import { captureLogs } from '../../support/logs.ts';
+import { type DomainFixture, domainFixture, fixtureJobDeps } from '../../support/domain.ts';
 
 let fx: DomainFixture;
 let sn: FakeServiceNow;
@@ -30,9 +24,7 @@ const context = (name: string) => ({ deps, logger: deps.logger, signal: new Abor
 beforeAll(async () => {
   fx = await domainFixture();
   sn = await startFakeServiceNow();
-  const config = loadConfig({});
-  if (!config.ok) throw new Error(config.problems.join('; '));
-  deps = { db: fx.tdb.db, logger: captureLogs().logger, clock: fx.clock, metrics: createMetrics({ defaultMetrics: false }), config: config.config, jobs: fx.jobs, events: fx.deps.events, notifiers: [], rerenderers: [], evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-reconcile-evidence')), keyring };
+  deps = fixtureJobDeps(fx, { keyring });
   instanceId = (await ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { name: 'default', settings: { baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8', pageSize: 1000 }, credentials: { client_secret: 'client_password' } }))!;
 });
 afterAll(async () => {
