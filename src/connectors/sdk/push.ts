@@ -25,6 +25,7 @@ import type { Database, IntegrationPushesTable } from '../../db/schema.ts';
 import { type DomainEvent, newEvent } from '../../domain/events.ts';
 import type { Breaker } from './breaker.ts';
 import type { ConnectorDefinition, ConnectorInstance, ConnectorRuntime, PushIntent } from './contract.ts';
+import { isAuthFailure, noteAuthFailure } from './auth-alert.ts';
 import { type UpstreamFailure, backoff } from './http-client.ts';
 
 export const PUSH_MAX_ATTEMPTS = 5;
@@ -104,6 +105,8 @@ export async function drainPushes<Settings, Client>(input: DrainInput<Settings, 
     }
     const failure = result.failure;
     const attempts = row.attempts + 1;
+    // Refused credentials count toward the on-call page like a pull's (the circuit handles the waiting).
+    if (isAuthFailure(failure)) await noteAuthFailure({ runtime, connector, instance }, failure.code);
     const lastError = JSON.stringify({ code: failure.code, ...('status' in failure && failure.status !== undefined ? { status: failure.status } : {}) });
     const permanent = failure.kind === 'http' && failure.status >= 400 && failure.status < 500 && failure.status !== 401 && failure.status !== 408;
     if (permanent) {

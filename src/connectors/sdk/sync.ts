@@ -17,9 +17,9 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Database, RunStatus } from '../../db/schema.ts';
-import { newEvent } from '../../domain/events.ts';
 import type { Breaker } from './breaker.ts';
 import type { ConnectorDefinition, ConnectorInstance, ConnectorRuntime, SyncModel } from './contract.ts';
+import { isAuthFailure, noteAuthFailure } from './auth-alert.ts';
 import { type RecordsOutcome, storeRecords } from './ledger.ts';
 import type { UpstreamFailure } from './http-client.ts';
 
@@ -52,9 +52,6 @@ export interface RunSummary {
   errorCodes: string[];
   retryAt?: string;
 }
-
-/** Error codes of refused credentials (401/403, and the auth providers' own). */
-const AUTH_CODES: ReadonlySet<string> = new Set(['unauthorized', 'forbidden', 'oauth_client_refused', 'basic_auth_refused', 'token_endpoint_unavailable', 'invalid_token_response']);
 
 const EMPTY: RunCounts = { pages: 0, seen: 0, created: 0, updated: 0, unchanged: 0, rejected: 0, requests: 0 };
 /** A run keeps at most this many page hashes (the last ones). */
@@ -213,7 +210,7 @@ async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, m
     return defer(input, counts, started, { code: failure.code, retryAt: failure.retryAt });
   }
   await input.breaker.failed(failure.code);
-  const authFailure = failure.kind === 'auth' || (failure.kind === 'http' && (failure.status === 401 || failure.status === 403));
+  const authFailure = isAuthFailure(failure);
   if (authFailure) await noteAuthFailure(input, failure.code);
   if (!input.finalAttempt) {
     // The queue retries with backoff; the run stays open and resumes from its checkpoint.
@@ -232,47 +229,6 @@ async function defer<Settings, Client>(input: RunSyncInput<Settings, Client>, co
     .where('id', '=', input.request.runId)
     .execute();
   return { ...summaryBase(input, counts, started), status: 'deferred', errorCodes: [why.code], retryAt: why.retryAt.toISOString() };
-}
-
-/**
- * A refused credential (401/403 after the token refresh, or a token endpoint that refuses us): counted on the
- * instance's health at every attempt, and the second in a row raises one alert for the on-call route (the
- * runbook's rule), with the runbook id. A success resets the count.
- */
-async function noteAuthFailure<Settings, Client>(input: RunSyncInput<Settings, Client>, code: string): Promise<void> {
-  const { runtime, instance, connector } = input;
-  const now = runtime.clock.now();
-  await runtime.db.transaction().execute(async (trx) => {
-    const row = await trx
-      .insertInto('integration_health_metrics')
-      .values({ config_id: instance.id, status: 'down', last_run_at: now, last_error_at: now, last_error_code: code, consecutive_failures: 1, updated_at: now })
-      .onConflict((oc) =>
-        oc.column('config_id').doUpdateSet((eb) => ({
-          status: 'down',
-          last_error_at: now,
-          last_error_code: code,
-          // In a row means auth failures in a row: another kind of failure before this one starts the count anew.
-          consecutive_failures: sql<number>`case when ${eb.ref('integration_health_metrics.last_error_code')} = any(${[...AUTH_CODES]}::text[]) then ${eb.ref('integration_health_metrics.consecutive_failures')} + 1 else 1 end`,
-          updated_at: now,
-        })),
-      )
-      .returning('consecutive_failures')
-      .executeTakeFirstOrThrow();
-    if (row.consecutive_failures !== 2) return;
-    await runtime.events.emit(
-      trx,
-      newEvent(
-        {
-          type: 'integration.auth_failing',
-          subject: { kind: 'integration', id: instance.id, label: `${connector.id}:${instance.name}` },
-          summary: `${connector.title} (${instance.name}) refused our credentials twice in a row (${code}), after a token refresh. Check the integration user and its OAuth client. Runbook ${connector.runbookId}.`,
-          priority: 1,
-          data: { connector: connector.id, instance: instance.id, errorCode: code, runbookId: connector.runbookId },
-        },
-        now,
-      ),
-    );
-  });
 }
 
 async function finish<Settings, Client>(input: RunSyncInput<Settings, Client>, status: RunStatus, counts: RunCounts, errorCodes: string[], started: Date, options: { failureCounted?: boolean } = {}): Promise<RunSummary> {

@@ -229,6 +229,24 @@ describe('ServiceNow writes', () => {
     expect(await drain()).toMatchObject({ sent: 1 });
   });
 
+  it('pages the on-call route once when ServiceNow refuses our credentials for writes twice in a row', async () => {
+    sn.insert('incident', incidentFields({ number: 'INC0600001', priority: '3', state: '1' }, sn.url), at(0));
+    await sync();
+    const configure = (secret: string) => ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { name: 'default', settings: { baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }, credentials: { client_secret: secret } });
+    await configure('a-secret-that-is-wrong');
+    await ack('INC0600001');
+    const alerts = () => fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.auth_failing', subject: { id: instanceId } } } });
+    const before = (await alerts()).length;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      expect(await drain()).toMatchObject({ sent: 0 });
+      fx.clock.advance(10 * 60_000);
+    }
+    expect(await alerts()).toHaveLength(before + 1);
+    expect((await alerts()).at(-1)!.data.payload.summary).toContain('refused our credentials twice in a row (oauth_client_refused)');
+    await configure('client_password');
+    expect(await drain()).toMatchObject({ sent: 1 });
+  });
+
   it('marks a write the system refuses for good as failed, alerts, and goes on with the next', async () => {
     const ok = sn.insert('incident', incidentFields({ number: 'INC0300002', priority: '3', state: '1' }, sn.url), at(200));
     const gone = sn.insert('incident', incidentFields({ number: 'INC0300001', priority: '3', state: '1' }, sn.url), at(199));
