@@ -88,6 +88,7 @@ export interface IntegrationSyncStateTable {
   config_id: string;
   model: string;
   cursor: NullableJson;
+  /** The run that last moved the checkpoint, for operators (a resumed run goes on from its own `cursor_after`). */
   run_id: string | null;
   updated_at: Timestamp;
 }

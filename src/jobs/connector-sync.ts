@@ -111,8 +111,7 @@ export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 
   const wanted = new Map<string, { cron: string; data: SyncJobPayload }>();
   for (const connector of list) {
     for (const instance of await listInstances(db, connector.id)) {
-      const row = await db.selectFrom('integration_configs').select('schedules').where('id', '=', instance.id).executeTakeFirstOrThrow();
-      const overrides = z.array(z.object({ model: z.string(), everySeconds: z.number().int().min(60).optional(), cron: z.string().optional(), jitterSeconds: z.number().int().min(0).default(0) })).safeParse(row.schedules);
+      const overrides = z.array(z.object({ model: z.string(), everySeconds: z.number().int().min(60).optional(), cron: z.string().optional(), jitterSeconds: z.number().int().min(0).default(0) })).safeParse(instance.schedules);
       for (const model of connector.models) {
         const override = overrides.success ? overrides.data.find((candidate) => candidate.model === model.name) : undefined;
         const schedule: Schedule = override?.cron ? { cron: override.cron, jitterSeconds: override.jitterSeconds } : override?.everySeconds ? { everySeconds: override.everySeconds, jitterSeconds: override.jitterSeconds } : model.schedule;

@@ -27,43 +27,66 @@ type StoredCredentials = Record<string, Envelope>;
 
 /**
  * Creates or updates the instance the environment describes. Returns its id, or undefined when the
- * environment describes none.
+ * environment describes none. Its credentials are the environment's (replaced when they differ), and a new
+ * instance starts enabled; `enabled` is never touched afterwards.
  */
 export async function ensureInstanceFromEnv(db: Kysely<Database>, keyring: Keyring | undefined, connector: ConnectorDefinition, described: ReturnType<ConnectorDefinition['fromEnv']>, environment = 'production'): Promise<string | undefined> {
   if (!described) return undefined;
   if (!keyring) throw new InstanceError('no_encryption_key', `${connector.title} credentials must be stored encrypted: set PROJECTX_ENCRYPTION_KEY`);
   const settings = connector.settings.parse(described.settings) as unknown;
+  const { id } = await writeInstance(db, keyring, connector, { name: described.name, environment, settings, credentials: { values: described.credentials, replace: true }, enabledWhenCreated: true, actor: 'environment' });
+  return id;
+}
+
+/**
+ * The one write path of instances: settings replaced when given; credentials replaced wholesale (`replace`,
+ * and only when they differ from the stored ones) or set field by field; a change of credentials drops the
+ * cached token and is audited, as is a new instance.
+ */
+async function writeInstance(
+  db: Kysely<Database>,
+  keyring: Keyring | undefined,
+  connector: ConnectorDefinition,
+  input: { name: string; environment: string; settings?: unknown; credentials?: { values: Record<string, string>; replace: boolean }; enabledWhenCreated: boolean; actor: string },
+): Promise<{ id: string; created: boolean }> {
   return db.transaction().execute(async (trx) => {
-    const existing = await trx
-      .selectFrom('integration_configs')
-      .select(['id', 'credentials'])
-      .where('type', '=', connector.id)
-      .where('name', '=', described.name)
-      .where('environment', '=', environment)
-      .forUpdate()
-      .executeTakeFirst();
-    if (existing) {
-      const changed = !sameCredentials(keyring, existing.id, existing.credentials as StoredCredentials, described.credentials);
-      await trx
-        .updateTable('integration_configs')
-        .set({ settings: JSON.stringify(settings), ...(changed ? { credentials: JSON.stringify(encryptAll(keyring, existing.id, described.credentials)) } : {}), updated_at: new Date() })
-        .where('id', '=', existing.id)
-        .execute();
-      if (changed) {
-        await trx.insertInto('integration_credentials_audit').values({ config_id: existing.id, action: 'credentials.updated', actor: 'environment', key_id: keyring.currentKeyId, detail: JSON.stringify({ fields: Object.keys(described.credentials).sort() }) }).execute();
-        // A token got with the old credentials must not outlive them.
-        await trx.deleteFrom('integration_tokens').where('config_id', '=', existing.id).execute();
-      }
-      return existing.id;
+    const now = new Date();
+    // Several processes starting at once (a first deploy of web and worker) may all create it: one insert wins,
+    // the others wait for it and then update the row it made.
+    const inserted =
+      input.settings === undefined
+        ? undefined
+        : await trx
+            .insertInto('integration_configs')
+            .values({ type: connector.id, name: input.name, environment: input.environment, enabled: input.enabledWhenCreated, settings: JSON.stringify(input.settings), credentials: '{}', created_at: now, updated_at: now })
+            .onConflict((oc) => oc.columns(['type', 'name', 'environment']).doNothing())
+            .returning('id')
+            .executeTakeFirst();
+    const existing = inserted ? undefined : await trx.selectFrom('integration_configs').select(['id', 'credentials']).where('type', '=', connector.id).where('name', '=', input.name).where('environment', '=', input.environment).forUpdate().executeTakeFirst();
+    if (!inserted && !existing) throw new InstanceError('invalid_settings', `a new ${connector.title} instance needs its settings (--settings-file)`);
+    const id = inserted?.id ?? existing!.id;
+    const before = (existing?.credentials ?? {}) as StoredCredentials;
+    const given = input.credentials;
+    const changed = given !== undefined && (given.replace ? !(existing && sameCredentials(keyring!, id, before, given.values)) : Object.keys(given.values).length > 0);
+    let stored = before;
+    if (changed) {
+      stored = given.replace ? {} : { ...before };
+      for (const [field, value] of Object.entries(given.values)) stored[field] = keyring!.encrypt(value, credentialAad(id, field));
     }
-    const row = await trx
-      .insertInto('integration_configs')
-      .values({ type: connector.id, name: described.name, environment, enabled: true, settings: JSON.stringify(settings), credentials: '{}', created_at: new Date(), updated_at: new Date() })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    await trx.updateTable('integration_configs').set({ credentials: JSON.stringify(encryptAll(keyring, row.id, described.credentials)) }).where('id', '=', row.id).execute();
-    await trx.insertInto('integration_credentials_audit').values({ config_id: row.id, action: 'credentials.created', actor: 'environment', key_id: keyring.currentKeyId, detail: JSON.stringify({ fields: Object.keys(described.credentials).sort() }) }).execute();
-    return row.id;
+    await trx
+      .updateTable('integration_configs')
+      .set({ ...(input.settings !== undefined ? { settings: JSON.stringify(input.settings) } : {}), ...(changed ? { credentials: JSON.stringify(stored) } : {}), updated_at: now })
+      .where('id', '=', id)
+      .execute();
+    // A token got with the old credentials must not outlive them.
+    if (changed && existing) await trx.deleteFrom('integration_tokens').where('config_id', '=', id).execute();
+    if (changed || !existing) {
+      await trx
+        .insertInto('integration_credentials_audit')
+        .values({ config_id: id, action: existing ? 'credentials.updated' : 'credentials.created', actor: input.actor, key_id: keyring?.currentKeyId ?? null, detail: JSON.stringify({ fields: Object.keys(given?.values ?? {}).sort(), settings: input.settings !== undefined }) })
+        .execute();
+    }
+    return { id, created: !existing };
   });
 }
 
@@ -91,16 +114,10 @@ export async function loadInstance<Settings>(db: Kysely<Database>, keyring: Keyr
 }
 
 /** The instances of a connector, enabled ones only unless asked. */
-export async function listInstances(db: Kysely<Database>, type: string, options: { includeDisabled?: boolean } = {}): Promise<{ id: string; name: string; environment: string; enabled: boolean }[]> {
-  let query = db.selectFrom('integration_configs').select(['id', 'name', 'environment', 'enabled']).where('type', '=', type).orderBy('created_at');
+export async function listInstances(db: Kysely<Database>, type: string, options: { includeDisabled?: boolean } = {}): Promise<{ id: string; name: string; environment: string; enabled: boolean; schedules: unknown[] }[]> {
+  let query = db.selectFrom('integration_configs').select(['id', 'name', 'environment', 'enabled', 'schedules']).where('type', '=', type).orderBy('created_at');
   if (!options.includeDisabled) query = query.where('enabled', '=', true);
   return query.execute();
-}
-
-function encryptAll(keyring: Keyring, instanceId: string, credentials: Record<string, string>): StoredCredentials {
-  const stored: StoredCredentials = {};
-  for (const [field, value] of Object.entries(credentials)) stored[field] = keyring.encrypt(value, credentialAad(instanceId, field));
-  return stored;
 }
 
 /** Whether the stored credentials are the given ones (decrypted and compared: nothing about them is stored in clear). */
@@ -116,7 +133,7 @@ function sameCredentials(keyring: Keyring, instanceId: string, stored: StoredCre
 
 /**
  * Creates or changes an instance from the operator's CLI: settings replaced when given (validated), credential
- * fields set one by one (others kept), audited under `actor`. A new instance starts disabled unless `enable`.
+ * fields set one by one (others kept), audited under `actor`. A new instance starts disabled.
  */
 export async function configureInstance(db: Kysely<Database>, keyring: Keyring | undefined, connector: ConnectorDefinition, input: { name: string; environment?: string; settings?: unknown; credentials?: Record<string, string>; actor: string }): Promise<{ id: string; created: boolean }> {
   const credentials = input.credentials ?? {};
@@ -128,22 +145,5 @@ export async function configureInstance(db: Kysely<Database>, keyring: Keyring |
     if (!parsed.success) throw new InstanceError('invalid_settings', `invalid ${connector.title} settings: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(settings)'}: ${issue.message}`).join('; ')}`);
     settings = parsed.data;
   }
-  const environment = input.environment ?? 'production';
-  return db.transaction().execute(async (trx) => {
-    const existing = await trx.selectFrom('integration_configs').select(['id', 'credentials']).where('type', '=', connector.id).where('name', '=', input.name).where('environment', '=', environment).forUpdate().executeTakeFirst();
-    if (!existing && settings === undefined) throw new InstanceError('invalid_settings', `a new ${connector.title} instance needs its settings (--settings-file)`);
-    const id = existing?.id ?? (await trx.insertInto('integration_configs').values({ type: connector.id, name: input.name, environment, enabled: false, settings: JSON.stringify(settings), credentials: '{}', created_at: new Date(), updated_at: new Date() }).returning('id').executeTakeFirstOrThrow()).id;
-    const stored = { ...((existing?.credentials ?? {}) as StoredCredentials) };
-    for (const [field, value] of Object.entries(credentials)) stored[field] = keyring!.encrypt(value, credentialAad(id, field));
-    await trx
-      .updateTable('integration_configs')
-      .set({ ...(settings !== undefined ? { settings: JSON.stringify(settings) } : {}), credentials: JSON.stringify(stored), updated_at: new Date() })
-      .where('id', '=', id)
-      .execute();
-    if (Object.keys(credentials).length > 0) await trx.deleteFrom('integration_tokens').where('config_id', '=', id).execute();
-    if (Object.keys(credentials).length > 0 || !existing) {
-      await trx.insertInto('integration_credentials_audit').values({ config_id: id, action: existing ? 'credentials.updated' : 'credentials.created', actor: input.actor, key_id: keyring?.currentKeyId ?? null, detail: JSON.stringify({ fields: Object.keys(credentials).sort(), settings: settings !== undefined }) }).execute();
-    }
-    return { id, created: !existing };
-  });
+  return writeInstance(db, keyring, connector, { name: input.name, environment: input.environment ?? 'production', ...(settings !== undefined ? { settings } : {}), ...(input.credentials ? { credentials: { values: credentials, replace: false } } : {}), enabledWhenCreated: false, actor: input.actor });
 }

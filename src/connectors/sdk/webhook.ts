@@ -20,6 +20,7 @@ import { connectorSync, syncKey } from '../../jobs/connector-sync.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
 import { type Logger, currentContext } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
+import { signatureError } from '../webhook-bridge/inbound.ts';
 import { verifyStandardWebhook } from '../webhook-bridge/signatures.ts';
 import type { ConnectorDefinition } from './contract.ts';
 import type { Keyring } from './crypto.ts';
@@ -72,14 +73,7 @@ export function createConnectorWebhooks(deps: ConnectorWebhookDeps): Hono {
     if (!checked.ok) {
       outcomes.inc({ connector: connector.id, outcome: checked.reason });
       deps.logger.warn({ connector: connector.id, instance: name, reason: checked.reason }, 'connector webhook refused: signature check failed');
-      return c.json(
-        checked.reason === 'stale'
-          ? errorBody('stale_timestamp', 'the webhook timestamp is more than 5 minutes from our clock; sign each attempt with the current time')
-          : checked.reason === 'missing_headers'
-            ? errorBody('missing_signature', 'the signature headers are missing or malformed')
-            : errorBody('invalid_signature', 'the webhook signature could not be verified'),
-        401,
-      );
+      return c.json(signatureError(checked.reason), 401);
     }
     let json: unknown;
     try {

@@ -19,7 +19,7 @@ import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import { newEvent } from '../../domain/events.ts';
-import type { ConnectorInstance, PullStep, SyncModel } from '../sdk/contract.ts';
+import type { PullStep, SyncModel } from '../sdk/contract.ts';
 import type { UpstreamFailure } from '../sdk/http-client.ts';
 import { defineModel } from '../sdk/contract.ts';
 import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
@@ -108,17 +108,38 @@ export async function* listTableIds(input: { client: ServiceNowClient; table: st
   }
 }
 
-export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, IncidentRecord, KeysetCursor> = defineModel({
-  name: 'incident',
+type TableRecord = { sys_id: string; number: string; sys_updated_on: string };
+
+/** A model over one ServiceNow table: keyset pulls, ids-only listing, sys_id as the external id. */
+function tableModel<Raw extends TableRecord>(input: {
+  table: string;
+  fields: readonly string[];
+  record: z.ZodType<Raw>;
+  content: (record: Raw) => Record<string, unknown>;
+  schedule: SyncModel['schedule'];
+  apply?: SyncModel<ServiceNowSettings, ServiceNowClient, Raw, KeysetCursor>['apply'];
+}): SyncModel<ServiceNowSettings, ServiceNowClient, Raw, KeysetCursor> {
+  return defineModel({
+    name: input.table,
+    record: input.record,
+    cursor: keysetCursor,
+    schedule: input.schedule,
+    externalId: (record) => record.sys_id,
+    label: (record) => record.number,
+    updatedAt: (record) => record.sys_updated_on,
+    content: input.content,
+    pull: ({ client, instance, cursor, resumed, signal }) => pullTable({ client, table: input.table, fields: input.fields, settings: instance.settings, cursor, resumed, signal }),
+    listIds: ({ client, signal }) => listTableIds({ client, table: input.table, signal }),
+    ...(input.apply ? { apply: input.apply } : {}),
+  });
+}
+
+export const incidents = tableModel<IncidentRecord>({
+  table: 'incident',
+  fields: INCIDENT_FIELDS,
   record: incidentRecord,
-  cursor: keysetCursor,
-  schedule: { everySeconds: 300, jitterSeconds: 30 },
-  externalId: (record) => record.sys_id,
-  label: (record) => record.number,
-  updatedAt: (record) => record.sys_updated_on,
   content: incidentContent,
-  pull: ({ client, instance, cursor, resumed, signal }) => pullTable({ client, table: 'incident', fields: INCIDENT_FIELDS, settings: instance.settings, cursor, resumed, signal }),
-  listIds: ({ client, signal }) => listTableIds({ client, table: 'incident', signal }),
+  schedule: { everySeconds: 300, jitterSeconds: 30 },
   apply: async ({ trx, instance, changes, runtime, now }) => {
     const source = sourceSystem(instance.name);
     const rows = changes.map(({ record }) => record);
@@ -180,16 +201,10 @@ export const incidents: SyncModel<ServiceNowSettings, ServiceNowClient, Incident
   },
 });
 
-export const changeRequests: SyncModel<ServiceNowSettings, ServiceNowClient, z.infer<typeof changeRequestRecord>, KeysetCursor> = defineModel({
-  name: 'change_request',
+export const changeRequests = tableModel<z.infer<typeof changeRequestRecord>>({
+  table: 'change_request',
+  fields: CHANGE_FIELDS,
   record: changeRequestRecord,
-  cursor: keysetCursor,
-  schedule: { everySeconds: 900, jitterSeconds: 60 },
-  externalId: (record) => record.sys_id,
-  label: (record) => record.number,
-  updatedAt: (record) => record.sys_updated_on,
   content: changeRequestContent,
-  pull: ({ client, instance, cursor, resumed, signal }: { client: ServiceNowClient; instance: ConnectorInstance<ServiceNowSettings>; cursor: KeysetCursor | null; resumed: boolean; signal: AbortSignal }) =>
-    pullTable({ client, table: 'change_request', fields: CHANGE_FIELDS, settings: instance.settings, cursor, resumed, signal }),
-  listIds: ({ client, signal }) => listTableIds({ client, table: 'change_request', signal }),
+  schedule: { everySeconds: 900, jitterSeconds: 60 },
 });

@@ -167,7 +167,8 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   };
 }
 
-function signatureError(reason: VerifyFailure) {
+/** The 401 body for a failed signature check (partner webhooks and connected systems' webhooks alike). */
+export function signatureError(reason: VerifyFailure) {
   if (reason === 'stale') return errorBody('stale_timestamp', 'the webhook timestamp is more than 5 minutes from our clock; sign each attempt with the current time');
   if (reason === 'missing_headers') return errorBody('missing_signature', 'the signature headers are missing or malformed');
   return errorBody('invalid_signature', 'the webhook signature could not be verified');

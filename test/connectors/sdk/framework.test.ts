@@ -66,6 +66,14 @@ describe('connector instances', () => {
     expect(instance.credential('client_secret')).toBe('client-secret-value-2');
   });
 
+  it('is created once when several processes start together (a first deploy of web and workers)', async () => {
+    const ids = await Promise.all(Array.from({ length: 4 }, () => ensureInstanceFromEnv(fx.tdb.db, keyring, servicenow, { ...described(), name: 'first-deploy' })));
+    expect(new Set(ids).size).toBe(1);
+    const audit = await fx.tdb.db.selectFrom('integration_credentials_audit').select('action').where('config_id', '=', ids[0]!).execute();
+    expect(audit).toEqual([{ action: 'credentials.created' }]);
+    expect((await loadInstance(fx.tdb.db, keyring, servicenow, ids[0]!)).credential('client_secret')).toBe('client-secret-value-1');
+  });
+
   it('refuses to store credentials without an encryption key, saying what to set', async () => {
     await expect(ensureInstanceFromEnv(fx.tdb.db, undefined, servicenow, described())).rejects.toThrow(/PROJECTX_ENCRYPTION_KEY/);
   });
