@@ -14,7 +14,7 @@ if (major < 22 || (major === 22 && minor < 12)) {
 }
 
 if (process.features.typescript) {
-  const { main } = await import('../src/cli.ts');
+  const { main } = await import('../src/cli/main.ts');
   await main();
 } else {
   const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', ...process.argv.slice(1)], { stdio: 'inherit' });

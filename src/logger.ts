@@ -93,9 +93,9 @@ export interface LoggerOptions {
   level?: string;
   /** Values that must never be written (the configured secrets). */
   secrets?: readonly string[];
-  /** Where lines go; defaults to stdout. Tests pass a collector. */
-  destination?: DestinationStream | NodeJS.WritableStream;
-  /** Pretty-print (only honoured when writing to a TTY stdout). */
+  /** Where lines go: stdout (the default), stderr (operator commands, whose stdout is their output), or a stream (tests). */
+  destination?: 'stdout' | 'stderr' | DestinationStream | NodeJS.WritableStream;
+  /** Pretty-print when writing to stdout or stderr and that is a terminal (default true); JSON otherwise. */
   pretty?: boolean;
 }
 
@@ -106,9 +106,11 @@ export interface LoggerOptions {
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const secrets = options.secrets ?? [];
-  let target: DestinationStream | NodeJS.WritableStream = options.destination ?? process.stdout;
-  if (!options.destination && options.pretty !== false && process.stdout.isTTY) {
-    target = pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } });
+  const destination = options.destination ?? 'stdout';
+  let target: DestinationStream | NodeJS.WritableStream = destination === 'stdout' ? process.stdout : destination === 'stderr' ? process.stderr : destination;
+  const terminal = destination === 'stdout' ? process.stdout.isTTY : destination === 'stderr' ? process.stderr.isTTY : false;
+  if (terminal && options.pretty !== false) {
+    target = pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', destination: destination === 'stderr' ? 2 : 1 } });
   }
   const stream = secrets.length > 0 ? scrubbingStream(target, secrets) : target;
   return pino(

@@ -1,52 +1,36 @@
 /**
- * The composition root: builds every dependency (database, job runtime, metrics, logger, clock, HTTP app) once
- * and passes them in. Nothing else in the codebase creates a pool, a pg-boss instance or a server.
+ * The composition root: builds the shared dependencies (database, job runtime, metrics, logger, clock, keyring,
+ * HTTP app and server) once, then walks the module list (src/modules.ts): each module's `start` contributes its
+ * routes, notifiers, job dependencies, readiness checks and stop hooks. Nothing here names a surface or a
+ * connector, and nothing else in the codebase creates a pool, a pg-boss instance or a server.
  *
  * Roles: `web` serves the HTTP surfaces and enqueues jobs; `worker` runs job handlers, schedules and queue
  * maintenance (and serves only /healthz, /readyz, /metrics); `all` (the default) does both in one process.
  */
-import type { Hono } from 'hono';
-import path from 'node:path';
-import { sql } from 'kysely';
-import { LocalEvidenceStore } from './connectors/evidence-stores/local.ts';
-import { type SmtpListener, startSmtpListener } from './connectors/email/listener.ts';
-import { createEmailNotifier } from './connectors/email/notifier.ts';
-import { createMailSender } from './connectors/email/transport.ts';
-import { type Keyring, resolveKeyring } from './connectors/sdk/crypto.ts';
-import { createOutboundTransport } from './connectors/webhook-bridge/outbound/destination.ts';
+import type { Context, Hono } from 'hono';
+import type { IntegrationHealth } from './bot/commands/context.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeIntegrations } from './connectors/catalog.ts';
-import { type Db, createDatabase } from './db/database.ts';
-import { type EmbeddedPostgres, startEmbeddedPostgres } from './db/embedded.ts';
-import { migrateToLatest } from './db/migrate.ts';
-import { createApp } from './http/app.ts';
-import type { ReadinessCheck } from './http/ops.ts';
-import { type HttpServer, startHttpServer } from './http/server.ts';
-import type { Notifier } from './bot/notifier.ts';
-import { createSlackDelivery } from './bot/slack/notifier.ts';
-import { createSlackSurface } from './bot/slack/surface.ts';
-import { createIdentityCache } from './domain/identity-cache.ts';
-import { type WebhookReceiver, createWebhookReceiver } from './connectors/webhook-bridge/inbound.ts';
-import { webhookProcess } from './connectors/webhook-bridge/process.ts';
-import { createPartnerDirectory } from './connectors/webhook-bridge/partners.ts';
 import { integrationHealth } from './connectors/health.ts';
-import { connectors } from './connectors/registry.ts';
-import { ensureInstanceFromEnv } from './connectors/sdk/instances.ts';
-import { pendingPushes } from './connectors/sdk/push.ts';
-import { createConnectorWebhooks } from './connectors/sdk/webhook.ts';
-import { installConnectorSchedules } from './jobs/connector-sync.ts';
+import { resolveKeyring } from './connectors/sdk/crypto.ts';
+import { releaseDatabase, resolveDatabase } from './db/connect.ts';
+import { type Db, createDatabase } from './db/database.ts';
+import { migrateToLatest } from './db/migrate.ts';
 import type { DomainDeps } from './domain/deps.ts';
+import { createIdentityCache } from './domain/identity-cache.ts';
+import { createApp } from './http/app.ts';
+import { type HttpServer, describeListen, startHttpServer } from './http/server.ts';
 import { createEventSink } from './jobs/domain-events.ts';
-import { type InboundJob, type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
-import { jobDefinitions } from './jobs/index.ts';
+import { type InboundOutbox, createInboundOutbox } from './jobs/inbound-outbox.ts';
 import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
 import type { Logger } from './logger.ts';
-import { type Metrics, createMetrics, registerCollectedGauge, sharedRead } from './metrics.ts';
+import { type Metrics, createMetrics } from './metrics.ts';
+import { type ModuleContext, type ModuleParts, type Role, type ServiceModule, connectorsOf, jobsOf, selectEvidenceStore } from './module.ts';
+import { modules as serviceModules } from './modules.ts';
 
-export type Role = 'all' | 'web' | 'worker';
-export const ROLES: readonly Role[] = ['all', 'web', 'worker'];
+export { ROLES, type Role } from './module.ts';
 
 export interface ServiceOptions {
   config: Config;
@@ -54,11 +38,11 @@ export interface ServiceOptions {
   logger: Logger;
   secrets?: readonly string[];
   clock?: Clock;
-  /** Defaults to every job of the service. */
+  /** Defaults to src/modules.ts. */
+  modules?: readonly ServiceModule[];
+  /** Job definitions by name over the modules' (tests shorten polling); jobs no module lists run with the shared dependencies. */
   jobs?: readonly AnyJob[];
-  /** Chat surfaces' notifiers (the surfaces add theirs). */
-  notifiers?: readonly Notifier[];
-  /** Adds routes to the HTTP app of the web role (surfaces; tests). */
+  /** Adds routes to the HTTP app of the web role (tests). */
   mount?: (app: Hono, service: { db: Db; jobs: JobRuntime; domain: DomainDeps; config: Config; logger: Logger }) => void;
   /** How often staged processing jobs are looked for without a poke (default 5 s; tests lengthen it). */
   outboxSweepMs?: number;
@@ -71,27 +55,15 @@ export interface Service {
   jobs: JobRuntime;
   metrics: Metrics;
   domain: DomainDeps;
-  /** The inbound SMTP listener (web and all roles, when `SMTP_INBOUND_PORT` is set). */
-  smtp: SmtpListener | undefined;
+  /** Servers the modules listen on besides HTTP (the SMTP listener), by name. */
+  listeners: readonly { module: string; name: string; host: string; port: number }[];
   /** Graceful stop within `config.SHUTDOWN_TIMEOUT_MS`; resolves true when everything closed cleanly. Idempotent. */
   stop(): Promise<boolean>;
 }
 
-export interface DatabaseHandle {
-  url: string;
-  embedded: EmbeddedPostgres | undefined;
-}
-
-/** `DATABASE_URL`, or the embedded server under `PROJECTX_DATA_DIR` when it is unset. */
-export async function resolveDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
-  if (config.DATABASE_URL) return { url: config.DATABASE_URL, embedded: undefined };
-  logger.info({ dataDir: config.PROJECTX_DATA_DIR }, 'DATABASE_URL is not set: using the embedded PostgreSQL server');
-  const embedded = await startEmbeddedPostgres({ dataDir: config.PROJECTX_DATA_DIR, logger });
-  return { url: embedded.url, embedded };
-}
-
 export async function startService(options: ServiceOptions): Promise<Service> {
   const { config, role, logger } = options;
+  const modules = options.modules ?? serviceModules;
   const clock = options.clock ?? systemClock;
   const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
   /** Runs every cleanup, newest first; false when one failed. */
@@ -108,69 +80,42 @@ export async function startService(options: ServiceOptions): Promise<Service> {
 
   try {
     const database = await resolveDatabase(config, logger);
-    if (database.embedded && !database.embedded.adopted) cleanups.push({ name: 'embedded PostgreSQL', run: database.embedded.stop });
-
+    cleanups.push({ name: 'embedded PostgreSQL', run: () => releaseDatabase(database) });
     const db = createDatabase({ connectionString: database.url, logger, applicationName: `projectx-${role}` });
     cleanups.push({ name: 'database pool', run: () => db.destroy() });
     const { applied } = await migrateToLatest(db);
     logger.info({ applied }, applied.length > 0 ? 'database migrated' : 'database schema is up to date');
 
     const metrics = createMetrics();
-    // Deliveries not (yet) processed, by source and status: failed ones wait here for an operator.
-    registerCollectedGauge(
-      metrics,
-      { name: 'inbound_events_unsettled', help: 'Inbound deliveries not processed, by source and status', labelNames: ['source', 'status'] as const },
-      async () =>
-        (
-          await db
-            .selectFrom('inbound_events')
-            .select(['source', 'status', (eb) => eb.fn.countAll<string>().as('n')])
-            .where('status', '<>', 'processed')
-            .groupBy(['source', 'status'])
-            .execute()
-        ).map((row) => ({ labels: { source: row.source, status: row.status }, value: Number(row.n) })),
-    );
-    // Processing jobs staged by the webhook accept and not yet relayed: normally none for more than a moment.
-    const staged = sharedRead(() =>
-      db
-        .selectFrom('inbound_job_outbox')
-        .select(['job_name', (eb) => sql<string>`coalesce(sum(cardinality(${eb.ref('inbound_ids')})), 0)`.as('deliveries'), sql<string>`extract(epoch from now() - min(staged_at))`.as('oldest')])
-        .groupBy('job_name')
-        .execute(),
-    );
-    registerCollectedGauge(metrics, { name: 'inbound_job_outbox_deliveries', help: 'Deliveries whose processing job is staged but not yet relayed to the queue, by job', labelNames: ['job'] as const }, async () =>
-      (await staged()).map((row) => ({ labels: { job: row.job_name }, value: Number(row.deliveries) })),
-    );
-    registerCollectedGauge(metrics, { name: 'inbound_job_outbox_oldest_seconds', help: 'Age of the oldest staged processing job not yet relayed, by job', labelNames: ['job'] as const }, async () =>
-      (await staged()).map((row) => ({ labels: { job: row.job_name }, value: Number(row.oldest) })),
-    );
-    const jobs = await startJobRuntime({
-      connectionString: database.url,
-      definitions: options.jobs ?? jobDefinitions,
-      logger,
-      metrics,
-      supervise: role !== 'web',
-      secrets: options.secrets ?? [],
-    });
+    const definitions = withOverrides(jobsOf(modules), options.jobs ?? []);
+    const jobs = await startJobRuntime({ connectionString: database.url, definitions, logger, metrics, supervise: role !== 'web', secrets: options.secrets ?? [] });
     cleanups.push({ name: 'job runtime', run: () => jobs.stop(2000) });
     // Every role relays staged processing jobs: a worker picks up what a web process that died left staged.
-    const outbox = createInboundOutbox({ db, jobs, definitions: (options.jobs ?? jobDefinitions).filter((job): job is InboundJob => job.name === webhookProcess.name), logger, ...(options.outboxSweepMs !== undefined ? { sweepMs: options.outboxSweepMs } : {}) });
+    const staged = new Set(modules.flatMap((module) => module.stagedJobs ?? []).map((job) => job.name));
+    const outbox = createInboundOutbox({ db, jobs, definitions: definitions.filter((job) => staged.has(job.name)), logger, ...(options.outboxSweepMs !== undefined ? { sweepMs: options.outboxSweepMs } : {}) });
     cleanups.push({ name: 'inbound job outbox', run: () => outbox.close() });
 
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     const events = createEventSink(jobs);
     const domain: DomainDeps = { db, events, clock };
-    // Connector instances the environment describes (SERVICENOW_*): created or brought in line, credentials
-    // encrypted; `enabled` stays as an operator left it.
-    for (const connector of connectors) await ensureInstanceFromEnv(db, keyring, connector, connector.fromEnv(config));
-    registerConnectorGauges(db, metrics);
-    if (role !== 'web') {
-      const slack = createSlackDelivery({ db, clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring });
-      const outboundTransport = createOutboundTransport({ allowedNetworks: config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] });
-      cleanups.push({ name: 'outbound webhook agent', run: () => outboundTransport.close() });
-      const mail = createMailSender(config, logger);
-      if (mail) cleanups.push({ name: 'SMTP transport', run: () => Promise.resolve(mail.close()) });
-      const deps: JobDeps = {
+    const web = role !== 'worker';
+    const worker = role !== 'web';
+    const identities = web ? await createIdentityCache({ db, connectionString: database.url, logger, metrics }) : undefined;
+    if (identities) cleanups.push({ name: 'identity cache', run: () => identities.close() });
+    const connectors = connectorsOf(modules);
+    const integrations = (): Promise<IntegrationHealth[]> => integrationHealth(db, config, modules);
+
+    const ctx: ModuleContext = { role, web, worker, config, db, connectionString: database.url, jobs, domain, keyring, clock, logger, metrics, outbox, identities, connectors, integrations };
+    const started: { module: ServiceModule; parts: ModuleParts }[] = [];
+    for (const module of modules) {
+      const parts = (await module.start?.(ctx)) ?? {};
+      started.push({ module, parts });
+      if (parts.stop) cleanups.push({ name: module.title, run: parts.stop });
+    }
+    const drains = started.flatMap(({ parts }) => (parts.drain ? [parts.drain] : []));
+
+    if (worker) {
+      const shared: JobDeps = {
         db,
         logger,
         clock,
@@ -178,48 +123,34 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         config,
         jobs,
         events,
-        notifiers: [...(slack ? [slack.notifier] : []), ...(mail ? [createEmailNotifier(db, mail)] : []), ...(options.notifiers ?? [])],
-        rerenderers: slack ? [slack.rerenderer] : [],
-        evidenceStore: new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')),
-        slack: slack ? { sender: slack.sender, tokens: slack.tokens } : undefined,
+        notifiers: started.flatMap(({ parts }) => parts.notifiers ?? []),
+        rerenderers: started.flatMap(({ parts }) => parts.rerenderers ?? []),
+        evidenceStore: selectEvidenceStore(modules, config),
         keyring,
-        outboundTransport,
+        connectors,
+        integrations,
       };
-      await jobs.work(deps);
-      await installConnectorSchedules(jobs.boss, db, logger);
+      // A module's jobs get its own dependencies over the shared ones; every other job gets the shared ones.
+      const claimed = new Set<string>();
+      for (const { module, parts } of started) {
+        const names = (module.jobs ?? []).map((job) => job.name);
+        if (!parts.jobDeps || names.length === 0) continue;
+        await jobs.work({ ...shared, ...parts.jobDeps }, { only: names });
+        for (const name of names) claimed.add(name);
+      }
+      await jobs.work(shared, { only: definitions.map((job) => job.name).filter((name) => !claimed.has(name)) });
     }
 
-    let webhooks: WebhookReceiver | undefined;
-    let smtp: SmtpListener | undefined;
-    if (role !== 'worker') {
-      const partners = await createPartnerDirectory({ db, keyring, config, connectionString: database.url, logger, metrics });
-      cleanups.push({ name: 'webhook partner cache', run: () => partners.close() });
-      webhooks = createWebhookReceiver({ db, jobs, outbox, partners, clock, logger, metrics });
-    }
+    const bodyTooLarge = started.flatMap(({ parts }) => (parts.onBodyTooLarge ? [parts.onBodyTooLarge] : []));
     const app = createApp({
       logger,
       metrics,
       bodyLimitBytes: config.HTTP_BODY_LIMIT_BYTES,
-      readiness: readinessChecks(db, jobs),
-      onBodyTooLarge: webhooks ? (c) => webhooks.bodyTooLarge(c) : undefined,
+      readiness: started.flatMap(({ parts }) => parts.readiness ?? []),
+      onBodyTooLarge: bodyTooLarge.length > 0 ? async (c: Context) => void (await Promise.all(bodyTooLarge.map(async (told) => told(c)))) : undefined,
     });
-    if (webhooks) app.route('/', webhooks.app);
-    if (role !== 'worker') app.route('/', createConnectorWebhooks({ db, keyring, jobs, clock, logger, metrics, connectors }));
-    if (role !== 'worker') {
-      const identities = await createIdentityCache({ db, connectionString: database.url, logger, metrics });
-      cleanups.push({ name: 'identity cache', run: () => identities.close() });
-      const slack = createSlackSurface({ config, domain, jobs, keyring, identities, logger, metrics, integrations: () => integrationHealth(db, config) });
-      slack?.mount(app);
-      if (slack) {
-        await slack.start();
-        cleanups.push({ name: 'Slack Socket Mode', run: () => slack.stop() });
-      }
-      if (config.SMTP_INBOUND_PORT !== undefined) {
-        const listener = await startSmtpListener({ db, jobs, clock, logger, metrics, host: config.SMTP_INBOUND_HOST, port: config.SMTP_INBOUND_PORT, allowedNetworks: config.SMTP_INBOUND_ALLOWED_NETWORKS });
-        cleanups.push({ name: 'SMTP listener', run: () => listener.close() });
-        logger.info({ host: listener.host, port: listener.port }, `inbound email: SMTP listening on ${listener.host}:${listener.port}`);
-        smtp = listener;
-      }
+    if (web) {
+      for (const { parts } of started) if (parts.routes) app.route('/', parts.routes);
       options.mount?.(app, { db, jobs, domain, config, logger });
     }
     const http = await startHttpServer(app, {
@@ -227,8 +158,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       port: config.PORT,
       onError: (error) => logger.error({ err: error }, 'HTTP server error'),
     });
-    logger.info({ url: http.url, host: config.HOST, port: http.port, role }, `ProjectX Integrations (${role}) listening on ${http.url}`);
-    logIntegrations(config, logger);
+    logger.info({ url: http.url, host: http.bound.address, port: http.port, role }, `ProjectX Integrations (${role}) listening on ${describeListen(http.bound)}`);
+    logIntegrations(config, modules, logger);
 
     let stopping: Promise<boolean> | undefined;
     return {
@@ -238,8 +169,8 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       jobs,
       metrics,
       domain,
-      smtp,
-      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, webhooks, outbox, logger, rest: cleanup })),
+      listeners: started.flatMap(({ module, parts }) => (parts.listeners ?? []).map((listener) => ({ module: module.id, ...listener }))),
+      stop: () => (stopping ??= shutdown({ budgetMs: config.SHUTDOWN_TIMEOUT_MS, http, jobs, drains, outbox, logger, rest: cleanup })),
     };
   } catch (error) {
     await cleanup();
@@ -247,57 +178,11 @@ export async function startService(options: ServiceOptions): Promise<Service> {
   }
 }
 
-export interface OperatorContext {
-  db: Db;
-  jobs: JobRuntime;
-  domain: DomainDeps;
-  config: Config;
-  /** Encrypts secrets at rest (partners, subscriptions); undefined when no key is configured (and not embedded). */
-  keyring: Keyring | undefined;
-  logger: Logger;
-  close(): Promise<void>;
-}
-
-/**
- * For CLI verbs (`projectx chat`, `projectx users …`): the database (migrated), a job runtime that can enqueue
- * but runs no workers, and the domain. Events they cause wait in the queue for a worker.
- */
-export async function openOperatorContext(config: Config, logger: Logger, options: { clock?: Clock; secrets?: readonly string[] } = {}): Promise<OperatorContext> {
-  const database = await resolveDatabase(config, logger);
-  const db = createDatabase({ connectionString: database.url, logger, max: 4, applicationName: 'projectx-cli' });
-  const close = async () => {
-    await db.destroy();
-    if (database.embedded && !database.embedded.adopted) await database.embedded.stop();
-  };
-  try {
-    await migrateToLatest(db);
-    const jobs = await startJobRuntime({ connectionString: database.url, definitions: jobDefinitions, logger, metrics: createMetrics({ defaultMetrics: false }), supervise: false, secrets: options.secrets ?? [] });
-    const domain: DomainDeps = { db, events: createEventSink(jobs), clock: options.clock ?? systemClock };
-    const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
-    return {
-      db,
-      jobs,
-      domain,
-      config,
-      keyring,
-      logger,
-      close: async () => {
-        await jobs.stop(1000);
-        await close();
-      },
-    };
-  } catch (error) {
-    await close();
-    throw error;
-  }
-}
-
-/** What /readyz asks: the database answers a query, and pg-boss (its own pool) can read its schema. */
-export function readinessChecks(db: Db, jobs: Pick<JobRuntime, 'boss'>): ReadinessCheck[] {
-  return [
-    { name: 'database', check: () => sql`select 1`.execute(db) },
-    { name: 'queue', check: () => jobs.boss.schemaVersion() },
-  ];
+/** The modules' job definitions, each replaced by the override of the same name; overrides of no module's job are added. */
+function withOverrides(definitions: readonly AnyJob[], overrides: readonly AnyJob[]): AnyJob[] {
+  const byName = new Map(overrides.map((job) => [job.name, job]));
+  const known = new Set(definitions.map((job) => job.name));
+  return [...definitions.map((job) => byName.get(job.name) ?? job), ...overrides.filter((job) => !known.has(job.name))];
 }
 
 /**
@@ -309,7 +194,7 @@ async function shutdown(input: {
   budgetMs: number;
   http: HttpServer;
   jobs: JobRuntime;
-  webhooks: WebhookReceiver | undefined;
+  drains: readonly (() => Promise<void>)[];
   outbox: InboundOutbox;
   logger: Logger;
   rest: () => Promise<boolean>;
@@ -323,10 +208,11 @@ async function shutdown(input: {
   logger.info({ budgetMs: input.budgetMs }, 'shutting down');
   let clean = true;
   await http.close(Math.floor((left() - reserveMs) * 0.5));
-  // Batches still being written (their requests may have been cut off) commit, and what they staged becomes
-  // jobs while the job runtime still runs. Past its share of the budget the rest waits for the next start.
+  // What requests left behind (batches being written; their requests may have been cut off) commits, and what
+  // it staged becomes jobs while the job runtime still runs. Past its share of the budget the rest waits for
+  // the next start.
   const relayed = (async () => {
-    await input.webhooks?.flush();
+    await Promise.all(input.drains.map((drain) => drain()));
     await input.outbox.close();
   })();
   const relayBudgetMs = Math.floor((left() - reserveMs) * 0.5);
@@ -346,44 +232,11 @@ async function shutdown(input: {
   return clean;
 }
 
-/** `integration_status` and `circuit_state`, read from the database at scrape time (every process agrees). */
-function registerConnectorGauges(db: Db, metrics: Metrics): void {
-  registerCollectedGauge(metrics, { name: 'integration_status', help: 'Connector instance health (1 for its current status)', labelNames: ['connector', 'instance', 'status'] as const }, async () =>
-    (
-      await db
-        .selectFrom('integration_configs')
-        .leftJoin('integration_health_metrics', 'integration_health_metrics.config_id', 'integration_configs.id')
-        .select(['integration_configs.type', 'integration_configs.name', 'integration_configs.enabled', 'integration_health_metrics.status'])
-        .execute()
-    ).map((row) => ({ labels: { connector: row.type, instance: row.name, status: row.enabled ? (row.status ?? 'unknown') : 'disabled' }, value: 1 })),
-  );
-  const pending = sharedRead(() => pendingPushes(db));
-  registerCollectedGauge(metrics, { name: 'integration_pushes_pending', help: 'Writes to connected systems waiting to be sent (degraded mode, retries), by connector', labelNames: ['connector'] as const }, async () =>
-    (await pending()).map((row) => ({ labels: { connector: row.connector }, value: row.pending })),
-  );
-  registerCollectedGauge(metrics, { name: 'integration_pushes_oldest_seconds', help: 'Age of the oldest write to a connected system still waiting, by connector', labelNames: ['connector'] as const }, async () =>
-    (await pending()).map((row) => ({ labels: { connector: row.connector }, value: row.oldestSeconds })),
-  );
-  const CIRCUIT_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
-  registerCollectedGauge(metrics, { name: 'circuit_state', help: 'Connector circuit breaker: 0 closed, 1 half-open, 2 open (the worst instance), by connector and direction', labelNames: ['connector', 'direction'] as const }, async () => {
-    const rows = await db.selectFrom('integration_circuits').innerJoin('integration_configs', 'integration_configs.id', 'integration_circuits.config_id').select(['integration_configs.type', 'integration_circuits.direction', 'integration_circuits.state']).execute();
-    const worst = new Map<string, { connector: string; direction: string; value: number }>();
-    // Every configured connector shows both circuits, closed until one has failed.
-    for (const { type } of await db.selectFrom('integration_configs').select('type').distinct().where('enabled', '=', true).execute()) {
-      for (const direction of ['read', 'write']) worst.set(`${type}|${direction}`, { connector: type, direction, value: 0 });
-    }
-    for (const row of rows) {
-      const key = `${row.type}|${row.direction}`;
-      const value = CIRCUIT_VALUE[row.state];
-      if ((worst.get(key)?.value ?? -1) < value) worst.set(key, { connector: row.type, direction: row.direction, value });
-    }
-    return [...worst.values()].map(({ connector, direction, value }) => ({ labels: { connector, direction }, value }));
-  });
-}
-
-function logIntegrations(config: Config, logger: Logger): void {
-  for (const status of describeIntegrations(config)) {
-    if (status.configured) logger.info({ integration: status.id }, `${status.title}: configured`);
+/** One line per integration: configured, what it still needs, or not built in this version. */
+function logIntegrations(config: Config, modules: readonly ServiceModule[], logger: Logger): void {
+  for (const status of describeIntegrations(config, modules)) {
+    if (status.state === 'configured') logger.info({ integration: status.id }, `${status.title}: configured`);
+    else if (status.state === 'not_built') logger.info({ integration: status.id, ignored: status.ignored }, `${status.title}: not built in this version${status.ignored.length > 0 ? ` (${status.ignored.join(', ')} ignored)` : ''}`);
     else logger.info({ integration: status.id, missing: status.missing }, `${status.title}: not configured (set ${status.missing.join(', ')})`);
   }
 }

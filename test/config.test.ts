@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { CONFIG_VARIABLES, SECRET_VARIABLES, loadConfig, secretValues } from '../src/config.ts';
-import { INTEGRATIONS, describeIntegrations } from '../src/connectors/catalog.ts';
+import { NOT_BUILT, describeIntegrations } from '../src/connectors/catalog.ts';
+import { modules } from '../src/modules.ts';
 
 function problemsFor(env: Record<string, string>): string[] {
   const result = loadConfig(env);
@@ -112,19 +113,20 @@ describe('secretValues', () => {
 describe('integration catalog', () => {
   it('names only real configuration variables', () => {
     const known = new Set<string>(CONFIG_VARIABLES);
-    for (const integration of INTEGRATIONS) {
-      for (const set of integration.anyOf) for (const variable of set) expect(known, `${integration.id}: ${variable}`).toContain(variable);
+    for (const module of modules) {
+      for (const set of module.configuredBy) for (const variable of set) expect(known, `${module.id}: ${variable}`).toContain(variable);
     }
+    for (const entry of NOT_BUILT) for (const variable of entry.variables) expect(known, `${entry.id}: ${variable}`).toContain(variable);
   });
 
   it('reports what is missing for the closest option', () => {
     const result = loadConfig({ SERVICENOW_BASE_URL: 'https://acme.service-now.com', SERVICENOW_USER: 'svc' });
     if (!result.ok) throw new Error('must parse');
-    const servicenow = describeIntegrations(result.config).find((status) => status.id === 'servicenow');
-    expect(servicenow).toMatchObject({ configured: false, missing: ['SERVICENOW_PASSWORD'] });
-    const configured = loadConfig({ GENERIC_WEBHOOK_SECRET: `whsec_${Buffer.from('123456789012345678901234').toString('base64')}` });
+    const servicenow = describeIntegrations(result.config, modules).find((status) => status.id === 'servicenow');
+    expect(servicenow).toMatchObject({ state: 'not_configured', missing: ['SERVICENOW_PASSWORD'] });
+    const configured = loadConfig({ SMTP_HOST: 'mail.example.test', SMTP_FROM_ADDRESS: 'projectx@example.test' });
     if (!configured.ok) throw new Error('must parse');
-    expect(describeIntegrations(configured.config).find((status) => status.id === 'generic-webhook')?.configured).toBe(true);
+    expect(describeIntegrations(configured.config, modules).find((status) => status.id === 'email')?.state).toBe('configured');
   });
 });
 
@@ -134,6 +136,19 @@ describe('.env.example', () => {
 
   it('documents every variable the service reads, and no other', () => {
     expect([...listed].sort()).toEqual([...CONFIG_VARIABLES].sort());
+  });
+
+  it('marks the variables of integrations not built in this version, and only those, as not built', () => {
+    // Each variable belongs to the section (a `# --- … ---` header) it is listed under.
+    let header = '';
+    const sectionOf = new Map<string, string>();
+    for (const line of example.split('\n')) {
+      if (line.startsWith('# ---')) header = line;
+      const variable = /^#?\s*([A-Z][A-Z0-9_]+)=/.exec(line)?.[1];
+      if (variable) sectionOf.set(variable, header);
+    }
+    const unbuilt = new Set(NOT_BUILT.flatMap((entry) => entry.variables));
+    for (const [variable, section] of sectionOf) expect(section.includes('not built in this version'), `${variable} under ${section}`).toBe(unbuilt.has(variable as never));
   });
 
   it('holds no secret values', () => {

@@ -2,6 +2,9 @@
  * Once per test run: a PostgreSQL server (DATABASE_URL's when set, else an embedded one in a temp dir) and a
  * template database with our migrations and pg-boss's schema applied. Each test file clones the template
  * (`createTestDatabase()`), so files run in parallel without seeing each other's rows.
+ *
+ * Also the run's temp root (`projectx-test-run-*`): tests put their files under it (test/support/temp.ts) and
+ * the teardown removes it, so a run leaves nothing in the temp directory.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +22,8 @@ import { databaseUrl } from './support/database-url.ts';
 declare module 'vitest' {
   export interface ProvidedContext {
     postgres: { adminUrl: string; template: string; prefix: string };
+    /** The run's temp root, removed when the run ends. */
+    tempRoot: string;
   }
 }
 
@@ -26,17 +31,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const logger = createLogger({ level: 'warn', destination: process.stderr });
   const runId = `${Date.now().toString(36)}${process.pid.toString(36)}`;
   const prefix = `pxt_${runId}_`;
+  // Open to others (mkdtemp makes it 0700): as root, the embedded server's postgres user must enter it.
+  const tempRoot = await mkdtemp(path.join(tmpdir(), 'projectx-test-run-'));
+  await chmod(tempRoot, 0o755);
   let adminUrl = process.env.DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!adminUrl) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'projectx-test-pg-'));
-    await chmod(dir, 0o755);
-    const embedded = await startEmbeddedPostgres({ dataDir: dir, logger, unsafeFast: true, database: 'postgres' });
+    const embedded = await startEmbeddedPostgres({ dataDir: path.join(tempRoot, 'pg'), logger, unsafeFast: true, database: 'postgres' });
     adminUrl = embedded.adminUrl;
-    stopEmbedded = async () => {
-      await embedded.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
+    stopEmbedded = () => embedded.stop();
   }
 
   const template = `${prefix}template`;
@@ -52,6 +55,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await boss.stop({ graceful: false, close: true });
 
   project.provide('postgres', { adminUrl, template, prefix });
+  project.provide('tempRoot', tempRoot);
 
   return async () => {
     await admin(adminUrl, async (client) => {
@@ -59,6 +63,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       for (const { datname } of rows) await client.query(`drop database if exists "${datname}" with (force)`);
     });
     await stopEmbedded();
+    await rm(tempRoot, { recursive: true, force: true });
   };
 }
 

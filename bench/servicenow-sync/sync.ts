@@ -13,7 +13,8 @@ import { servicenow } from '../../src/connectors/servicenow/index.ts';
 import { systemClock } from '../../src/clock.ts';
 import { createDatabase } from '../../src/db/database.ts';
 import { createEventSink } from '../../src/jobs/domain-events.ts';
-import { jobDefinitions } from '../../src/jobs/index.ts';
+import { jobsOf } from '../../src/module.ts';
+import { modules } from '../../src/modules.ts';
 import { startJobRuntime } from '../../src/jobs/runtime.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -23,7 +24,7 @@ const keyring = new Keyring([{ id: 'bench', key: Buffer.from(process.env.BENCH_K
 const logger = createLogger({ level: 'warn', destination: process.stderr });
 const db = createDatabase({ connectionString: url, max: 4 });
 const metrics = createMetrics({ defaultMetrics: false });
-const jobs = await startJobRuntime({ connectionString: url, definitions: jobDefinitions, logger, metrics, supervise: false });
+const jobs = await startJobRuntime({ connectionString: url, definitions: jobsOf(modules), logger, metrics, supervise: false });
 const runtime = { db, logger, clock: systemClock, metrics, events: createEventSink(jobs) };
 const instance = await loadInstance(db, keyring, servicenow, process.env.BENCH_INSTANCE_ID!);
 const client = servicenow.createClient(instance, { ...runtime, keyring });

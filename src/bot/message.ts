@@ -37,6 +37,28 @@ export interface Reply {
   modal?: ModalRequest;
 }
 
+/**
+ * Ends a sentence with a full stop unless it already ends with `.`, `?` or `!` (text that echoes what a person
+ * typed, like a control id "AC-2.", must not read "There is no control AC-2..").
+ *
+ * @example sentence('There is no control AC-2.') // 'There is no control AC-2.'
+ */
+export function sentence(text: string): string {
+  const trimmed = text.trim();
+  return trimmed.length === 0 || /[.?!]$/u.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+/**
+ * Joins sentences with a space, each but the last ended by `sentence` (so a refusal built from parts never
+ * reads "Which incident?. Usage: …"); the last is left as it is (often a code span, like a usage line).
+ *
+ * @example sentences('Which incident?', 'Usage: `/projectx ack <incident number>`') // 'Which incident? Usage: `/projectx ack <incident number>`'
+ */
+export function sentences(...parts: readonly string[]): string {
+  const kept = parts.map((part) => part.trim()).filter((part) => part.length > 0);
+  return kept.map((part, index) => (index === kept.length - 1 ? part : sentence(part))).join(' ');
+}
+
 export const textMessage = (text: string, extra: Block[] = []): Message => ({ text, blocks: [{ type: 'section', text }, ...extra] });
 
 export const okReply = (message: Message, modal?: ModalRequest): Reply => (modal ? { outcome: 'ok', message, modal } : { outcome: 'ok', message });

@@ -14,3 +14,10 @@ export interface Notifier {
    */
   deliver(input: { notificationId: string; kind: TargetKind; target: string; message: Message; subject?: { kind: string; id: string } | undefined }): Promise<Result<{ ref?: string }>>;
 }
+
+/** A surface that re-renders the messages it posted about a task or incident when it changes (Slack, Teams). */
+export interface Rerenderer {
+  surface: string;
+  /** Updates every message this surface posted about the subject; returns how many. */
+  rerender(subject: { kind: string; id: string }): Promise<Result<{ updated: number }>>;
+}

@@ -12,7 +12,10 @@
  *
  * - PostgreSQL refuses to run as root, so as root it runs as the `postgres` OS user (created if missing). When
  *   that user cannot reach the binaries or the data directory, they are kept under /var/lib/projectx-embedded
- *   instead (binaries copied once per version; the cluster in a folder named by a hash of the data dir).
+ *   instead (binaries copied once per version; the cluster in a folder named by a hash of the data dir). That
+ *   folder names its data directory (`data-dir.json`) and the data directory points to it
+ *   (`embedded-postgres-cluster.txt`); every start as root removes the clusters whose data directory is gone
+ *   (a deleted clone) and that no server runs on, so a cluster does not outlive its data directory.
  * - The server runs in its own process group and is stopped by us, last, on shutdown; if this process dies
  *   without stopping it, an 'exit' hook asks it to stop.
  * - The process that starts the server owns it and says so by holding a PostgreSQL advisory lock on it for
@@ -23,7 +26,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, chown, cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -75,10 +78,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   let clusterDir = path.join(dataDir, 'pg');
   if (runAs) {
     await chmod(dataDir, 0o755);
+    await removeOrphanedClusters(logger);
     if (!(await reachableByOthers(dataDir))) {
       clusterDir = fallbackClusterDir(dataDir);
-      await mkdir(path.dirname(clusterDir), { recursive: true, mode: 0o755 });
-      logger.warn({ dataDir, clusterDir }, 'a parent of the data directory is closed to the postgres user; the cluster is kept outside it');
+      const first = await claimSharedCluster(dataDir, clusterDir);
+      // Said once, when the cluster is placed there; the pointer file in the data dir tells it from then on.
+      logger[first ? 'warn' : 'debug']({ dataDir, clusterDir, pointer: path.join(dataDir, POINTER_FILE) }, 'a parent of the data directory is closed to the postgres user; the cluster is kept outside it');
     }
   }
 
@@ -140,6 +145,126 @@ async function startOrAdopt(input: EmbeddedPostgresOptions & { dataDir: string; 
 /** Where the cluster of `dataDir` lives when the postgres user cannot reach `dataDir` itself. */
 export function fallbackClusterDir(dataDir: string): string {
   return path.join(SHARED_ROOT, `cluster-${createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16)}`, 'pg');
+}
+
+/** In a shared cluster's folder: the data directory it belongs to, and that directory's filesystem. */
+const OWNER_FILE = 'data-dir.json';
+/** In a data directory whose cluster is kept in the shared folder: where it is, and how it goes away. */
+export const POINTER_FILE = 'embedded-postgres-cluster.txt';
+const CLUSTER_FOLDER = /^cluster-[0-9a-f]{16}$/;
+const REMOVING_FOLDER = /^cluster-[0-9a-f]{16}\.removing-\d+$/;
+
+interface ClusterOwner {
+  dataDir: string;
+  /** `stat().dev` of the data directory: its absence only counts while the filesystem it was on is there. */
+  device: number;
+}
+
+/**
+ * Records which data directory a shared cluster belongs to (in the cluster's folder) and where the cluster is
+ * (in the data directory). True when the cluster's folder had no record yet: it is placed there now.
+ */
+async function claimSharedCluster(dataDir: string, clusterDir: string): Promise<boolean> {
+  const folder = path.dirname(clusterDir);
+  await mkdir(folder, { recursive: true, mode: 0o755 });
+  const ownerFile = path.join(folder, OWNER_FILE);
+  const first = (await readOwner(ownerFile)) === undefined;
+  if (first) {
+    const owner: ClusterOwner = { dataDir, device: (await stat(dataDir)).dev };
+    await writeFile(ownerFile, `${JSON.stringify(owner)}\n`, { mode: 0o644 });
+  }
+  const pointer = path.join(dataDir, POINTER_FILE);
+  if (first || !(await exists(pointer))) {
+    await writeFile(
+      pointer,
+      [
+        `The embedded PostgreSQL cluster of this data directory is kept in ${clusterDir}:`,
+        'PostgreSQL runs as the postgres OS user when projectx runs as root, and that user cannot enter a parent',
+        'of this directory.',
+        '',
+        'Deleting this directory leaves that cluster behind until the next start of projectx (any clone, as root)',
+        'on this machine, which removes clusters whose data directory is gone and that no server runs on.',
+        `To remove it by hand, stop projectx and run: rm -rf ${folder}`,
+        '',
+      ].join('\n'),
+    );
+  }
+  return first;
+}
+
+async function readOwner(file: string): Promise<ClusterOwner | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<ClusterOwner>;
+    return typeof parsed.dataDir === 'string' && path.isAbsolute(parsed.dataDir) && typeof parsed.device === 'number' ? { dataDir: parsed.dataDir, device: parsed.device } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Removes the shared clusters whose data directory is gone (and no server runs on them), with what a removal
+ * interrupted by a crash left. A cluster with no record of its data directory (made before records were
+ * kept) stays: nothing says whose it is. Never fails a start: a cluster that cannot be checked is left.
+ */
+async function removeOrphanedClusters(logger: Logger): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(SHARED_ROOT);
+  } catch {
+    return; // no shared folder: nothing was ever kept there
+  }
+  for (const name of names) {
+    const folder = path.join(SHARED_ROOT, name);
+    try {
+      if (REMOVING_FOLDER.test(name)) {
+        await rm(folder, { recursive: true, force: true });
+        continue;
+      }
+      if (!CLUSTER_FOLDER.test(name)) continue;
+      const owner = await readOwner(path.join(folder, OWNER_FILE));
+      if (!owner) {
+        logger.debug({ folder }, 'a shared embedded PostgreSQL cluster does not say whose it is; left alone');
+        continue;
+      }
+      // The record must be the folder's own (its name is the hash of the data dir), and the data dir gone.
+      if (path.dirname(fallbackClusterDir(owner.dataDir)) !== folder || !(await goneFromItsFilesystem(owner))) continue;
+      if (await postmasterRuns(path.join(folder, 'pg'))) {
+        logger.debug({ folder, dataDir: owner.dataDir }, 'the data directory of an embedded PostgreSQL cluster is gone, but its server still runs; left until it stops');
+        continue;
+      }
+      // Renamed first, so that no start finds a half-removed cluster under the expected name.
+      const removing = `${folder}.removing-${process.pid}`;
+      await rename(folder, removing);
+      await rm(removing, { recursive: true, force: true });
+      logger.info({ clusterDir: path.join(folder, 'pg'), dataDir: owner.dataDir }, 'removed the embedded PostgreSQL cluster of a data directory that is gone');
+    } catch (error) {
+      logger.warn({ err: error, folder }, 'could not check or remove a shared embedded PostgreSQL cluster');
+    }
+  }
+}
+
+/**
+ * True when the data directory does not exist while the filesystem it was on is still there (its nearest
+ * existing parent is on the same device): a deleted directory, not a volume that is not mounted right now.
+ */
+async function goneFromItsFilesystem(owner: ClusterOwner): Promise<boolean> {
+  /** The path's stat, 'missing' when it does not exist, 'unknown' when it cannot be told (then nothing goes). */
+  const probe = (target: string) => stat(target).catch((error: { code?: string }) => (error.code === 'ENOENT' ? ('missing' as const) : ('unknown' as const)));
+  if ((await probe(owner.dataDir)) !== 'missing') return false;
+  for (let current = path.dirname(owner.dataDir); ; current = path.dirname(current)) {
+    const found = await probe(current);
+    if (found === 'unknown') return false;
+    if (found !== 'missing') return found.dev === owner.device;
+    if (current === path.dirname(current)) return false;
+  }
+}
+
+/** A server runs on `clusterDir`: its `postmaster.pid` names a live process that is (as far as /proc says) postgres. */
+async function postmasterRuns(clusterDir: string): Promise<boolean> {
+  const pid = Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return false;
+  const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  return command === undefined || command.includes('postgres');
 }
 
 interface Binaries {

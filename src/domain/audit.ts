@@ -152,3 +152,53 @@ export async function verifyAuditChain(db: Kysely<Database>, tenant = DEFAULT_TE
   }
   return { tenant, rows, breaks };
 }
+
+export interface AuditRow {
+  seq: number;
+  at: Date;
+  actor: string;
+  surface: string;
+  action: string;
+  objectType: string;
+  objectId: string | null;
+  outcome: 'success' | 'refused' | 'error';
+  detail: Record<string, unknown>;
+  correlationId: string | null;
+}
+
+export interface AuditFilter {
+  tenant?: string | undefined;
+  /** `user:…`, `cli`, `system:webhook:acme`: exactly, as recorded. */
+  actor?: string | undefined;
+  /** An action (`task.decide`) or a prefix ending in `.*` (`task.*`). */
+  action?: string | undefined;
+  objectId?: string | undefined;
+  outcome?: AuditRow['outcome'] | undefined;
+  since?: Date | undefined;
+  /** Rows before this sequence number (the next page of a newest-first listing). */
+  beforeSeq?: number | undefined;
+  limit: number;
+}
+
+/** A tenant's rows, newest first, filtered; for operators and auditors (`projectx audit list`). */
+export async function listAudit(db: Kysely<Database>, filter: AuditFilter): Promise<AuditRow[]> {
+  let query = db.selectFrom('audit_log').selectAll().where('tenant', '=', filter.tenant ?? DEFAULT_TENANT).orderBy('seq', 'desc').limit(filter.limit);
+  if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
+  if (filter.action !== undefined) query = filter.action.endsWith('.*') ? query.where('action', 'like', `${filter.action.slice(0, -1).replace(/[\\%_]/g, '\\$&')}%`) : query.where('action', '=', filter.action);
+  if (filter.objectId !== undefined) query = query.where('object_id', '=', filter.objectId);
+  if (filter.outcome !== undefined) query = query.where('outcome', '=', filter.outcome);
+  if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
+  if (filter.beforeSeq !== undefined) query = query.where('seq', '<', String(filter.beforeSeq));
+  return (await query.execute()).map((row) => ({
+    seq: Number(row.seq),
+    at: row.at,
+    actor: row.actor,
+    surface: row.surface,
+    action: row.action,
+    objectType: row.object_type,
+    objectId: row.object_id,
+    outcome: row.outcome,
+    detail: row.detail,
+    correlationId: row.correlation_id,
+  }));
+}

@@ -138,3 +138,43 @@ async function missingTargets(db: Kysely<Database>, controlIds: string[], taskId
   }
   return missing;
 }
+
+export interface EvidenceListing {
+  id: string;
+  sha256: string;
+  sizeBytes: number;
+  mediaType: string;
+  source: string;
+  originalName: string | null;
+  uploadedBy: string | null;
+  createdAt: Date;
+  /** `control:AC-2`, `task:42` */
+  links: string[];
+}
+
+/** Evidence, newest first, optionally only what is linked to a control or a task (`projectx evidence list`). */
+export async function listEvidence(db: Kysely<Database>, filter: { controlId?: string | undefined; taskId?: string | undefined; limit: number }): Promise<EvidenceListing[]> {
+  let query = db
+    .selectFrom('evidence')
+    .leftJoin('users', 'users.id', 'evidence.uploaded_by')
+    .select(['evidence.id', 'evidence.sha256', 'evidence.size_bytes', 'evidence.media_type', 'evidence.source', 'evidence.original_name', 'evidence.created_at', 'users.email'])
+    .orderBy('evidence.created_at', 'desc')
+    .orderBy('evidence.id', 'desc')
+    .limit(filter.limit);
+  for (const [kind, target] of [['control', filter.controlId], ['task', filter.taskId]] as const) {
+    if (target !== undefined) query = query.where((eb) => eb.exists(eb.selectFrom('evidence_links').select('evidence_id').whereRef('evidence_links.evidence_id', '=', 'evidence.id').where('kind', '=', kind).where('target', '=', target)));
+  }
+  const rows = await query.execute();
+  const links = rows.length === 0 ? [] : await db.selectFrom('evidence_links').select(['evidence_id', 'kind', 'target']).where('evidence_id', 'in', rows.map((row) => row.id)).orderBy('created_at').execute();
+  return rows.map((row) => ({
+    id: row.id,
+    sha256: row.sha256,
+    sizeBytes: Number(row.size_bytes),
+    mediaType: row.media_type,
+    source: row.source,
+    originalName: row.original_name,
+    uploadedBy: row.email,
+    createdAt: row.created_at,
+    links: links.filter((link) => link.evidence_id === row.id).map((link) => `${link.kind}:${link.target}`),
+  }));
+}

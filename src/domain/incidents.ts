@@ -59,6 +59,14 @@ export async function listOpenIncidents(db: Kysely<Database>, filter: { maxPrior
   return (await query.execute()).map(toIncident);
 }
 
+/** Incidents for an operator's list: newest change first, optionally open ones only or up to a priority. */
+export async function listIncidents(db: Kysely<Database>, filter: { open?: boolean; maxPriority?: number; limit: number }): Promise<Incident[]> {
+  let query = db.selectFrom('incidents').selectAll().orderBy('updated_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
+  if (filter.open) query = query.where('state', 'not in', ['resolved', 'closed', 'cancelled']);
+  if (filter.maxPriority !== undefined) query = query.where('priority', '<=', filter.maxPriority);
+  return (await query.execute()).map(toIncident);
+}
+
 export interface IncidentInput {
   sourceSystem: string;
   externalId: string;

@@ -5,7 +5,7 @@
 import { createHash, randomInt } from 'node:crypto';
 import { type Selectable, sql } from 'kysely';
 import type { Db } from '../db/database.ts';
-import type { Role, UsersTable } from '../db/schema.ts';
+import type { Role, Surface, UsersTable } from '../db/schema.ts';
 import type { ChatIdentity } from './actor.ts';
 import { type Result, ok, refuse } from './result.ts';
 
@@ -89,6 +89,13 @@ export async function linkIdentity(db: Db, userId: string, identity: ChatIdentit
     .where('external_id', '=', externalId)
     .executeTakeFirstOrThrow();
   return existing.user_id === userId ? ok({ created: false }) : refuse('identity_taken', 'that chat identity is already linked to another user');
+}
+
+/** The identities linked to a user on one surface, within one tenant when given. */
+export async function identitiesOf(db: Db, userId: string, surface: Surface, tenant?: string): Promise<ChatIdentity[]> {
+  let query = db.selectFrom('identity_links').select(['surface', 'tenant', 'external_id']).where('user_id', '=', userId).where('surface', '=', surface);
+  if (tenant !== undefined) query = query.where('tenant', '=', tenant);
+  return (await query.orderBy('created_at').execute()).map((row) => ({ surface: row.surface, tenant: row.tenant, externalId: row.external_id }));
 }
 
 const LINK_CODE_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';

@@ -5,7 +5,6 @@
  * nothing sleeps in a worker.
  */
 import { z } from 'zod';
-import { findConnector } from '../connectors/registry.ts';
 import { createBreaker } from '../connectors/sdk/breaker.ts';
 import { drainPushes } from '../connectors/sdk/push.ts';
 import type { Logger } from '../logger.ts';
@@ -20,7 +19,7 @@ export const connectorPush = defineJob({
   schema: payload,
   policy: { queuePolicy: 'singleton', retryLimit: 10, retryDelaySeconds: 10, retryBackoff: true, retryDelayMaxSeconds: 600, expireInSeconds: 900, batchSize: 1, localConcurrency: 2 },
   handler: async (job, { deps, logger }: { deps: JobDeps; logger: Logger }) => {
-    const connector = findConnector(job.connector);
+    const connector = deps.connectors.find((candidate) => candidate.id === job.connector);
     if (!connector?.push) return { skipped: 'no_push' };
     // A disabled instance keeps its writes waiting; enabling it again (and the minute's sweep) sends them.
     return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {

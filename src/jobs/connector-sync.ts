@@ -14,7 +14,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { PgBoss } from 'pg-boss';
-import { findConnector, connectors as registered } from '../connectors/registry.ts';
 import { createBreaker } from '../connectors/sdk/breaker.ts';
 import type { ConnectorDefinition, Schedule } from '../connectors/sdk/contract.ts';
 import { listInstances } from '../connectors/sdk/instances.ts';
@@ -47,7 +46,7 @@ export const connectorSync = defineJob({
   schema: payload,
   policy: { queuePolicy: 'singleton', retryLimit: SYNC_RETRY_LIMIT, retryDelaySeconds: 5, retryBackoff: true, retryDelayMaxSeconds: 300, expireInSeconds: 3600, batchSize: 1, localConcurrency: 2 },
   handler: async (job, { deps, logger, signal, job: meta }: { deps: JobDeps; logger: Logger; signal: AbortSignal; job: { retryCount: number } }) => {
-    const connector = findConnector(job.connector);
+    const connector = deps.connectors.find((candidate) => candidate.id === job.connector);
     if (!connector) throw new SyncFailed('unknown_connector', `no connector ${job.connector}`);
     const model = connector.models.find((candidate) => candidate.name === job.model);
     if (!model) throw new SyncFailed('unknown_model', `${connector.id} has no model ${job.model}`);
@@ -107,7 +106,7 @@ export function scheduleCron(schedule: Schedule): string {
  * gone or disabled are removed. Run by the worker role at start. The instance's `schedules` column may
  * override a model's default (`[{ "model": "incident", "everySeconds": 120, "jitterSeconds": 10 }]`).
  */
-export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 'unschedule' | 'getSchedules'>, db: Db, logger: Logger, list: readonly ConnectorDefinition[] = registered): Promise<number> {
+export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 'unschedule' | 'getSchedules'>, db: Db, logger: Logger, list: readonly ConnectorDefinition[]): Promise<number> {
   const wanted = new Map<string, { cron: string; data: SyncJobPayload }>();
   for (const connector of list) {
     for (const instance of await listInstances(db, connector.id)) {
@@ -144,7 +143,8 @@ export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 
 
 export const RECONCILE_CRON = '17 2 * * *';
 
-const reconcilePayload = z.object({ connector: z.string().min(1), instanceId: z.uuid(), model: z.string().min(1) });
+/** `runId`: given by `projectx reconcile` (to watch the run); a scheduled one makes its own. */
+const reconcilePayload = z.object({ connector: z.string().min(1), instanceId: z.uuid(), model: z.string().min(1), runId: z.uuid().optional() });
 export type ReconcileJobPayload = z.input<typeof reconcilePayload>;
 
 /**
@@ -156,11 +156,11 @@ export const connectorReconcile = defineJob({
   schema: reconcilePayload,
   policy: { queuePolicy: 'singleton', retryLimit: 3, retryDelaySeconds: 60, retryBackoff: true, expireInSeconds: 3600, batchSize: 1 },
   handler: async (job, { deps, logger, signal }: { deps: JobDeps; logger: Logger; signal: AbortSignal }) => {
-    const connector = findConnector(job.connector);
+    const connector = deps.connectors.find((candidate) => candidate.id === job.connector);
     const model = connector?.models.find((candidate) => candidate.name === job.model);
     if (!connector || !model) throw new SyncFailed('unknown_model', `no ${job.connector} model ${job.model}`);
     return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {
-      const summary = await reconcile({ runtime, connector, instance, client, model, runId: randomUUID(), signal });
+      const summary = await reconcile({ runtime, connector, instance, client, model, runId: job.runId ?? randomUUID(), signal });
       if (summary.status === 'failed') throw new SyncFailed(summary.errorCodes[0] ?? 'reconcile_failed', `reconciliation of ${connector.id} ${model.name} failed (${summary.errorCodes.join(', ')})`);
       const fullSync = summary.orphans > 0 ? await enqueueSync(deps.jobs, { connector: connector.id, instanceId: instance.id, model: model.name, full: true, trigger: 'reconcile' }) : undefined;
       logger.info({ ...summary, fullSync }, 'reconciliation finished');

@@ -16,7 +16,6 @@ import { enqueueSubscriptionDeliveries } from '../connectors/webhook-bridge/outb
 import type { Database, NotificationsTable, Surface } from '../db/schema.ts';
 import { type DomainEvent, type EventSink, SUBJECT_KINDS } from '../domain/events.ts';
 import { routeEvent } from '../domain/routing.ts';
-import { connectors } from '../connectors/registry.ts';
 import { recordPushes } from '../connectors/sdk/push.ts';
 import { wakePushes } from './connector-push.ts';
 import { type JobContext, defineJob } from './define-job.ts';
@@ -67,9 +66,9 @@ export const routeDomainEvent = defineJob({
     // Outbound subscriptions: a delivery row and its first attempt's job per subscriber, or none of either.
     const webhooks = await deps.db.transaction().execute((trx) => enqueueSubscriptionDeliveries(deps, trx, event));
     // Effects in ProjectX of events about connected systems' records (a review task for a new P1 incident).
-    for (const connector of connectors) await connector.onEvent?.(event, { domain: { db: deps.db, events: deps.events, clock: deps.clock }, jobs: deps.jobs });
+    for (const connector of deps.connectors) await connector.onEvent?.(event, { domain: { db: deps.db, events: deps.events, clock: deps.clock }, jobs: deps.jobs });
     // Writes back to connected systems (an acknowledgement, a remediation task): recorded once, sent in order.
-    const pushes = await recordPushes(deps.db, connectors, event);
+    const pushes = await recordPushes(deps.db, deps.connectors, event);
     for (const target of pushes) await wakePushes(deps.jobs, target);
     return { targets: targets.length, created, ...(webhooks > 0 ? { webhooks } : {}), ...(pushes.length > 0 ? { pushes: pushes.length } : {}) };
   },

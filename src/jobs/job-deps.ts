@@ -1,11 +1,12 @@
-/** What every job handler receives as `deps`; built by the composition root (src/main.ts). */
-import type { Notifier } from '../bot/notifier.ts';
-import type { Rerenderer } from '../bot/slack/notifier.ts';
-import type { SlackSender } from '../bot/slack/sender.ts';
+/**
+ * What every job handler receives as `deps`; built by the composition root (src/main.ts). A module's own jobs
+ * get these plus what its `start` returned as `jobDeps` (Slack's client for Slack's jobs): see src/module.ts.
+ */
+import type { IntegrationHealth } from '../bot/commands/context.ts';
+import type { Notifier, Rerenderer } from '../bot/notifier.ts';
 import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
+import type { ConnectorDefinition } from '../connectors/sdk/contract.ts';
 import type { Keyring } from '../connectors/sdk/crypto.ts';
-import type { OutboundTransport } from '../connectors/webhook-bridge/outbound/destination.ts';
-import type { SlackTokens } from '../bot/slack/tokens.ts';
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
@@ -24,7 +25,7 @@ export interface JobDeps {
   jobs: Pick<JobRuntime, 'enqueue'>;
   /** Where domain events go (the outbox). */
   events: EventSink;
-  /** One per configured chat surface. */
+  /** One per configured chat surface (and email). */
   notifiers: readonly Notifier[];
   /** Surfaces that re-render the messages they posted about a task or incident when it changes. */
   rerenderers: readonly Rerenderer[];
@@ -32,8 +33,8 @@ export interface JobDeps {
   evidenceStore: EvidenceStore;
   /** Credentials at rest (undefined with a real database and no PROJECTX_ENCRYPTION_KEY). */
   keyring?: Keyring | undefined;
-  /** Outbound webhooks: the SSRF-guarded HTTP agent, shared by deliveries (absent: one per attempt). */
-  outboundTransport?: OutboundTransport | undefined;
-  /** Slack for Slack's jobs, when it can be reached (a bot token, or installations). */
-  slack?: { sender: SlackSender; tokens: SlackTokens } | undefined;
+  /** Every connector of the service's modules. */
+  connectors: readonly ConnectorDefinition[];
+  /** One health line per integration (App Home, status). */
+  integrations: () => Promise<IntegrationHealth[]>;
 }

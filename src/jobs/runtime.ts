@@ -37,6 +37,8 @@ export interface JobRuntime {
   enqueue<S extends z.ZodType>(job: JobDefinition<S, any>, payload: z.input<S>, options?: EnqueueOptions): Promise<string | null>;
   /** Starts workers and schedules for every definition (worker role), or for the named queues only. */
   work<Deps>(deps: Deps, options?: { only?: readonly string[] }): Promise<void>;
+  /** The queues this process works (for checks that every job has a worker). */
+  working(): readonly string[];
   /** Stops fetching, waits up to `timeoutMs` for running jobs, then closes pg-boss's pool. */
   stop(timeoutMs: number): Promise<void>;
 }
@@ -133,8 +135,10 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
   };
 
   let stopping: Promise<void> | undefined;
+  const worked = new Set<string>();
   return {
     boss,
+    working: () => [...worked],
     async enqueue(job, payload, enqueueOptions = {}) {
       return boss.send(job.name, envelopeOf(job, payload), {
         ...(enqueueOptions.db ? { db: fromKysely(enqueueOptions.db) } : {}),
@@ -148,6 +152,9 @@ export async function startJobRuntime(options: JobRuntimeOptions): Promise<JobRu
     async work(deps, workOptions = {}) {
       for (const definition of definitions) {
         if (workOptions.only && !workOptions.only.includes(definition.name)) continue;
+        // A queue is worked once per process, whoever asks again (a module and the shared set).
+        if (worked.has(definition.name)) continue;
+        worked.add(definition.name);
         const policy = resolvePolicy(definition);
         await boss.work<Envelope>(
           definition.name,

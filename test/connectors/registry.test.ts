@@ -1,13 +1,16 @@
 /**
- * Every registered connector declares what the framework and operators rely on: its config (settings schema,
- * credential fields, the environment it reads), its models with their schedules, its runbook id and alert
- * channel. A connector added without one of these fails here, not in production.
+ * Every connector of the module list declares what the framework and operators rely on: its config (settings
+ * schema, credential fields, the environment it reads), its models with their schedules, its runbook id and
+ * alert channel. A connector added without one of these fails here, not in production.
  */
 import { describe, expect, it } from 'vitest';
-import { INTEGRATIONS } from '../../src/connectors/catalog.ts';
-import { connectors, findConnector } from '../../src/connectors/registry.ts';
 import { scheduleCron } from '../../src/jobs/connector-sync.ts';
 import { loadConfig } from '../../src/config.ts';
+import { modules } from '../../src/modules.ts';
+
+const connectorModules = modules.filter((module) => module.connector !== undefined);
+const connectors = connectorModules.map((module) => module.connector!);
+const findConnector = (id: string) => connectors.find((connector) => connector.id === id);
 
 describe('connector registry', () => {
   it('has each connector once, under a stable id', () => {
@@ -37,13 +40,14 @@ describe('connector registry', () => {
         }
       });
 
-      it('is described by the catalog, and reads its instance from exactly the variables the catalog names', () => {
-        const entry = INTEGRATIONS.find((integration) => integration.id === connector.id);
-        expect(entry, `${connector.id} is missing from src/connectors/catalog.ts`).toBeDefined();
+      it('is its module\'s connector, and reads its instance from exactly the variables the module names', () => {
+        const entry = connectorModules.find((module) => module.connector === connector);
+        expect(entry?.id, 'a connector module has the connector\'s id').toBe(connector.id);
+        expect(entry?.kind).toBe('connector');
         const empty = loadConfig({});
         if (!empty.ok) throw new Error(empty.problems.join('; '));
         expect(connector.fromEnv(empty.config)).toBeUndefined();
-        for (const set of entry!.anyOf) {
+        for (const set of entry!.configuredBy) {
           const env = Object.fromEntries(set.map((variable) => [variable, variable.endsWith('_URL') ? 'https://example.service-now.com' : 'a-long-enough-value']));
           const loaded = loadConfig(env);
           if (!loaded.ok) throw new Error(loaded.problems.join('; '));

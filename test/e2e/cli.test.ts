@@ -3,6 +3,7 @@
  * Each test has its own working directory (so a developer's .env never leaks in) and kills what it started.
  */
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -126,9 +127,25 @@ describe('projectx start against DATABASE_URL', () => {
     const { url } = await run.waitForLog(isListening);
     expect(String(url)).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(String(url)).not.toMatch(/:1$/);
-    await run.waitForLog((line) => line.msg === 'Generic partner webhook: configured');
+    // The generic partner exists (its secret came from .env): its URL asks for a signature rather than answering 404.
+    const generic = await fetch(`${String(url)}/api/integration/webhook/generic`, { method: 'POST', body: '{}' });
+    expect(generic.status).toBe(401);
     run.child.kill('SIGTERM');
     expect((await run.exited).code).toBe(0);
     expect(run.stdout()).not.toContain('whsec_ZnJvbS1kb3RlbnYtZnJvbS1kb3RlbnYtMTIz');
+  });
+
+  it('exits 1 naming PORT and HOST, without a stack, when the port is already in use', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const run = spawnCli(['start'], { env: { DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: String(port) }, cwd: dir });
+      expect((await run.exited).code).toBe(1);
+      expect(run.stderr()).toMatch(new RegExp(`^projectx: port ${port} on 127\\.0\\.0\\.1 is already in use \\(PORT=${port}, HOST=127\\.0\\.0\\.1\\); set PORT to another port, or PORT=0 for any free one`, 'm'));
+      expect(run.stderr()).not.toMatch(/^\s+at /m);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 });

@@ -236,6 +236,71 @@ describe('fake Slack Web API', () => {
     expect((missing as WebAPIPlatformError).data.error).toBe('user_not_found');
   });
 
+  it('users.list pages the whole directory with cursors, members in the users.info shape', async () => {
+    for (let i = 0; i < 5; i++) fake.addUser({ id: `U0LIST${i}`, teamId: fake.teamId, realName: `Member ${i}`, email: `m${i}@example.com` });
+    fake.addUser({ id: 'U0UNCONF', teamId: fake.teamId, realName: 'Unconfirmed', email: 'u@example.com', emailConfirmed: false });
+    fake.addUser({ id: 'U0GONE', teamId: fake.teamId, realName: 'Gone', email: 'gone@example.com', deleted: true });
+    fake.addUser({ id: 'W0GRID', teamId: 'T0OTHER', realName: 'Grid', email: 'g@example.com', enterpriseId: 'E0GRID' });
+    const web = client();
+    const ids: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await web.users.list({ limit: 4, ...(cursor ? { cursor } : {}) });
+      sizes.push(page.members?.length ?? 0);
+      ids.push(...(page.members ?? []).map((member) => member.id ?? ''));
+      cursor = page.response_metadata?.next_cursor;
+      // Slack's cursors: base64 of "user:<id>", the last page's is an empty string.
+      if (cursor) expect(Buffer.from(cursor, 'base64').toString()).toMatch(/^user:[A-Z0-9]+$/);
+    } while (cursor);
+    expect(cursor).toBe('');
+    expect(sizes).toEqual([4, 4, 2]);
+    expect(ids).toEqual(['USLACKBOT', 'U0000BOT1', 'U0LIST0', 'U0LIST1', 'U0LIST2', 'U0LIST3', 'U0LIST4', 'U0UNCONF', 'U0GONE', 'W0GRID']);
+    expect(fake.callsTo('users.list').map((call) => call.params.limit)).toEqual(['4', '4', '4']);
+
+    // No limit: everything at once, as Slack attempts; the members are users.info's user objects.
+    const all = await raw('users.list', form({}));
+    expect(Object.keys(all.body).sort()).toEqual(['cache_ts', 'members', 'ok', 'response_metadata']);
+    expect(all.body.response_metadata).toEqual({ next_cursor: '' });
+    const members = new Map((all.body.members as Json[]).map((member) => [member.id, member]));
+    expect(members.size).toBe(10);
+    expect(members.get('U0LIST0')).toEqual((await web.users.info({ user: 'U0LIST0' })).user);
+    expect(members.get('U0LIST0')).toMatchObject({ team_id: fake.teamId, is_bot: false, deleted: false, is_email_confirmed: true, profile: { email: 'm0@example.com' } });
+    expect(members.get('USLACKBOT')).toMatchObject({ is_bot: false, is_email_confirmed: false });
+    expect(members.get('USLACKBOT')?.profile).not.toHaveProperty('email');
+    expect(members.get('U0000BOT1')).toMatchObject({ is_bot: true });
+    expect(members.get('U0UNCONF')).toMatchObject({ is_email_confirmed: false, profile: { email: 'u@example.com' } });
+    expect(members.get('U0GONE')).toMatchObject({ deleted: true });
+    expect(members.get('W0GRID')).toMatchObject({ team_id: 'T0OTHER', enterprise_user: { enterprise_id: 'E0GRID', teams: ['T0OTHER'] } });
+
+    const stale = await rejection(web.users.list({ limit: 4, cursor: Buffer.from('user:U0NOBODY').toString('base64') }));
+    expect((stale as WebAPIPlatformError).data.error).toBe('invalid_cursor');
+  });
+
+  it('users.list: emails only with users:read.email, missing_scope without users:read, and a programmable 429', async () => {
+    fake.addUser({ id: 'U0ALICE', teamId: fake.teamId, email: 'alice@example.com', realName: 'Alice Example' });
+    fake.oauth({
+      'code-read': { clientId: 'c', clientSecret: 's', team: { id: fake.teamId, name: 'Fake' }, scope: 'chat:write,users:read' },
+      'code-none': { clientId: 'c', clientSecret: 's', team: { id: fake.teamId, name: 'Fake' }, scope: 'chat:write' },
+    });
+    const readOnly = await anonymous().oauth.v2.access({ client_id: 'c', client_secret: 's', code: 'code-read' });
+    const listed = await client(readOnly.access_token).users.list({ limit: 200 });
+    expect(listed.members?.find((member) => member.id === 'U0ALICE')?.profile).not.toHaveProperty('email');
+    const none = await anonymous().oauth.v2.access({ client_id: 'c', client_secret: 's', code: 'code-none' });
+    const refused = await rejection(client(none.access_token).users.list({ limit: 200 }));
+    expect((refused as WebAPIPlatformError).data).toMatchObject({ ok: false, error: 'missing_scope', needed: 'users:read' });
+
+    // The second call is rate-limited (`skip` lets the first through), then the listing goes on.
+    fake.failNext('users.list', { status: 429, retryAfter: 30, skip: 1 });
+    const web = client(fake.botToken, { rejectRateLimitedCalls: true });
+    const first = await web.users.list({ limit: 2 });
+    const limited = await rejection(web.users.list({ limit: 2, cursor: first.response_metadata?.next_cursor ?? '' }));
+    expect(limited).toBeInstanceOf(WebAPIRateLimitedError);
+    expect((limited as WebAPIRateLimitedError).retryAfter).toBe(30);
+    await expect(web.users.list({ limit: 2, cursor: first.response_metadata?.next_cursor ?? '' })).resolves.toMatchObject({ ok: true });
+    expect(fake.callsTo('users.list').slice(-3).map((call) => call.injected)).toEqual([undefined, { status: 429, retryAfter: 30 }, undefined]);
+  });
+
   it('oauth.v2.access exchanges a registered code once; the issued token works', async () => {
     fake.oauth({
       'code-1': { clientId: '111.222', clientSecret: 's3cret', team: { id: 'T0ACME', name: 'Acme' }, authedUser: { id: 'U0INSTALLER' } },

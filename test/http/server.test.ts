@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../src/http/app.ts';
-import { startHttpServer } from '../../src/http/server.ts';
+import { HttpServerError, describeListen, startHttpServer } from '../../src/http/server.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { captureLogs } from '../support/logs.ts';
 
@@ -73,5 +73,48 @@ describe('HTTP server', () => {
     } finally {
       await server.close(1000);
     }
+  });
+
+  it('reports the address it is bound to, apart from the URL to reach it locally', async () => {
+    const server = await startHttpServer(new Hono().get('/', (c) => c.text('here')), { host: '127.0.0.1', port: 0 });
+    try {
+      expect(server.port).toBeGreaterThan(0);
+      expect(server.bound).toEqual({ address: '127.0.0.1', port: server.port, family: 'IPv4', allInterfaces: false });
+      expect(server.url).toBe(`http://127.0.0.1:${server.port}`);
+      expect(describeListen(server.bound)).toBe(server.url);
+      expect(await (await fetch(server.url)).text()).toBe('here');
+    } finally {
+      await server.close(1000);
+    }
+  });
+
+  it('says a wildcard address listens on every interface, and how to reach it locally', () => {
+    expect(describeListen({ address: '0.0.0.0', port: 3000, family: 'IPv4', allInterfaces: true })).toBe('0.0.0.0:3000 (all IPv4 interfaces; locally http://127.0.0.1:3000)');
+    expect(describeListen({ address: '::', port: 3000, family: 'IPv6', allInterfaces: true })).toBe('[::]:3000 (all interfaces; locally http://127.0.0.1:3000)');
+    expect(describeListen({ address: '::1', port: 8080, family: 'IPv6', allInterfaces: false })).toBe('http://[::1]:8080');
+  });
+
+  it('refuses a port already in use with a coded error naming PORT and HOST and suggesting PORT=0', async () => {
+    const first = await startHttpServer(new Hono(), { host: '127.0.0.1', port: 0 });
+    try {
+      const second = startHttpServer(new Hono(), { host: '127.0.0.1', port: first.port });
+      await expect(second).rejects.toBeInstanceOf(HttpServerError);
+      const error = (await second.catch((failure: unknown) => failure)) as HttpServerError;
+      expect(error.code).toBe('port_in_use');
+      expect(error.message).toBe(`port ${first.port} on 127.0.0.1 is already in use (PORT=${first.port}, HOST=127.0.0.1); set PORT to another port, or PORT=0 for any free one`);
+      expect(error.cause).toMatchObject({ code: 'EADDRINUSE' });
+      // The first server is untouched.
+      expect((await fetch(`${first.url}/anything`)).status).toBe(404);
+    } finally {
+      await first.close(1000);
+    }
+  });
+
+  it('refuses a HOST that is not an address of this machine, saying what to set', async () => {
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never configured on a machine, and binding sends nothing anywhere.
+    const error = (await startHttpServer(new Hono(), { host: '192.0.2.1', port: 0 }).catch((failure: unknown) => failure)) as HttpServerError;
+    expect(error).toBeInstanceOf(HttpServerError);
+    expect(error.code).toBe('host_unavailable');
+    expect(error.message).toMatch(/^192\.0\.2\.1 is not an address of this machine \(PORT=0, HOST=192\.0\.2\.1\); set HOST to/);
   });
 });

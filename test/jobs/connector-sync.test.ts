@@ -12,6 +12,7 @@ import { type SyncJobPayload, connectorSync, installConnectorSchedules, schedule
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import { type FakeServiceNow, incidentFields, startFakeServiceNow } from '../fakes/servicenow/server.ts';
 import { type DomainFixture, domainFixture, fixtureJobDeps } from '../support/domain.ts';
+import { serviceConnectors } from '../support/jobs.ts';
 
 let fx: DomainFixture;
 let sn: FakeServiceNow;
@@ -48,7 +49,7 @@ describe('connector.sync', () => {
     const b = await instance('sched-b');
     await fx.tdb.db.updateTable('integration_configs').set({ enabled: false }).where('type', '=', 'servicenow').where('id', 'not in', [a, b]).execute();
     await fx.tdb.db.updateTable('integration_configs').set({ schedules: JSON.stringify([{ model: 'incident', everySeconds: 120, jitterSeconds: 5 }]) }).where('id', '=', b).execute();
-    expect(await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger)).toBe(4);
+    expect(await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger, serviceConnectors)).toBe(4);
     const schedules = async () => Object.fromEntries((await fx.jobs.boss.getSchedules(connectorSync.name)).map((schedule) => [schedule.key, schedule.cron]));
     expect(await schedules()).toEqual({
       [syncKey(a, 'incident')]: '*/5 * * * *',
@@ -59,7 +60,7 @@ describe('connector.sync', () => {
     const reconciles = async () => Object.fromEntries((await fx.jobs.boss.getSchedules('connector.reconcile')).map((schedule) => [schedule.key, schedule.cron]));
     expect(await reconciles()).toEqual({ [syncKey(a, 'incident')]: '17 2 * * *', [syncKey(a, 'change_request')]: '17 2 * * *', [syncKey(b, 'incident')]: '17 2 * * *', [syncKey(b, 'change_request')]: '17 2 * * *' });
     await fx.tdb.db.updateTable('integration_configs').set({ enabled: false }).where('id', '=', b).execute();
-    await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger);
+    await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger, serviceConnectors);
     expect(Object.keys(await schedules()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
     expect(Object.keys(await reconciles()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
     expect(scheduleCron({ everySeconds: 7200, jitterSeconds: 0 })).toBe('0 */2 * * *');

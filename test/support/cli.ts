@@ -25,13 +25,14 @@ const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
 
 /**
  * Spawns `projectx <args>`. With `viaScript`, runs `projectx <viaScript>` under script(1) instead, so that its
- * stdout is a terminal (for the pretty-log test).
+ * stdin and stdout are a terminal (pretty logs, progress lines, the shell's echo).
  */
-export function spawnCli(args: readonly string[], options: { env: Record<string, string>; cwd?: string; viaScript?: readonly string[] }): RunningCli {
+export function spawnCli(args: readonly string[], options: { env: Record<string, string>; cwd?: string; viaScript?: readonly string[]; stdin?: 'pipe' }): RunningCli {
   const command = options.viaScript
     ? { file: 'script', args: ['-qec', [process.execPath, BIN, ...options.viaScript].map(quote).join(' '), '/dev/null'] }
     : { file: process.execPath, args: [BIN, ...args] };
-  const child = spawn(command.file, command.args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // `stdin: 'pipe'`: the test types (under script(1), into the pseudo-terminal).
+  const child = spawn(command.file, command.args, { env: options.env, cwd: options.cwd, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: { predicate: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];

@@ -3,8 +3,6 @@
  * builders with overrides for users, controls and tasks.
  */
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
@@ -15,12 +13,13 @@ import { createControl } from '../../src/domain/controls.ts';
 import { type CreateTaskInput, type Task, createTask } from '../../src/domain/tasks.ts';
 import { type User, createUser } from '../../src/domain/users.ts';
 import { createEventSink } from '../../src/jobs/domain-events.ts';
-import { jobDefinitions } from '../../src/jobs/index.ts';
+import { serviceConnectors, serviceJobs } from './jobs.ts';
 import { type JobRuntime, startJobRuntime } from '../../src/jobs/runtime.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { type ManualClock, manualClock } from './clock.ts';
 import { type TestDatabase, createTestDatabase } from './database.ts';
 import { captureLogs } from './logs.ts';
+import { tempPath } from './temp.ts';
 
 export interface DomainFixture {
   tdb: TestDatabase;
@@ -38,7 +37,7 @@ export async function domainFixture(): Promise<DomainFixture> {
   const clock = manualClock();
   const jobs = await startJobRuntime({
     connectionString: tdb.url,
-    definitions: jobDefinitions,
+    definitions: serviceJobs,
     logger: captureLogs().logger,
     metrics: createMetrics({ defaultMetrics: false }),
     supervise: false,
@@ -98,7 +97,9 @@ export function fixtureJobDeps(fixture: DomainFixture, overrides: Partial<JobDep
     events: fixture.deps.events,
     notifiers: [],
     rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), `projectx-test-evidence-${randomBytes(4).toString('hex')}`)),
+    connectors: serviceConnectors,
+    integrations: () => Promise.resolve([]),
+    evidenceStore: new LocalEvidenceStore(tempPath('evidence')),
     ...overrides,
   };
 }

@@ -6,14 +6,14 @@
 import type { Role } from '../../src/db/schema.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createUser, linkIdentity } from '../../src/domain/users.ts';
-import { jobDefinitions } from '../../src/jobs/index.ts';
+import { serviceJobs } from './jobs.ts';
 import { type Service, startService } from '../../src/main.ts';
 import type { Logger } from '../../src/logger.ts';
 import { type FakeSlack, startFakeSlack } from '../fakes/slack/server.ts';
 import { type TestDatabase, createTestDatabase } from './database.ts';
 import { SIGNING_SECRET } from './slack.ts';
 
-export const fastJobs = jobDefinitions.map((job) => ({
+export const fastJobs = serviceJobs.map((job) => ({
   ...job,
   policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, retryDelaySeconds: 0, retryBackoff: false },
 }));

@@ -6,7 +6,8 @@ export interface IntegrationHealth {
   id: string;
   title: string;
   configured: boolean;
-  status: 'unknown' | 'healthy' | 'degraded' | 'down' | 'not_configured';
+  /** A connector's sync health; `configured` for a surface (nothing to measure); or why it is off. */
+  status: 'unknown' | 'healthy' | 'degraded' | 'down' | 'configured' | 'not_configured' | 'not_built';
   detail?: string;
 }
 

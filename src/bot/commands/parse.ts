@@ -6,6 +6,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import { normalizeIncidentNumber } from '../../domain/incidents.ts';
 import { parseTaskRef } from '../../domain/tasks.ts';
 import { CONTROL_ID } from '../../domain/controls.ts';
+import { sentences } from '../message.ts';
 
 export type Command =
   | { verb: 'help' }
@@ -73,7 +74,7 @@ const clip = (text: string, max = 40) => {
 };
 
 const fail = (code: ParseError['code'], message: string, verb?: Verb): ParseResult => ({ ok: false, error: verb ? { code, message, verb } : { code, message } });
-const usage = (verb: Verb, problem: string): ParseResult => fail('bad_arguments', `${problem}. Usage: \`${USAGE[verb]}\``, verb);
+const usage = (verb: Verb, problem: string): ParseResult => fail('bad_arguments', sentences(problem, `Usage: \`${USAGE[verb]}\``), verb);
 
 export function parseCommand(input: string): ParseResult {
   if (input.length > MAX_COMMAND_LENGTH) return fail('too_long', `That command is ${input.length} characters long; the limit is ${MAX_COMMAND_LENGTH}. Try \`/projectx help\`.`);

@@ -10,7 +10,7 @@ import { fetch } from 'undici';
 import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
 import { findUserById } from '../../domain/users.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
-import type { JobDeps } from '../../jobs/job-deps.ts';
+import type { SlackJobDeps } from './job-deps.ts';
 import { escapeMrkdwn, toBlocks } from './block-kit.ts';
 
 export const SLACK_FILE_HOSTS = ['files.slack.com'];
@@ -37,7 +37,7 @@ export const slackEvidenceUpload = defineJob({
     taskId: z.string().optional(),
   }),
   policy: { retryDelaySeconds: 10, retryLimit: 5 },
-  handler: async (payload, { deps, logger, job }: JobContext<JobDeps>) => {
+  handler: async (payload, { deps, logger, job }: JobContext<SlackJobDeps>) => {
     const slack = deps.slack;
     if (!slack) throw Object.assign(new Error('Slack is not configured on this worker (SLACK_BOT_TOKEN)'), { code: 'slack_not_configured' });
     const user = await findUserById(deps.db, payload.userId);

@@ -4,22 +4,21 @@
  * integration. An unlinked user sees how to link.
  */
 import { z } from 'zod';
-import { integrationHealth } from '../../connectors/health.ts';
+import type { IntegrationHealth } from '../commands/context.ts';
 import type { Db } from '../../db/database.ts';
 import { listOpenIncidents } from '../../domain/incidents.ts';
 import { can } from '../../domain/permissions.ts';
 import { type Task, eligibleApprovers, listTasks } from '../../domain/tasks.ts';
 import { type User, findUserByIdentity } from '../../domain/users.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
-import type { JobDeps } from '../../jobs/job-deps.ts';
-import type { Config } from '../../config.ts';
+import type { SlackJobDeps } from './job-deps.ts';
 import type { Block, Message } from '../message.ts';
 import { approvalButtons } from '../render.ts';
 import { toBlocks } from './block-kit.ts';
 
 const line = (task: Task) => `*${task.ref}* ${task.title} · ${task.state.replace('_', ' ')}${task.dueAt ? ` · due ${task.dueAt.toISOString().slice(0, 10)}` : ''}`;
 
-export async function renderHome(db: Db, config: Config, user: User | undefined): Promise<Message> {
+export async function renderHome(db: Db, integrations: () => Promise<IntegrationHealth[]>, user: User | undefined): Promise<Message> {
   if (!user) {
     const text = 'Your Slack account is not linked to ProjectX yet. Type `/projectx link` to get linked.';
     return { text, blocks: [{ type: 'header', text: 'ProjectX' }, { type: 'section', text }] };
@@ -54,9 +53,9 @@ export async function renderHome(db: Db, config: Config, user: User | undefined)
     blocks.push({ type: 'section', text: `*${incident.number}* P${incident.priority} ${incident.shortDescription} · ${state}` });
   }
 
-  const health = await integrationHealth(db, config);
+  const health = await integrations();
   blocks.push({ type: 'header', text: 'Integrations' });
-  blocks.push({ type: 'context', text: health.map((row) => `${row.title}: ${row.status.replace('_', ' ')}`).join(' · ') });
+  blocks.push({ type: 'context', text: health.map((row) => `${row.title}: ${row.status === 'not_built' ? 'not built in this version' : row.status.replace('_', ' ')}`).join(' · ') });
   return { text: `ProjectX for ${user.displayName}`, blocks };
 }
 
@@ -64,10 +63,10 @@ export const slackPublishHome = defineJob({
   name: 'slack.publish-home',
   schema: z.object({ slackUserId: z.string(), tenant: z.string() }),
   policy: { retryDelaySeconds: 5, retryLimit: 3 },
-  handler: async ({ slackUserId, tenant }, { deps }: JobContext<JobDeps>) => {
+  handler: async ({ slackUserId, tenant }, { deps }: JobContext<SlackJobDeps>) => {
     if (!deps.slack) throw Object.assign(new Error('Slack is not configured on this worker (SLACK_BOT_TOKEN)'), { code: 'slack_not_configured' });
     const user = await findUserByIdentity(deps.db, { surface: 'slack', tenant, externalId: slackUserId });
-    const home = await renderHome(deps.db, deps.config, user);
+    const home = await renderHome(deps.db, deps.integrations, user);
     const client = await deps.slack.tokens.clientFor(tenant);
     await client.views.publish({ user_id: slackUserId, view: { type: 'home', blocks: toBlocks(home) as never } });
     return { linked: Boolean(user) };

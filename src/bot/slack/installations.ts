@@ -84,6 +84,12 @@ export async function findInstallation(db: Db, keyring: Keyring, who: { enterpri
   return undefined;
 }
 
+/** The installations that serve (not revoked), without their tokens: which workspaces the app is in. */
+export async function listActiveInstallations(db: Db): Promise<{ enterpriseId: string; teamId: string; isEnterpriseInstall: boolean }[]> {
+  const rows = await db.selectFrom('slack_installations').select(['enterprise_id', 'team_id', 'is_enterprise_install']).where('revoked_at', 'is', null).orderBy('installed_at').execute();
+  return rows.map((row) => ({ enterpriseId: row.enterprise_id, teamId: row.team_id, isEnterpriseInstall: row.is_enterprise_install }));
+}
+
 /** app_uninstalled / tokens_revoked: the tokens are wiped and the installation no longer serves anyone. */
 export async function revokeInstallation(db: Db, who: { enterpriseId?: string | undefined; teamId?: string | undefined; isEnterpriseInstall?: boolean | undefined }, now: Date): Promise<number> {
   const enterpriseId = who.enterpriseId ?? '';

@@ -30,8 +30,8 @@ export const SLACK_BOT_SCOPES = [
   'commands', // the slash command
   'chat:write', // chat.postMessage, chat.update, chat.postEphemeral
   'im:write', // conversations.open (DMs to approvers and uploaders)
-  'users:read', // users.info
-  'users:read.email', // users.info's profile email, for identity linking
+  'users:read', // users.info, and users.list (the directory sync links a workspace's people ahead of time)
+  'users:read.email', // the profile email in users.info and users.list, for identity linking
   'files:read', // files.info and downloading evidence files
   // conversations.history, only to find our own message (metadata key) after a lost response: no double posts
   'channels:history',

@@ -4,20 +4,14 @@
  */
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/database.ts';
-import { type Result, ok, refuse } from '../../domain/result.ts';
+import { ok, refuse } from '../../domain/result.ts';
 import type { Logger } from '../../logger.ts';
-import type { Notifier } from '../notifier.ts';
+import type { Notifier, Rerenderer } from '../notifier.ts';
 import { renderSubject } from '../render-subject.ts';
 import { escapeMrkdwn, toBlocks } from './block-kit.ts';
 import { SlackSender } from './sender.ts';
 import { type SlackTokens, createSlackTokens } from './tokens.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
-
-export interface Rerenderer {
-  surface: string;
-  /** Updates every message this surface posted about the subject; returns how many. */
-  rerender(subject: { kind: string; id: string }): Promise<Result<{ updated: number }>>;
-}
 
 export function createSlackNotifier(db: Db, sender: SlackSender): Notifier {
   return {

@@ -14,7 +14,9 @@ import type { Keyring } from '../../connectors/sdk/crypto.ts';
 import type { Db } from '../../db/database.ts';
 import { appendAudit } from '../../domain/audit.ts';
 import { errorBody } from '../../http/errors.ts';
+import type { JobRuntime } from '../../jobs/runtime.ts';
 import type { Logger } from '../../logger.ts';
+import { slackDirectorySync } from './directory-sync.ts';
 import { SLACK_BOT_SCOPES } from './manifest.ts';
 import { saveInstallation } from './installations.ts';
 
@@ -49,6 +51,8 @@ export interface SlackOAuthDeps {
   keyring: Keyring | undefined;
   clock: Clock;
   logger: Logger;
+  /** To link the new workspace's people right after the install (directory-sync.ts); without it, the daily run does. */
+  jobs?: Pick<JobRuntime, 'enqueue'> | undefined;
 }
 
 export function createSlackOAuthApp(deps: SlackOAuthDeps): Hono {
@@ -117,6 +121,12 @@ export function createSlackOAuthApp(deps: SlackOAuthDeps): Hono {
       await appendAudit(trx, { actor: { surface: 'slack', user: undefined }, action: 'slack.install', objectType: 'slack_installation', objectId: who.enterpriseId ?? who.teamId, outcome: 'success', at: now, detail: who });
     });
     deps.logger.info(who, 'slack app installed');
+    // After the commit: a failed enqueue must not undo the install (the daily run links the workspace then).
+    // Org-wide installs are left to later (users.list with an org token needs a workspace: auth.teams.list).
+    const tenant = who.enterpriseId ?? who.teamId;
+    if (deps.jobs && tenant && !who.isEnterpriseInstall) {
+      await deps.jobs.enqueue(slackDirectorySync, { tenant }, { singletonKey: tenant }).catch((failure: unknown) => deps.logger.warn({ err: failure, tenant }, 'could not queue the directory sync of the new workspace; the daily run will do it'));
+    }
     return c.html('<!doctype html><title>ProjectX installed</title><p>ProjectX is installed in Slack. You can close this tab and type <code>/projectx help</code> in Slack.</p>');
   });
 

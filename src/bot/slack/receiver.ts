@@ -15,8 +15,9 @@ import type { Database, InboundEventsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/database.ts';
 import { errorBody } from '../../http/errors.ts';
 import type { Logger } from '../../logger.ts';
+import { type SignatureFailure, signatureFailureResponse } from '../../http/signature-failures.ts';
 import type { Metrics } from '../../metrics.ts';
-import { type SignatureFailure, verifySlackSignature } from './signature.ts';
+import { verifySlackSignature } from './signature.ts';
 
 export interface SlackReceiverOptions {
   signingSecret: string;
@@ -183,10 +184,10 @@ export class HonoSlackReceiver implements Receiver {
   }
 
   #refuse(c: Context, reason: SignatureFailure): Response {
+    // One code for the metric, the log and the answer (a stale request says so); the signature goes nowhere.
     this.#failures.inc({ reason });
-    // The reason goes to the metric and the log, never to the caller; the signature itself goes nowhere.
     this.#options.logger.warn({ reason, path: c.req.path }, 'slack request refused: signature check failed');
-    return c.json(errorBody('invalid_signature', 'the request signature could not be verified'), 401);
+    return signatureFailureResponse(c, reason);
   }
 
   async #settleInbound(id: string | undefined, outcome: { ok: boolean; error?: unknown }): Promise<void> {

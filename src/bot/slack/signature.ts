@@ -1,12 +1,12 @@
 /**
  * Slack request signing (v0): HMAC-SHA256 of `v0:<timestamp>:<raw body>` with the signing secret, compared in
  * constant time, and a timestamp within five minutes of now (replays of old requests are refused). A pure
- * function of (secret, headers, raw body, now), so it is tested without a server.
+ * function of (secret, headers, raw body, now), so it is tested without a server. Failures are the shared codes
+ * of src/http/signature-failures.ts (the 401 body and the metric's reason alike).
  * https://api.slack.com/authentication/verifying-requests-from-slack
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-
-export type SignatureFailure = 'missing_headers' | 'malformed' | 'stale' | 'bad_signature';
+import { SIGNATURE_TOLERANCE_SECONDS, type SignatureCheck } from '../../http/signature-failures.ts';
 
 export interface SignatureInput {
   signingSecret: string;
@@ -18,15 +18,15 @@ export interface SignatureInput {
   toleranceSeconds?: number;
 }
 
-export function verifySlackSignature(input: SignatureInput): { ok: true } | { ok: false; reason: SignatureFailure } {
+export function verifySlackSignature(input: SignatureInput): SignatureCheck {
   const { timestamp, signature } = input;
-  if (!timestamp || !signature) return { ok: false, reason: 'missing_headers' };
-  if (!/^\d{1,12}$/.test(timestamp) || !/^v0=[0-9a-f]{64}$/.test(signature)) return { ok: false, reason: 'malformed' };
+  if (!timestamp || !signature) return { ok: false, reason: 'missing_signature' };
+  if (!/^\d{1,12}$/.test(timestamp) || !/^v0=[0-9a-f]{64}$/.test(signature)) return { ok: false, reason: 'malformed_signature' };
   const skew = Math.abs(input.now.getTime() / 1000 - Number(timestamp));
-  if (skew > (input.toleranceSeconds ?? 300)) return { ok: false, reason: 'stale' };
+  if (skew > (input.toleranceSeconds ?? SIGNATURE_TOLERANCE_SECONDS)) return { ok: false, reason: 'stale_timestamp' };
   const expected = createHmac('sha256', input.signingSecret).update(`v0:${timestamp}:`).update(input.rawBody).digest();
   const given = Buffer.from(signature.slice(3), 'hex');
-  return given.length === expected.length && timingSafeEqual(given, expected) ? { ok: true } : { ok: false, reason: 'bad_signature' };
+  return given.length === expected.length && timingSafeEqual(given, expected) ? { ok: true } : { ok: false, reason: 'invalid_signature' };
 }
 
 /** Signs a body the way Slack does (for tests and the benchmark's client). */

@@ -9,6 +9,8 @@ import type { Logger } from '../../logger.ts';
 import type { HonoSlackReceiver } from './receiver.ts';
 
 export interface SocketModeTransport {
+  /** Between Slack's `connected` and the next disconnect (the client reconnects on its own). */
+  readonly connected: boolean;
   stop(): Promise<void>;
 }
 
@@ -32,9 +34,16 @@ export async function startSocketMode(input: { appToken: string; apiUrl: string 
       await args.ack(response === undefined || response === '' ? undefined : response);
     })().catch((error: unknown) => logger.error({ err: error }, 'a Socket Mode envelope failed'));
   });
+  let connected = false;
+  client.on('connected', () => (connected = true));
+  for (const state of ['disconnected', 'reconnecting', 'disconnecting']) client.on(state, () => (connected = false));
   await client.start();
+  connected = true;
   logger.info('connected to Slack over Socket Mode');
   return {
+    get connected() {
+      return connected;
+    },
     async stop() {
       await client.disconnect();
     },

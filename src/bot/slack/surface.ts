@@ -4,7 +4,7 @@
  * happens after the ack (opening a modal with the trigger id, `respond`) or in a job.
  */
 import { App, type AuthorizeResult, LogLevel } from '@slack/bolt';
-import type { Hono } from 'hono';
+import { Hono } from 'hono';
 import type { Config } from '../../config.ts';
 import type { Actor } from '../../domain/actor.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
@@ -31,7 +31,7 @@ import { type SocketModeTransport, startSocketMode } from './socket-mode.ts';
 export interface SlackSurfaceDeps {
   config: Config;
   domain: DomainDeps;
-  /** Slow work (file downloads, App Home, email lookups) goes to jobs. */
+  /** Slow work (file downloads, App Home, email lookups, a new workspace's directory sync) goes to jobs. */
   jobs: Pick<JobRuntime, 'enqueue'>;
   /** For multi-workspace installs (tokens encrypted at rest); without it only SLACK_BOT_TOKEN serves. */
   keyring?: Keyring | undefined;
@@ -45,10 +45,14 @@ export interface SlackSurfaceDeps {
 export interface SlackSurface {
   app: App;
   receiver: HonoSlackReceiver;
-  /** Adds `POST /slack/events` (when a signing secret is set) and the install routes to the web app. */
+  /** `POST /slack/events` (when a signing secret is set) and the install routes, as a sub-app. */
+  routes: Hono;
+  /** Mounts `routes` on the web app. */
   mount(web: Hono): void;
   /** Connects Socket Mode when `SLACK_APP_LEVEL_TOKEN` is set; nothing otherwise. */
   start(): Promise<void>;
+  /** Socket Mode is connected (always true over HTTP): a readiness check. */
+  readonly connected: boolean;
   stop(): Promise<void>;
 }
 
@@ -60,6 +64,9 @@ export function slackIdentity(body: Record<string, unknown>): { tenant: string; 
   const tenant = str(body.enterprise_id) ?? nested(body.enterprise, 'id') ?? str(body.team_id) ?? nested(body.team, 'id') ?? nested(body.user, 'team_id');
   return userId && tenant ? { tenant, userId } : undefined;
 }
+
+/** Where Slack posts events, slash commands, interactivity and options (one Request URL). */
+export const SLACK_EVENTS_PATH = '/slack/events';
 
 export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undefined {
   const { config, domain, logger } = deps;
@@ -189,13 +196,20 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     if (who) await deps.jobs.enqueue(slackPublishHome, { slackUserId: who.userId, tenant: who.tenant });
   });
 
+  const routes = new Hono();
+  if (config.SLACK_SIGNING_SECRET) routes.post(SLACK_EVENTS_PATH, (c) => receiver.handle(c));
+  routes.route('/', createSlackOAuthApp({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger, jobs: deps.jobs }));
+
   let socket: SocketModeTransport | undefined;
   return {
     app,
     receiver,
+    routes,
     mount(web) {
-      if (config.SLACK_SIGNING_SECRET) web.post('/slack/events', (c) => receiver.handle(c));
-      web.route('/', createSlackOAuthApp({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger }));
+      web.route('/', routes);
+    },
+    get connected() {
+      return !config.SLACK_APP_LEVEL_TOKEN || (socket?.connected ?? false);
     },
     async start() {
       if (config.SLACK_APP_LEVEL_TOKEN && !socket) {

@@ -8,7 +8,7 @@ import { WebClient } from '@slack/web-api';
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
-import type { JobDeps } from '../../jobs/job-deps.ts';
+import type { SlackJobDeps } from './job-deps.ts';
 import { findInstallation, saveInstallation } from './installations.ts';
 
 export const slackRefreshTokens = defineJob({
@@ -16,7 +16,7 @@ export const slackRefreshTokens = defineJob({
   schema: z.object({}),
   policy: { queuePolicy: 'singleton', batchSize: 1, retryLimit: 2 },
   schedule: { cron: '*/10 * * * *', payload: {} },
-  handler: async (_payload, { deps, logger }: JobContext<JobDeps>) => {
+  handler: async (_payload, { deps, logger }: JobContext<SlackJobDeps>) => {
     const { keyring, config } = deps;
     if (!keyring || !config.SLACK_CLIENT_ID || !config.SLACK_CLIENT_SECRET) return { skipped: 'no installs to refresh' };
     const soon = new Date(deps.clock.now().getTime() + 3_600_000);

@@ -9,23 +9,25 @@
  * attachments rather than a JSON body, and a replay re-reads the message instead of taking a fixed body.
  */
 import { simpleParser } from 'mailparser';
-import type { Io } from '../../bot/console/operator-cli.ts';
-import { UsageError, audit, one, parse } from '../../bot/console/operator-cli.ts';
-import { awaitingReview, isAwaitingReview } from '../../db/inbound-review.ts';
-import type { OperatorContext } from '../../main.ts';
+import { UsageError, fail, limitOption, parse } from '../../cli/args.ts';
+import { audit } from '../../cli/audit.ts';
+import type { OperatorContext } from '../../cli/context.ts';
+import { printList } from '../../cli/output.ts';
+import { type CliVerb, type VerbCommand, defineVerb } from '../../cli/verb.ts';
+import { type ReviewArea, awaitingReview, isAwaitingReview } from '../../db/inbound-review.ts';
 import { EMAIL_SOURCE, emailProcess } from './process.ts';
 
-const fail = (message: string) => Object.assign(new Error(message), { exitCode: 1 });
-const USAGE = 'email quarantine list|show|replay, email dead list|show|replay';
-
-export async function emailVerb(ctx: OperatorContext, args: readonly string[], io: Io): Promise<number> {
-  const [area, sub, ...rest] = args;
-  if (area !== 'quarantine' && area !== 'dead') throw new UsageError(USAGE);
-  const status = area === 'quarantine' ? 'quarantined' : 'failed';
-  switch (sub) {
-    case 'list': {
-      const { values } = parse(rest, { limit: { type: 'string' } });
-      const limit = Math.min(1000, Math.max(1, Number(one(values.limit) ?? 100) || 100));
+/** The same three commands over messages waiting in quarantine or failed for good. */
+const reviewCommands = (area: ReviewArea): VerbCommand[] => [
+  {
+    name: `${area} list`,
+    usage: `email ${area} list [--limit <n>]`,
+    summary: area === 'quarantine' ? 'Messages that could not be processed as they were, with the reason.' : 'Messages that failed for good (every attachment refused, or out of retries).',
+    list: true,
+    async run(ctx, args, io) {
+      const { values, positionals } = parse(args, { limit: { type: 'string' } });
+      if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+      const limit = limitOption(values.limit);
       const rows = await ctx.db
         .selectFrom('inbound_events')
         .select(['id', 'headers', 'received_at', 'error'])
@@ -34,15 +36,24 @@ export async function emailVerb(ctx: OperatorContext, args: readonly string[], i
         .orderBy('received_at', 'desc')
         .limit(limit)
         .execute();
-      for (const row of rows) {
-        const error = (row.error ?? {}) as { code?: string; message?: string };
-        io.out(`${row.id}  ${row.received_at.toISOString()}  from ${row.headers['envelope-from'] || '<>'}  to ${row.headers['envelope-to'] ?? '?'}  ${error.code ?? ''}: ${error.message ?? ''}`);
-      }
-      if (rows.length === 0) io.out(area === 'quarantine' ? 'no email in quarantine' : 'no failed email');
+      printList(io, rows, {
+        line: (row) => {
+          const error = (row.error ?? {}) as { code?: string; message?: string };
+          return `${row.id}  ${row.received_at.toISOString()}  from ${row.headers['envelope-from'] || '<>'}  to ${row.headers['envelope-to'] ?? '?'}  ${error.code ?? ''}: ${error.message ?? ''}`;
+        },
+        json: (row) => ({ id: row.id, receivedAt: row.received_at, from: row.headers['envelope-from'] ?? null, to: row.headers['envelope-to'] ?? null, error: row.error }),
+        empty: area === 'quarantine' ? 'no email in quarantine' : 'no failed email',
+      });
       return 0;
-    }
-    case 'show': {
-      const row = await find(ctx, rest[0], status);
+    },
+  },
+  {
+    name: `${area} show`,
+    usage: `email ${area} show <id>`,
+    summary: 'The envelope, the error and the message read back (JSON).',
+    async run(ctx, args, io) {
+      const { positionals } = parse(args, {});
+      const row = await find(ctx, positionals[0], area);
       const mail = await simpleParser(row.body, { skipHtmlToText: true, skipTextToHtml: true, skipTextLinks: true, skipImageLinks: true, keepCidLinks: true }).catch(() => undefined);
       io.out(
         JSON.stringify(
@@ -69,26 +80,36 @@ export async function emailVerb(ctx: OperatorContext, args: readonly string[], i
         ),
       );
       return 0;
-    }
-    case 'replay': {
-      const row = await find(ctx, rest[0], status);
+    },
+  },
+  {
+    name: `${area} replay`,
+    usage: `email ${area} replay <id>`,
+    summary: 'Processes the message again, against the users, controls and partners as they are now.',
+    async run(ctx, args, io) {
+      const { positionals } = parse(args, {});
+      const row = await find(ctx, positionals[0], area);
       await ctx.db.transaction().execute(async (trx) => {
         await trx.updateTable('inbound_events').set({ status: 'received', error: null, result: null, processed_at: null }).where('id', '=', row.id).where('status', '=', row.status).execute();
         await ctx.jobs.enqueue(emailProcess, { inboundId: row.id }, { db: trx });
       });
-      await audit(ctx, 'email_message.replay', 'inbound_event', row.id, { from: status, code: (row.error as { code?: string } | null)?.code ?? null });
+      await audit(ctx, 'email_message.replay', 'inbound_event', row.id, { from: area === 'quarantine' ? 'quarantined' : 'failed', code: (row.error as { code?: string } | null)?.code ?? null });
       io.out(`message ${row.id} (to ${row.headers['envelope-to'] ?? '?'}) queued for processing again`);
       return 0;
-    }
-    default:
-      throw new UsageError(`email ${area} list|show|replay`);
-  }
-}
+    },
+  },
+];
 
-async function find(ctx: OperatorContext, id: string | undefined, status: 'quarantined' | 'failed') {
+export const emailVerb: CliVerb = defineVerb({
+  name: 'email',
+  summary: 'Inbound mail waiting for an operator: quarantined and failed messages',
+  commands: [...reviewCommands('quarantine'), ...reviewCommands('dead')],
+});
+
+async function find(ctx: OperatorContext, id: string | undefined, area: ReviewArea) {
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the message id (a UUID, from the list)');
   const row = await ctx.db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', '=', EMAIL_SOURCE).executeTakeFirst();
-  if (!row) throw fail(`no email message ${id}`);
-  if (!isAwaitingReview(row, status === 'quarantined' ? 'quarantine' : 'dead', ctx.domain.clock.now())) throw fail(`message ${id} is ${row.status}, not ${status}`);
+  if (!row) return fail(`no email message ${id}`);
+  if (!isAwaitingReview(row, area, ctx.domain.clock.now())) fail(`message ${id} is ${row.status}, not ${area === 'quarantine' ? 'quarantined' : 'failed'}`);
   return row;
 }

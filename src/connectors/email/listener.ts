@@ -41,6 +41,8 @@ const CLOSE_TIMEOUT_MS = 2000;
 export interface SmtpListener {
   host: string;
   port: number;
+  /** Still accepting connections (a readiness check). */
+  readonly listening: boolean;
   close(): Promise<void>;
 }
 
@@ -233,6 +235,9 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
   return {
     host: options.host,
     port,
+    get listening() {
+      return server.server.listening;
+    },
     close: () => (closing ??= new Promise<void>((resolve) => server.close(() => resolve()))),
   };
 }

@@ -111,9 +111,9 @@ export interface HttpClient {
 
 const RETRYABLE = new Set([429, 502, 503, 504]);
 
-/** One set of counters per registry, shared by every connector's client. */
+/** One set of counters per registry, shared by every connector's client (the framework module makes them at start, so /metrics shows them before the first call). */
 const countersByRegistry = new WeakMap<Registry, { requests: Counter<'connector' | 'status'>; rateLimited: Counter<'connector'> }>();
-function counters(registry: Registry) {
+export function upstreamCounters(registry: Registry) {
   let found = countersByRegistry.get(registry);
   if (!found) {
     found = {
@@ -137,7 +137,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   const ownDispatcher = options.dispatcher ? undefined : new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connections: 16 });
   const dispatcher = options.dispatcher ?? ownDispatcher!;
   const origin = new URL(options.baseUrl);
-  const metrics = counters(options.metrics.registry);
+  const metrics = upstreamCounters(options.metrics.registry);
 
   const urlOf = (input: UpstreamRequest): URL => {
     const url = new URL(input.path, origin);

@@ -75,6 +75,8 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
     const last = step.ids[step.ids.length - 1]!;
     await compare(step.ids, last);
     after = last;
+    // The counts so far, for whoever watches the run (`projectx reconcile --wait`): one small update a page.
+    await runtime.db.updateTable('integration_runs').set({ counts: JSON.stringify(countsOf(summary)) }).where('id', '=', summary.runId).execute();
   }
   if (input.signal.aborted) {
     // Stopped before the listing ended: nothing past this point may be judged.
@@ -108,7 +110,9 @@ async function finishRun(runtime: ConnectorRuntime, summary: ReconcileSummary, s
   const now = runtime.clock.now();
   await runtime.db
     .updateTable('integration_runs')
-    .set({ status, finished_at: now, latency_ms: now.getTime() - started.getTime(), counts: JSON.stringify({ remote: summary.remote, local: summary.local, missing: summary.missing, orphans: summary.orphans, reappeared: summary.reappeared }), error_codes: summary.errorCodes })
+    .set({ status, finished_at: now, latency_ms: now.getTime() - started.getTime(), counts: JSON.stringify(countsOf(summary)), error_codes: summary.errorCodes })
     .where('id', '=', summary.runId)
     .execute();
 }
+
+const countsOf = (summary: ReconcileSummary) => ({ remote: summary.remote, local: summary.local, missing: summary.missing, orphans: summary.orphans, reappeared: summary.reappeared });

@@ -8,10 +8,8 @@
  * remove the old key.
  */
 import type { Kysely } from 'kysely';
-import { installationAad } from '../../bot/slack/installations.ts';
 import type { Database } from '../../db/schema.ts';
-import { subscriptionSecretAad } from '../webhook-bridge/outbound/subscriptions.ts';
-import { partnerSecretAad } from '../webhook-bridge/partners.ts';
+import type { SecretStore } from '../../module.ts';
 import { type Envelope, type Keyring, isEnvelope } from './crypto.ts';
 import { credentialAad } from './instances.ts';
 
@@ -33,7 +31,11 @@ export class RotationAborted extends Error {
   }
 }
 
-export async function rotateKey(db: Kysely<Database>, keyring: Keyring, options: { actor: string; all?: boolean }): Promise<RotationReport> {
+/**
+ * Re-encrypts the secrets of every store (each module declares its own: src/module.ts `secrets`) in one
+ * transaction. `onStore` is told before each store is done, for a progress line.
+ */
+export async function rotateKey(db: Kysely<Database>, keyring: Keyring, stores: readonly SecretStore[], options: { actor: string; all?: boolean; onStore?: (store: SecretStore, index: number, report: RotationReport) => void }): Promise<RotationReport> {
   const report: RotationReport = { keyId: keyring.currentKeyId, rotated: {}, current: 0, unreadable: [] };
   /** The value re-encrypted under the current key, or undefined when it stays as it is. */
   const again = (kind: string, row: string, value: unknown, aad: string): Envelope | undefined => {
@@ -53,41 +55,48 @@ export async function rotateKey(db: Kysely<Database>, keyring: Keyring, options:
   };
 
   await db.transaction().execute(async (trx) => {
-    for (const row of await trx.selectFrom('integration_configs').select(['id', 'credentials']).forUpdate().execute()) {
-      const stored = (row.credentials ?? {});
-      let changed = false;
-      const next: Record<string, unknown> = { ...stored };
-      for (const [field, value] of Object.entries(stored)) {
-        const rotated = again('integration_credential', `${row.id}/${field}`, value, credentialAad(row.id, field));
-        if (rotated) {
-          next[field] = rotated;
-          changed = true;
-        }
-      }
-      if (changed) {
-        await trx.updateTable('integration_configs').set({ credentials: JSON.stringify(next), updated_at: new Date() }).where('id', '=', row.id).execute();
-        await trx.insertInto('integration_credentials_audit').values({ config_id: row.id, action: 'credentials.rotate_key', actor: options.actor, key_id: keyring.currentKeyId, detail: JSON.stringify({ fields: Object.keys(stored).sort() }) }).execute();
-      }
-    }
-    for (const row of await trx.selectFrom('integration_tokens').select(['config_id', 'token']).forUpdate().execute()) {
-      const rotated = again('integration_token', row.config_id, row.token, credentialAad(row.config_id, 'access_token'));
-      if (rotated) await trx.updateTable('integration_tokens').set({ token: JSON.stringify(rotated) }).where('config_id', '=', row.config_id).execute();
-    }
-    for (const row of await trx.selectFrom('slack_installations').select(['id', 'enterprise_id', 'team_id', 'bot_token', 'refresh_token']).forUpdate().execute()) {
-      const bot = again('slack_bot_token', row.id, row.bot_token, installationAad(row.enterprise_id, row.team_id, 'bot_token'));
-      const refresh = again('slack_refresh_token', row.id, row.refresh_token, installationAad(row.enterprise_id, row.team_id, 'refresh_token'));
-      if (bot || refresh) await trx.updateTable('slack_installations').set({ ...(bot ? { bot_token: JSON.stringify(bot) } : {}), ...(refresh ? { refresh_token: JSON.stringify(refresh) } : {}) }).where('id', '=', row.id).execute();
-    }
-    for (const row of await trx.selectFrom('webhook_partner_secrets').select(['id', 'partner_key', 'secret']).forUpdate().execute()) {
-      const rotated = again('webhook_partner_secret', row.id, row.secret, partnerSecretAad(row.partner_key, row.id));
-      if (rotated) await trx.updateTable('webhook_partner_secrets').set({ secret: JSON.stringify(rotated) }).where('id', '=', row.id).execute();
-    }
-    for (const row of await trx.selectFrom('webhook_subscriptions').select(['id', 'secret']).forUpdate().execute()) {
-      const rotated = again('webhook_subscription_secret', row.id, row.secret, subscriptionSecretAad(row.id));
-      if (rotated) await trx.updateTable('webhook_subscriptions').set({ secret: JSON.stringify(rotated) }).where('id', '=', row.id).execute();
+    for (const [index, store] of stores.entries()) {
+      options.onStore?.(store, index, report);
+      await store.rotate(trx, { again, actor: options.actor });
     }
     if (report.unreadable.length > 0) throw new RotationAborted(report);
     await trx.insertInto('integration_credentials_audit').values({ config_id: null, action: 'keyring.rotate_key', actor: options.actor, key_id: keyring.currentKeyId, detail: JSON.stringify({ rotated: report.rotated, current: report.current }) }).execute();
   });
   return report;
 }
+
+/** The connector framework's secrets: each instance's credential fields, and cached OAuth tokens. */
+export const connectorSecretStores: readonly SecretStore[] = [
+  {
+    title: 'connector credentials',
+    async rotate(trx, { again, actor }) {
+      const rows = await trx.selectFrom('integration_configs').select(['id', 'credentials']).forUpdate().execute();
+      for (const row of rows) {
+        const stored = row.credentials ?? {};
+        let changed: string | undefined;
+        const next: Record<string, unknown> = { ...stored };
+        for (const [field, value] of Object.entries(stored)) {
+          const rotated = again('integration_credential', `${row.id}/${field}`, value, credentialAad(row.id, field));
+          if (rotated) {
+            next[field] = rotated;
+            changed = rotated.kid;
+          }
+        }
+        if (changed) {
+          await trx.updateTable('integration_configs').set({ credentials: JSON.stringify(next), updated_at: new Date() }).where('id', '=', row.id).execute();
+          await trx.insertInto('integration_credentials_audit').values({ config_id: row.id, action: 'credentials.rotate_key', actor, key_id: changed, detail: JSON.stringify({ fields: Object.keys(stored).sort() }) }).execute();
+        }
+      }
+    },
+  },
+  {
+    title: 'connector OAuth tokens',
+    async rotate(trx, { again }) {
+      const rows = await trx.selectFrom('integration_tokens').select(['config_id', 'token']).forUpdate().execute();
+      for (const row of rows) {
+        const rotated = again('integration_token', row.config_id, row.token, credentialAad(row.config_id, 'access_token'));
+        if (rotated) await trx.updateTable('integration_tokens').set({ token: JSON.stringify(rotated) }).where('config_id', '=', row.config_id).execute();
+      }
+    },
+  },
+];

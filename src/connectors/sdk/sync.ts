@@ -58,7 +58,8 @@ const EMPTY: RunCounts = { pages: 0, seen: 0, created: 0, updated: 0, unchanged:
 const MAX_PAGE_HASHES = 2000;
 
 const instrumentsByRegistry = new WeakMap<Registry, { records: Counter<'connector' | 'model' | 'outcome'>; latency: Histogram<'connector' | 'model' | 'status'> }>();
-function instruments(registry: Registry) {
+/** One set per registry, shared by every sync (the framework module makes them at start, so /metrics shows them before the first run). */
+export function syncInstruments(registry: Registry) {
   let found = instrumentsByRegistry.get(registry);
   if (!found) {
     found = {
@@ -87,7 +88,7 @@ export async function runSync<Settings, Client>(input: RunSyncInput<Settings, Cl
   const model = connector.models.find((candidate) => candidate.name === request.model);
   if (!model) throw new Error(`${connector.id} has no model ${request.model}`);
   const started = runtime.clock.now();
-  const metrics = instruments(runtime.metrics.registry);
+  const metrics = syncInstruments(runtime.metrics.registry);
   const labels = { connector: connector.id, model: model.name };
 
   // The run row: new, or the same run resumed (a retry after a crash, or after a deferral).
@@ -218,7 +219,7 @@ async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, m
     return { ...summaryBase(input, counts, started), status: 'retrying', errorCodes: [failure.code] };
   }
   const summary = await finish(input, 'failed', counts, [failure.code], started, { failureCounted: authFailure });
-  instruments(input.runtime.metrics.registry).latency.observe({ connector: input.connector.id, model: model.name, status: 'failed' }, summary.durationMs / 1000);
+  syncInstruments(input.runtime.metrics.registry).latency.observe({ connector: input.connector.id, model: model.name, status: 'failed' }, summary.durationMs / 1000);
   return summary;
 }
 

@@ -7,7 +7,8 @@
  * Verified like a partner webhook (Standard Webhooks over the raw bytes, constant time, ±5 minutes, with the
  * instance's own secret) and as durable: the delivery is recorded in `inbound_events` and the sync job enqueued in
  * one transaction before the 202. A delivery id seen before answers 200 with what it did, and does nothing again.
- * Answers: unknown connector, instance or no secret configured → 404; signature → 401; a body that names no
+ * Answers: unknown connector, instance or no secret configured → 404; signature → 401 with the shared code
+ * (src/http/signature-failures.ts), counted as the outcome of the same name; a body that names no
  * record → 422; storage down → 503 with Retry-After.
  */
 import { randomUUID } from 'node:crypto';
@@ -16,11 +17,11 @@ import { Counter } from 'prom-client';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/database.ts';
 import { errorBody } from '../../http/errors.ts';
+import { signatureFailureResponse } from '../../http/signature-failures.ts';
 import { connectorSync, syncKey } from '../../jobs/connector-sync.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
 import { type Logger, currentContext } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
-import { signatureError } from '../webhook-bridge/inbound.ts';
 import { verifyStandardWebhook } from '../webhook-bridge/signatures.ts';
 import type { ConnectorDefinition } from './contract.ts';
 import type { Keyring } from './crypto.ts';
@@ -36,12 +37,14 @@ export interface ConnectorWebhookDeps {
   connectors: readonly ConnectorDefinition[];
 }
 
+export const CONNECTOR_WEBHOOK_PATH = '/api/integrations/:connector/webhook';
+
 const KEPT_HEADERS = ['content-type', 'user-agent', 'webhook-id', 'webhook-timestamp', 'x-request-id', 'traceparent'];
 
 export function createConnectorWebhooks(deps: ConnectorWebhookDeps): Hono {
   const outcomes = new Counter({ name: 'connector_webhooks_total', help: 'Webhooks from connected systems, by connector and outcome', labelNames: ['connector', 'outcome'], registers: [deps.metrics.registry] });
   const app = new Hono();
-  app.post('/api/integrations/:connector/webhook', async (c) => {
+  app.post(CONNECTOR_WEBHOOK_PATH, async (c) => {
     const connector = deps.connectors.find((candidate) => candidate.id === c.req.param('connector') && candidate.webhook);
     const webhook = connector?.webhook;
     if (!connector || !webhook) return c.json(errorBody('unknown_webhook', 'no connector takes webhooks at this URL'), 404);
@@ -73,7 +76,7 @@ export function createConnectorWebhooks(deps: ConnectorWebhookDeps): Hono {
     if (!checked.ok) {
       outcomes.inc({ connector: connector.id, outcome: checked.reason });
       deps.logger.warn({ connector: connector.id, instance: name, reason: checked.reason }, 'connector webhook refused: signature check failed');
-      return c.json(signatureError(checked.reason), 401);
+      return signatureFailureResponse(c, checked.reason);
     }
     let json: unknown;
     try {

@@ -16,8 +16,9 @@ import { SYSTEM_ACTOR } from '../../domain/actor.ts';
 import { withConnectorInstance } from '../../jobs/connector-context.ts';
 import { defineJob } from '../../jobs/define-job.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
+import type { ConnectorDefinition } from '../sdk/contract.ts';
 import type { Logger } from '../../logger.ts';
-import { servicenow } from './index.ts';
+import type { ServiceNowClient, ServiceNowSettings } from './client.ts';
 
 const attachment = z.object({ sys_id: z.string().regex(/^[0-9a-f]{32}$/), file_name: z.string().min(1).max(255), content_type: z.string().optional(), size_bytes: z.string().optional() });
 
@@ -28,6 +29,9 @@ export const servicenowAttachments = defineJob({
   handler: async (job, { deps, logger }: { deps: JobDeps; logger: Logger }) => {
     const tasks = (await deps.db.selectFrom('task_links').select('task_id').where('kind', '=', 'incident').where('target', '=', job.incidentId).execute()).map((row) => row.task_id);
     if (tasks.length === 0) return { skipped: 'no_task' };
+    // The connector from the service's list, not imported: its definition enqueues this job (no import cycle).
+    const servicenow = deps.connectors.find((connector): connector is ConnectorDefinition<ServiceNowSettings, ServiceNowClient> => connector.id === 'servicenow');
+    if (!servicenow) return { skipped: 'no_connector' };
     return withConnectorInstance(deps, logger, servicenow, job.instanceId, async ({ instance, client }) => {
       const listed = await client.http.send<{ result: unknown[] }>({ method: 'GET', path: '/api/now/attachment', query: { sysparm_query: `table_name=incident^table_sys_id=${job.incidentSysId}`, sysparm_limit: 100 } });
       if (!listed.ok) throw Object.assign(new Error(`ServiceNow attachments could not be listed (${listed.failure.code})`), { code: listed.failure.code });

@@ -4,7 +4,8 @@
  *
  * - unknown key → 404; a body over the limit → 413 (the body-limit middleware, counted here);
  * - signature per the partner's scheme over the raw bytes, constant-time, every valid secret (rotation) →
- *   401 `invalid_signature` / `missing_signature`, or `stale_timestamp` outside ±5 minutes;
+ *   401 `missing_signature`, `malformed_signature`, `invalid_signature`, or `stale_timestamp` outside ±5 minutes
+ *   (the shared codes of src/http/signature-failures.ts, counted under the same reason);
  * - a delivery id seen before → 200 with the original outcome, and nothing happens again (ids are kept in
  *   `inbound_events` for 30 days, well past the 3 days senders retry for). Standard Webhooks' id is signed;
  *   for GitHub and Jira, whose id header is not, the body's hash is the delivery's identity;
@@ -30,6 +31,7 @@ import { Batcher } from '../../db/batcher.ts';
 import type { Db } from '../../db/database.ts';
 import type { InboundEventsTable, InboundEventStatus } from '../../db/schema.ts';
 import { errorBody } from '../../http/errors.ts';
+import { type SignatureCheck, signatureFailureResponse } from '../../http/signature-failures.ts';
 import type { InboundOutbox } from '../../jobs/inbound-outbox.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
 import { type Logger, currentContext } from '../../logger.ts';
@@ -38,7 +40,7 @@ import { SignatureFailureWatch } from './alerts.ts';
 import { interpret } from './mapping.ts';
 import { type Partner, type PartnerDirectory, PARTNER_KEY, PartnerSecretsUnreadable, validSecrets } from './partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from './process.ts';
-import { type VerifyFailure, verifyHubSignature, verifyStandardWebhook } from './signatures.ts';
+import { verifyHubSignature, verifyStandardWebhook } from './signatures.ts';
 
 export const WEBHOOK_PATH = '/api/integration/webhook/:key';
 
@@ -109,7 +111,7 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
       refuse(partner.key, checked.reason);
       watch.failed(partner.key, checked.reason);
       deps.logger.warn({ partner: partner.key, reason: checked.reason }, 'webhook refused: signature check failed');
-      return c.json(signatureError(checked.reason), 401);
+      return signatureFailureResponse(c, checked.reason);
     }
 
     const headers = Object.fromEntries(KEPT_HEADERS.flatMap((name) => {
@@ -167,15 +169,8 @@ export function createWebhookReceiver(deps: WebhookReceiverDeps): WebhookReceive
   };
 }
 
-/** The 401 body for a failed signature check (partner webhooks and connected systems' webhooks alike). */
-export function signatureError(reason: VerifyFailure) {
-  if (reason === 'stale') return errorBody('stale_timestamp', 'the webhook timestamp is more than 5 minutes from our clock; sign each attempt with the current time');
-  if (reason === 'missing_headers') return errorBody('missing_signature', 'the signature headers are missing or malformed');
-  return errorBody('invalid_signature', 'the webhook signature could not be verified');
-}
-
 /** The partner's scheme: the signature, and the delivery id that makes a repeat recognisable. */
-function verify(partner: Partner, header: (name: string) => string | undefined, body: Uint8Array, now: Date): { ok: true; deliveryId: string } | { ok: false; reason: VerifyFailure } {
+function verify(partner: Partner, header: (name: string) => string | undefined, body: Uint8Array, now: Date): { ok: true; deliveryId: string } | Extract<SignatureCheck, { ok: false }> {
   const secrets = validSecrets(partner, now);
   if (partner.scheme === 'standard') {
     const id = header('webhook-id');

@@ -13,14 +13,15 @@
  * per instance (a rotation needs several), and throws one error type where we count reasons.
  */
 import { type KeyObject, createHmac, createSecretKey, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SIGNATURE_TOLERANCE_SECONDS, type SignatureCheck } from '../../http/signature-failures.ts';
 
-export const WEBHOOK_TOLERANCE_SECONDS = 5 * 60;
+export const WEBHOOK_TOLERANCE_SECONDS = SIGNATURE_TOLERANCE_SECONDS;
 const SECRET_PREFIX = 'whsec_';
 /** Message ids are echoed into the signed content: no dots, nothing odd (the spec's advice), at most 256 chars. */
 const MESSAGE_ID = /^[A-Za-z0-9_:-]{1,256}$/;
 
-export type VerifyFailure = 'missing_headers' | 'bad_signature' | 'stale';
-export type VerifyResult = { ok: true } | { ok: false; reason: VerifyFailure };
+/** A failure is one of the shared codes (src/http/signature-failures.ts): the 401 body's and the metric's. */
+export type VerifyResult = SignatureCheck;
 
 /** A new Standard Webhooks secret: `whsec_` and 32 random bytes in base64. */
 export function newWebhookSecret(): string {
@@ -66,8 +67,9 @@ export function verifyStandardWebhook(input: {
   toleranceSeconds?: number;
 }): VerifyResult {
   const { id, timestamp, signature } = input;
-  if (!id || !timestamp || !signature || !MESSAGE_ID.test(id) || !/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: 'missing_headers' };
-  if (Math.abs(input.nowSeconds - Number(timestamp)) > (input.toleranceSeconds ?? WEBHOOK_TOLERANCE_SECONDS)) return { ok: false, reason: 'stale' };
+  if (!id || !timestamp || !signature) return { ok: false, reason: 'missing_signature' };
+  if (!MESSAGE_ID.test(id) || !/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: 'malformed_signature' };
+  if (Math.abs(input.nowSeconds - Number(timestamp)) > (input.toleranceSeconds ?? WEBHOOK_TOLERANCE_SECONDS)) return { ok: false, reason: 'stale_timestamp' };
   const offered = signature
     .split(' ')
     .map((entry) => entry.split(','))
@@ -81,7 +83,7 @@ export function verifyStandardWebhook(input: {
     for (const candidate of offered) matched = timingSafeEqual(candidate, expected) || matched;
     if (matched) return { ok: true };
   }
-  return { ok: false, reason: 'bad_signature' };
+  return { ok: false, reason: 'invalid_signature' };
 }
 
 /** `sha256=<hex>` (GitHub's X-Hub-Signature-256, Jira's X-Hub-Signature) for a body. */
@@ -91,13 +93,15 @@ export function signHubSignature(secret: WebhookSecret, body: Uint8Array): strin
 
 /** Verifies a GitHub/Jira-style `sha256=<hex>` header against every valid secret. */
 export function verifyHubSignature(input: { secrets: readonly WebhookSecret[]; header: string | undefined; body: Uint8Array }): VerifyResult {
-  const match = /^sha256=([0-9a-fA-F]{64})$/.exec(input.header?.trim() ?? '');
-  if (!match) return { ok: false, reason: 'missing_headers' };
+  const header = input.header?.trim();
+  if (!header) return { ok: false, reason: 'missing_signature' };
+  const match = /^sha256=([0-9a-fA-F]{64})$/.exec(header);
+  if (!match) return { ok: false, reason: 'malformed_signature' };
   const offered = Buffer.from(match[1]!, 'hex');
   let matched = false;
   for (const secret of input.secrets) {
     const expected = createHmac('sha256', keyOf(secret)).update(input.body).digest();
     matched = (offered.length === expected.length && timingSafeEqual(offered, expected)) || matched;
   }
-  return matched ? { ok: true } : { ok: false, reason: 'bad_signature' };
+  return matched ? { ok: true } : { ok: false, reason: 'invalid_signature' };
 }

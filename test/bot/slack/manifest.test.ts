@@ -66,6 +66,39 @@ function urlsIn(value: unknown, at = ''): { at: string; url: string }[] {
 
 const sorted = (values: readonly string[]) => [...values].sort();
 
+describe('what the docs say about the Slack app', () => {
+  const manifestReadme = readFileSync(new URL('../../../manifests/README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const template = view(readManifestTemplate()) as Manifest & { settings: { token_rotation_enabled?: boolean } };
+  const row = (name: string) => manifestReadme.split('\n').find((line) => line.startsWith(`| ${name} |`)) ?? '';
+  let fx: DomainFixture;
+  beforeAll(async () => {
+    fx = await domainFixture();
+  });
+  afterAll(() => fx.close());
+
+  it('manifests/README.md lists exactly the bot scopes of the manifest', () => {
+    const listed = [...row('bot scopes').split('|')[2]!.split('(why')[0]!.matchAll(/`([^`]+)`/g)].map((match) => match[1]!);
+    expect(sorted(listed)).toEqual(sorted(SLACK_BOT_SCOPES));
+  });
+
+  it('names every channel the default routing rules post to, for the bot to be invited to', async () => {
+    const step = manifestReadme.slice(manifestReadme.indexOf('4. Invite the bot'), manifestReadme.indexOf('Slack verifies the events Request URL'));
+    const named = [...step.matchAll(/`#([a-z0-9_-]+)`/g)].map((match) => match[1]!);
+    const seeded = await fx.tdb.db.selectFrom('notification_rules').select('target').distinct().where('surface', '=', 'slack').where('target_kind', '=', 'channel').execute();
+    expect(sorted(named)).toEqual(sorted(seeded.map((rule) => rule.target!)));
+  });
+
+  it('says token rotation is what the manifest sets, and the README defers to manifests/README.md', () => {
+    expect(template.settings.token_rotation_enabled).toBe(false);
+    expect(row('token rotation')).toMatch(/^\| token rotation \| off /);
+    // One place lists scopes and channels: the README points there instead of keeping a copy that drifts.
+    expect(readme).toContain('manifests/README.md');
+    for (const scope of SLACK_BOT_SCOPES.filter((scope) => scope !== 'commands')) expect(readme, scope).not.toContain(scope);
+    expect(readme).not.toMatch(/token rotation[^.]*\bon\b/i);
+  });
+});
+
 describe('the Slack app manifest', () => {
   const validate = manifestValidator();
   const config = configured({ PUBLIC_URL });

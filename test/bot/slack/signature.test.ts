@@ -12,22 +12,22 @@ describe('verifySlackSignature', () => {
     verifySlackSignature({ signingSecret: secret, timestamp: signed['x-slack-request-timestamp'], signature: signed['x-slack-signature'], rawBody: body, now, ...overrides });
 
   it('accepts the signature Slack would send', () => expect(check()).toEqual({ ok: true }));
-  it('refuses a tampered body', () => expect(check({ rawBody: new TextEncoder().encode('token=x&text=approve') })).toEqual({ ok: false, reason: 'bad_signature' }));
-  it('refuses another secret', () => expect(check({ signingSecret: 'another-secret-entirely' })).toEqual({ ok: false, reason: 'bad_signature' }));
+  it('refuses a tampered body', () => expect(check({ rawBody: new TextEncoder().encode('token=x&text=approve') })).toEqual({ ok: false, reason: 'invalid_signature' }));
+  it('refuses another secret', () => expect(check({ signingSecret: 'another-secret-entirely' })).toEqual({ ok: false, reason: 'invalid_signature' }));
   it('refuses a request older than 5 minutes, and one from the future', () => {
-    expect(check({ now: new Date(now.getTime() + 301_000) })).toEqual({ ok: false, reason: 'stale' });
-    expect(check({ now: new Date(now.getTime() - 301_000) })).toEqual({ ok: false, reason: 'stale' });
+    expect(check({ now: new Date(now.getTime() + 301_000) })).toEqual({ ok: false, reason: 'stale_timestamp' });
+    expect(check({ now: new Date(now.getTime() - 301_000) })).toEqual({ ok: false, reason: 'stale_timestamp' });
     expect(check({ now: new Date(now.getTime() + 299_000) })).toEqual({ ok: true });
   });
   it('refuses missing and malformed headers', () => {
-    expect(check({ signature: undefined })).toEqual({ ok: false, reason: 'missing_headers' });
-    expect(check({ timestamp: undefined })).toEqual({ ok: false, reason: 'missing_headers' });
-    expect(check({ signature: 'v1=abc' })).toEqual({ ok: false, reason: 'malformed' });
-    expect(check({ signature: `v0=${'z'.repeat(64)}` })).toEqual({ ok: false, reason: 'malformed' });
-    expect(check({ timestamp: 'yesterday' })).toEqual({ ok: false, reason: 'malformed' });
+    expect(check({ signature: undefined })).toEqual({ ok: false, reason: 'missing_signature' });
+    expect(check({ timestamp: undefined })).toEqual({ ok: false, reason: 'missing_signature' });
+    expect(check({ signature: 'v1=abc' })).toEqual({ ok: false, reason: 'malformed_signature' });
+    expect(check({ signature: `v0=${'z'.repeat(64)}` })).toEqual({ ok: false, reason: 'malformed_signature' });
+    expect(check({ timestamp: 'yesterday' })).toEqual({ ok: false, reason: 'malformed_signature' });
   });
   it('signs over the exact bytes (a re-encoded body does not verify)', () => {
     const reencoded = new TextEncoder().encode(new URLSearchParams(Buffer.from(body).toString()).toString().replace('%2F', '/'));
-    expect(check({ rawBody: reencoded })).toEqual({ ok: false, reason: 'bad_signature' });
+    expect(check({ rawBody: reencoded })).toEqual({ ok: false, reason: 'invalid_signature' });
   });
 });

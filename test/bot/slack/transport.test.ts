@@ -7,6 +7,7 @@ import type { Hono } from 'hono';
 import { loadConfig } from '../../../src/config.ts';
 import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
 import { createApp } from '../../../src/http/app.ts';
+import { SIGNATURE_FAILURES } from '../../../src/http/signature-failures.ts';
 import { createMetrics, type Metrics } from '../../../src/metrics.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
@@ -45,19 +46,20 @@ describe('POST /slack/events', () => {
   });
 
   it.each([
-    ['a bad signature', { secret: 'not-the-signing-secret' }, 'bad_signature'],
-    ['a stale timestamp', { now: new Date(Date.now() - 10 * 60_000) }, 'stale'],
-  ] as const)('refuses %s with 401, counts it by reason, and logs no signature', async (_label, options, reason) => {
+    ['a bad signature', { secret: 'not-the-signing-secret' }, 'invalid_signature'],
+    ['a stale timestamp', { now: new Date(Date.now() - 10 * 60_000) }, 'stale_timestamp'],
+  ] as const)('refuses %s with 401 and its code, counts it under that code, and logs no signature', async (_label, options, code) => {
     const res = await post(slashCommandBody({ text: 'help' }), options);
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ error: { code: 'invalid_signature', message: 'the request signature could not be verified' } });
-    expect(await metrics.registry.getSingleMetricAsString('slack_signature_failures_total')).toContain(`reason="${reason}"`);
+    expect(await res.json()).toEqual({ error: { code, message: SIGNATURE_FAILURES[code] } });
+    expect(await metrics.registry.getSingleMetricAsString('slack_signature_failures_total')).toContain(`reason="${code}"`);
     expect(logs.text()).not.toMatch(/v0=[0-9a-f]{64}/);
   });
 
   it('refuses a request with no signature headers, and a malformed signed body with 400', async () => {
     const res = await web.request('/slack/events', { method: 'POST', body: slashCommandBody(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: 'missing_signature' } });
     const malformed = await post('{not json', { contentType: 'application/json' });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toMatchObject({ error: { code: 'malformed_body' } });

@@ -8,11 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { createTransport } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Io, runOperatorVerb } from '../../../src/bot/console/operator-cli.ts';
+import type { OperatorContext } from '../../../src/cli/context.ts';
+import { emailVerb } from '../../../src/connectors/email/cli.ts';
+import { operatorContext, runOperator } from '../../support/operator.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { startSmtpListener } from '../../../src/connectors/email/listener.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
@@ -20,7 +21,7 @@ import { addPartner } from '../../../src/connectors/webhook-bridge/partners.ts';
 import { type Db, createDatabase } from '../../../src/db/database.ts';
 import { createControl } from '../../../src/domain/controls.ts';
 import { createUser } from '../../../src/domain/users.ts';
-import { type OperatorContext, type Service, startService } from '../../../src/main.ts';
+import { type Service, startService } from '../../../src/main.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
 import { captureLogs } from '../../support/logs.ts';
@@ -56,7 +57,7 @@ describe('email in', () => {
     });
     if (!config.ok) throw new Error(config.problems.join('; '));
     service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs });
-    ctx = { db: service.db, jobs: service.jobs, domain: service.domain, config: config.config, keyring: undefined, logger: logs.logger, close: () => Promise.resolve() };
+    ctx = operatorContext(service, { config: config.config });
     await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
     const cora = await createUser(tdb.db, { email: 'cora@example.test', displayName: 'Cora Contributor', roles: ['contributor'] });
     if (!cora.ok) throw new Error(cora.refusal.message);
@@ -70,7 +71,7 @@ describe('email in', () => {
   });
 
   /** The organisation's MTA relaying to our listener (plain SMTP on loopback, no login). */
-  const mta = () => createTransport({ host: '127.0.0.1', port: service.smtp!.port, secure: false, ignoreTLS: true, logger: false });
+  const mta = () => createTransport({ host: '127.0.0.1', port: service.listeners.find((listener) => listener.name === 'smtp')!.port, secure: false, ignoreTLS: true, logger: false });
   const compose = (mail: ConstructorParameters<typeof MailComposer>[0]) => new MailComposer(mail).compile().build();
   const relay = (raw: Buffer, from: string, to: string) => mta().sendMail({ envelope: { from, to: [to] }, raw });
   const queuedId = (response: string) => /queued as ([0-9a-f-]{36})/.exec(response)?.[1] ?? '';
@@ -88,12 +89,6 @@ describe('email in', () => {
       .where('evidence_links.target', '=', control)
       .orderBy('evidence.original_name')
       .execute();
-  function recordingIo() {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: Io = { out: (text) => void out.push(text), err: (text) => void err.push(text), input: Readable.from([]), interactive: false };
-    return { io, out, err };
-  }
 
   it('records both attachments of a message sent over SMTP as evidence for the control, with the raw message kept', async () => {
     const raw = await compose({
@@ -192,8 +187,8 @@ describe('email in', () => {
     }
     expect((await message(queuedId((await relay(cases[0]!.raw, cases[0]!.from, cases[0]!.to)).response))).error).toEqual({ code: 'unknown_sender', message: 'no active ProjectX user has the email address mallory@example.test' });
 
-    const listed = recordingIo();
-    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'list'], listed.io)).toBe(0);
+    const listed = await runOperator(ctx, emailVerb, ['quarantine', 'list']);
+    expect(listed.code).toBe(0);
     for (const test of cases) expect(listed.out.some((line) => line.includes(`to ${test.to.toLowerCase()}`) && line.includes(`${test.code}:`)), test.code).toBe(true);
   });
 
@@ -202,13 +197,13 @@ describe('email in', () => {
     const id = queuedId((await relay(raw, 'rae@example.test', `evidence+AC-2@${DOMAIN}`)).response);
     expect((await settled(id)).error).toMatchObject({ code: 'unknown_sender' });
 
-    const shown = recordingIo();
-    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'show', id], shown.io)).toBe(0);
+    const shown = await runOperator(ctx, emailVerb, ['quarantine', 'show', id]);
+    expect(shown.code).toBe(0);
     expect(JSON.parse(shown.out.join('\n'))).toMatchObject({ id, status: 'quarantined', message: { from: '"Rae" <rae@example.test>', subject: 'late evidence', attachments: [{ name: 'rae.csv', type: 'text/csv' }] } });
 
     await createUser(tdb.db, { email: 'rae@example.test', displayName: 'Rae', roles: ['contributor'] });
-    const replayed = recordingIo();
-    expect(await runOperatorVerb(ctx, 'email', ['quarantine', 'replay', id], replayed.io)).toBe(0);
+    const replayed = await runOperator(ctx, emailVerb, ['quarantine', 'replay', id]);
+    expect(replayed.code).toBe(0);
     expect(replayed.out).toEqual([`message ${id} (to evidence+ac-2@${DOMAIN}) queued for processing again`]);
     await expect.poll(async () => (await message(id)).status, { timeout: 15_000 }).toBe('processed');
     expect((await evidenceOf('AC-2')).map((row) => row.original_name)).toContain('rae.csv');

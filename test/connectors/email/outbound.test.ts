@@ -5,8 +5,6 @@
  * runbook's retry schedule, on the real job policy: a refused send comes back 10 minutes later, not sooner.
  */
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
@@ -26,6 +24,7 @@ import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
 import { type SlackService, startSlackService } from '../../support/slack-service.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
+import { tempPath } from '../../support/temp.ts';
 
 const USERNAME = 'projectx-relay';
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
@@ -45,7 +44,7 @@ describe('email out, through the service', () => {
       SMTP_PASSWORD: PASSWORD,
       SMTP_FROM_ADDRESS: 'projectx@example.test',
       EMAIL_FALLBACK_ADDRESS: 'compliance-team@example.test',
-      EVIDENCE_LOCAL_DIR: path.join(tmpdir(), 'projectx-email-out-evidence'),
+      EVIDENCE_LOCAL_DIR: tempPath('email-out-evidence'),
     });
   });
   afterAll(async () => {
@@ -171,7 +170,9 @@ describe('email out: the retry schedule of the runbook', () => {
       events: createEventSink(workers),
       notifiers: [createEmailNotifier(fixture.tdb.db, mail)],
       rerenderers: [],
-      evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-email-retry-evidence')),
+      evidenceStore: new LocalEvidenceStore(tempPath('email-retry-evidence')),
+      connectors: [],
+      integrations: () => Promise.resolve([]),
     };
     await workers.work(deps);
   });

@@ -4,18 +4,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectorsVerb } from '../../../src/connectors/sdk/cli.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { loadInstance } from '../../../src/connectors/sdk/instances.ts';
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
-import { loadConfig } from '../../../src/config.ts';
-import type { OperatorContext } from '../../../src/main.ts';
+import type { OperatorContext } from '../../../src/cli/context.ts';
+import { operatorContext, runOperator } from '../../support/operator.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
-import { captureLogs } from '../../support/logs.ts';
+import { tempPath } from '../../support/temp.ts';
 
 let fx: DomainFixture;
 let ctx: OperatorContext;
@@ -23,26 +20,21 @@ const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
 
 beforeAll(async () => {
   fx = await domainFixture();
-  const config = loadConfig({});
-  if (!config.ok) throw new Error(config.problems.join('; '));
-  ctx = { db: fx.tdb.db, jobs: fx.jobs, domain: fx.deps, config: config.config, keyring, logger: captureLogs().logger, close: () => Promise.resolve() };
+  ctx = operatorContext(fx, { keyring });
 });
 afterAll(() => fx.close());
 
 async function run(args: string[], stdin = '') {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io = { out: (text: string) => void out.push(text), err: (text: string) => void err.push(text), input: Readable.from([stdin]), interactive: false };
   try {
-    return { code: await connectorsVerb(ctx, args, io), out, err };
+    return await runOperator(ctx, connectorsVerb, args, stdin);
   } catch (error) {
-    return { code: (error as { exitCode?: number }).exitCode ?? -1, out, err: [...err, (error as Error).message] };
+    return { code: (error as { exitCode?: number }).exitCode ?? -1, out: [], err: [(error as Error).message] };
   }
 }
 
 describe('projectx connectors', () => {
   it('configures an instance from a settings file and credentials on stdin, enables it, and schedules follow', async () => {
-    const file = path.join(tmpdir(), `sn-settings-${randomBytes(3).toString('hex')}.json`);
+    const file = tempPath('sn-settings', '.json');
     await writeFile(file, JSON.stringify({ baseUrl: 'https://acme.service-now.com', clientId: 'projectx', pageSize: 200 }));
     const created = await run(['configure', 'servicenow', '--instance', 'eu', '--settings-file', file, '--credentials-stdin'], JSON.stringify({ client_secret: 'the-client-secret-1' }));
     expect(created).toMatchObject({ code: 0, out: ['servicenow:eu created (disabled: enable it with projectx connectors enable servicenow --instance eu)'] });
@@ -72,7 +64,7 @@ describe('projectx connectors', () => {
   it('refuses bad input with a message and a non-zero exit', async () => {
     expect(await run(['configure', 'servicenow', '--credentials-stdin'], 'not json')).toMatchObject({ code: 1, err: [expect.stringContaining('expects a JSON object')] });
     expect(await run(['configure', 'servicenow', '--credentials-stdin'], JSON.stringify({ token: 'x' }))).toMatchObject({ code: 1, err: [expect.stringContaining('has no credential "token"')] });
-    const file = path.join(tmpdir(), `sn-bad-${randomBytes(3).toString('hex')}.json`);
+    const file = tempPath('sn-bad', '.json');
     await writeFile(file, JSON.stringify({ baseUrl: 'ftp://nope', pageSize: 0 }));
     expect(await run(['configure', 'servicenow', '--settings-file', file])).toMatchObject({ code: 1, err: [expect.stringMatching(/invalid ServiceNow settings: baseUrl: .*pageSize/)] });
     expect(await run(['configure', 'servicenow', '--instance', 'new', '--credentials-stdin'], JSON.stringify({ client_secret: 'x'.repeat(10) }))).toMatchObject({ code: 1, err: [expect.stringContaining('needs its settings')] });

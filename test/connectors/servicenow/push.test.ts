@@ -20,6 +20,7 @@ import { routeDomainEvent } from '../../../src/jobs/domain-events.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
 import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
 import { type DomainFixture, domainFixture, fixtureJobDeps } from '../../support/domain.ts';
+import { operatorContext, runOperator } from '../../support/operator.ts';
 
 let fx: DomainFixture;
 let sn: FakeServiceNow;
@@ -261,17 +262,16 @@ describe('ServiceNow writes', () => {
     expect(failed.map((job) => job.data.payload.summary)).toEqual([expect.stringContaining('failed for good (not_found: refused with HTTP 404)')]);
 
     // An operator sees it and puts it back in line.
-    const out: string[] = [];
-    const io = { out: (text: string) => void out.push(text), err: (text: string) => void out.push(text), input: process.stdin, interactive: false };
-    const ctx = { db: fx.tdb.db, jobs: fx.jobs, domain: fx.deps, config: deps.config, keyring, logger: deps.logger, close: () => Promise.resolve() };
-    expect(await pushesVerb(ctx, ['list'], io)).toBe(0);
-    const line = out.find((text) => text.includes(`incident/${fieldValue(gone.sys_id)}`));
+    const ctx = operatorContext(fx, { config: deps.config, keyring });
+    const listed = await runOperator(ctx, pushesVerb, ['list']);
+    expect(listed.code).toBe(0);
+    const line = listed.out.find((text) => text.includes(`incident/${fieldValue(gone.sys_id)}`));
     expect(line).toMatch(new RegExp(`^\\d+  .*  servicenow:default  incident.acknowledge incident/${fieldValue(gone.sys_id)}  attempts 1  not_found: refused with HTTP 404$`));
     const id = line!.split(' ')[0]!;
-    expect(await pushesVerb(ctx, ['replay', id], io)).toBe(0);
+    expect((await runOperator(ctx, pushesVerb, ['replay', id])).code).toBe(0);
     expect((await pushes()).find((row) => row.record_key === `incident/${fieldValue(gone.sys_id)}`)).toMatchObject({ status: 'pending', attempts: 0 });
     const audited = await fx.tdb.db.selectFrom('audit_log').select('action').where('object_id', '=', id).execute();
     expect(audited).toEqual([{ action: 'integration.push.replay' }]);
-    await expect(pushesVerb(ctx, ['replay', id], io)).rejects.toThrow(`no failed write ${id}`);
+    await expect(runOperator(ctx, pushesVerb, ['replay', id])).rejects.toThrow(`no failed write ${id}`);
   });
 });

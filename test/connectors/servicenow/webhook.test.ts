@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
-import { connectors } from '../../../src/connectors/registry.ts';
+import { serviceConnectors as connectors } from '../../support/jobs.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
 import { createConnectorWebhooks } from '../../../src/connectors/sdk/webhook.ts';

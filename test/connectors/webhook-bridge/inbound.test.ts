@@ -63,7 +63,7 @@ describe('partner webhooks in', () => {
     expect(new Webhook(GENERIC_SECRET).verify(body.toString(), ours)).toMatchObject({ type: 'example.event' });
     const theirs = referenceSigned(GENERIC_SECRET, body.toString());
     expect(verifyStandardWebhook({ secrets: [GENERIC_SECRET], id: theirs.headers['webhook-id'], timestamp: theirs.headers['webhook-timestamp'], signature: theirs.headers['webhook-signature'], body, nowSeconds: Math.floor(Date.now() / 1000) })).toEqual({ ok: true });
-    expect(verifyStandardWebhook({ secrets: [GENERIC_SECRET], id: theirs.headers['webhook-id'], timestamp: theirs.headers['webhook-timestamp'], signature: theirs.headers['webhook-signature'], body: Buffer.concat([body, Buffer.from(' ')]), nowSeconds: Math.floor(Date.now() / 1000) })).toEqual({ ok: false, reason: 'bad_signature' });
+    expect(verifyStandardWebhook({ secrets: [GENERIC_SECRET], id: theirs.headers['webhook-id'], timestamp: theirs.headers['webhook-timestamp'], signature: theirs.headers['webhook-signature'], body: Buffer.concat([body, Buffer.from(' ')]), nowSeconds: Math.floor(Date.now() / 1000) })).toEqual({ ok: false, reason: 'invalid_signature' });
   });
 
   it('accepts a signed delivery with 202, then processes it once into a task', async () => {
@@ -138,20 +138,21 @@ describe('partner webhooks in', () => {
   });
 
   it.each([
-    ['a tampered body', (s: ReturnType<typeof referenceSigned>, body: string) => ({ body: body.replace('Tamper', 'Tampered'), headers: s.headers }), 'invalid_signature', 'bad_signature'],
-    ['a wrong secret', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(`whsec_${randomBytes(24).toString('base64')}`, body).headers }), 'invalid_signature', 'bad_signature'],
-    ['a stale timestamp', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(GENERIC_SECRET, body, { at: new Date(Date.now() - 6 * 60_000) }).headers }), 'stale_timestamp', 'stale'],
-    ['a future timestamp', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(GENERIC_SECRET, body, { at: new Date(Date.now() + 6 * 60_000) }).headers }), 'stale_timestamp', 'stale'],
-    ['missing headers', (s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: { 'content-type': 'application/json', 'webhook-id': s.id } }), 'missing_signature', 'missing_headers'],
-  ] as const)('refuses %s with 401, counts the reason, and stores nothing', async (_label, build, code, reason) => {
+    ['a tampered body', (s: ReturnType<typeof referenceSigned>, body: string) => ({ body: body.replace('Tamper', 'Tampered'), headers: s.headers }), 'invalid_signature'],
+    ['a wrong secret', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(`whsec_${randomBytes(24).toString('base64')}`, body).headers }), 'invalid_signature'],
+    ['a stale timestamp', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(GENERIC_SECRET, body, { at: new Date(Date.now() - 6 * 60_000) }).headers }), 'stale_timestamp'],
+    ['a future timestamp', (_s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: referenceSigned(GENERIC_SECRET, body, { at: new Date(Date.now() + 6 * 60_000) }).headers }), 'stale_timestamp'],
+    ['missing headers', (s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: { 'content-type': 'application/json', 'webhook-id': s.id } }), 'missing_signature'],
+    ['a malformed timestamp', (s: ReturnType<typeof referenceSigned>, body: string) => ({ body, headers: { ...s.headers, 'webhook-timestamp': 'yesterday' } }), 'malformed_signature'],
+  ] as const)('refuses %s with 401, counts it under the code it answers, and stores nothing', async (_label, build, code) => {
     const body = envelope('task.create', { title: 'Tamper test' });
     const signed = referenceSigned(GENERIC_SECRET, body);
-    const before = await failures('generic', reason);
+    const before = await failures('generic', code);
     const request = build(signed, body);
     const res = await post('generic', request.body, request.headers);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
-    expect(await failures('generic', reason)).toBe(before + 1);
+    expect(await failures('generic', code)).toBe(before + 1);
     expect(await tdb.db.selectFrom('inbound_events').select('id').where('delivery_id', '=', signed.id).execute()).toHaveLength(0);
     expect(logs.text()).not.toContain(signed.headers['webhook-signature']);
   });

@@ -5,10 +5,12 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Io, OPERATOR_USAGE, OPERATOR_VERBS, UsageError } from '../../../src/bot/console/operator-cli.ts';
-import { loadConfig } from '../../../src/config.ts';
+import { UsageError } from '../../../src/cli/args.ts';
+import type { OperatorContext } from '../../../src/cli/context.ts';
+import { usageLine } from '../../../src/cli/verb.ts';
+import { verbsOf } from '../../../src/module.ts';
+import { modules } from '../../../src/modules.ts';
 import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { DecryptionError, Keyring, isEnvelope } from '../../../src/connectors/sdk/crypto.ts';
 import { subscriptionsVerb } from '../../../src/connectors/webhook-bridge/outbound/cli.ts';
@@ -17,13 +19,14 @@ import { createOutboundTransport } from '../../../src/connectors/webhook-bridge/
 import { subscriptionSecret } from '../../../src/connectors/webhook-bridge/outbound/subscriptions.ts';
 import { newEvent } from '../../../src/domain/events.ts';
 import { createEventSink } from '../../../src/jobs/domain-events.ts';
-import type { JobDeps } from '../../../src/jobs/job-deps.ts';
-import type { OperatorContext } from '../../../src/main.ts';
+import type { OutboundJobDeps } from '../../../src/connectors/webhook-bridge/outbound/deliver.ts';
+import { operatorContext, runOperator } from '../../support/operator.ts';
 import { type WebhookReceiver, startWebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { killAll, spawnCli } from '../../support/cli.ts';
 import { type DomainFixture, auditRows, domainFixture } from '../../support/domain.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { captureLogs } from '../../support/logs.ts';
+import { tempPath } from '../../support/temp.ts';
 
 const key = randomBytes(32);
 const keyring = new Keyring([{ id: 'k1', key }]);
@@ -40,22 +43,10 @@ afterAll(async () => {
 });
 
 function context(options: { keyring?: Keyring | undefined; allowed?: string } = {}): OperatorContext {
-  const config = loadConfig(options.allowed === undefined ? { OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32' } : { OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: options.allowed });
-  if (!config.ok) throw new Error(config.problems.join('; '));
-  return { db: fixture.tdb.db, jobs: fixture.jobs, domain: fixture.deps, config: config.config, keyring: 'keyring' in options ? options.keyring : keyring, logger: captureLogs().logger, close: () => Promise.resolve() };
+  return operatorContext(fixture, { env: { OUTBOUND_WEBHOOK_ALLOWED_NETWORKS: options.allowed ?? '127.0.0.1/32' }, keyring: 'keyring' in options ? options.keyring : keyring });
 }
 
-function recordingIo(): { io: Io; out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (text) => void out.push(text), err: (text) => void err.push(text), input: Readable.from([]), interactive: false }, out, err };
-}
-
-async function run(args: string[], ctx = context()) {
-  const recorded = recordingIo();
-  const code = await subscriptionsVerb(ctx, args, recorded.io);
-  return { code, ...recorded };
-}
+const run = (args: string[], ctx = context()) => runOperator(ctx, subscriptionsVerb, args);
 
 /** Adds a subscription through the verb; returns its id and secret, read from what was printed. */
 async function added(url = receiver.url, events = ['task.*']) {
@@ -69,8 +60,8 @@ async function added(url = receiver.url, events = ['task.*']) {
 
 describe('subscriptions (the verb)', () => {
   it('is wired into the operator CLI', () => {
-    expect(OPERATOR_VERBS).toContain('subscriptions');
-    expect(OPERATOR_USAGE).toContain('subscriptions add --url <url> --event <type or prefix.*>...');
+    const verb = verbsOf(modules).find((candidate) => candidate.name === 'subscriptions');
+    expect(verb?.commands.map(usageLine)).toContain('projectx subscriptions add --url <url> --event <type or prefix.*>... [--description "<text>"]');
   });
 
   it('adds a subscription, printing its id and its secret once; list never shows the secret', async () => {
@@ -133,7 +124,7 @@ describe('subscriptions (the verb)', () => {
   it('lists recent deliveries with every attempt', async () => {
     const { id } = await added();
     fixture.clock.set('2026-11-22T09:00:00.000Z');
-    const deps: JobDeps = {
+    const deps: OutboundJobDeps = {
       db: fixture.tdb.db,
       logger: captureLogs().logger,
       clock: fixture.clock,
@@ -143,8 +134,10 @@ describe('subscriptions (the verb)', () => {
       events: createEventSink(fixture.jobs),
       notifiers: [],
       rerenderers: [],
-      evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-outbound-cli-evidence')),
+      evidenceStore: new LocalEvidenceStore(tempPath('outbound-cli-evidence')),
       keyring,
+      connectors: [],
+      integrations: () => Promise.resolve([]),
       outboundTransport: createOutboundTransport({ allowedNetworks: ['127.0.0.1/32'] }),
     };
     const event = newEvent({ type: 'task.created', subject: { kind: 'task', id: randomUUID(), label: 'T-7' }, summary: 'T-7 created' }, fixture.clock.now());

@@ -5,8 +5,6 @@
  * guard before and during the connection, and what never reaches the logs or the database.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
@@ -17,13 +15,14 @@ import { type OutboundTransport, type Resolver, createOutboundTransport } from '
 import { type Subscription, addSubscription, enableSubscription } from '../../../src/connectors/webhook-bridge/outbound/subscriptions.ts';
 import { type DomainEvent, type DomainEventType, newEvent } from '../../../src/domain/events.ts';
 import { createEventSink } from '../../../src/jobs/domain-events.ts';
-import { jobDefinitions } from '../../../src/jobs/index.ts';
-import type { JobDeps } from '../../../src/jobs/job-deps.ts';
+import { serviceJobs } from '../../support/jobs.ts';
+import type { OutboundJobDeps as JobDeps } from '../../../src/connectors/webhook-bridge/outbound/deliver.ts';
 import { type JobRuntime, startJobRuntime } from '../../../src/jobs/runtime.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { type ReceivedWebhook, type WebhookReceiver, startWebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
+import { tempPath } from '../../support/temp.ts';
 
 const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
 const logs = captureLogs();
@@ -90,8 +89,10 @@ function deps(options: { allowed?: readonly string[]; resolve?: Resolver; timeou
     events: createEventSink(fx.jobs),
     notifiers: [],
     rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(path.join(tmpdir(), 'projectx-outbound-evidence')),
+    evidenceStore: new LocalEvidenceStore(tempPath('outbound-evidence')),
     keyring,
+    connectors: [],
+    integrations: () => Promise.resolve([]),
     outboundTransport: transport,
   };
 }
@@ -382,7 +383,7 @@ describe('domain events, end to end through the workers', () => {
     own = await domainFixture();
     own.clock.set(new Date());
     subscriber = await startWebhookReceiver();
-    const fast = jobDefinitions.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
+    const fast = serviceJobs.map((job) => ({ ...job, policy: { ...job.policy, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
     workers = await startJobRuntime({ connectionString: own.tdb.url, definitions: fast, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: true });
     await workers.work({ ...deps({}, own), jobs: workers, events: createEventSink(workers) } satisfies JobDeps);
   });

@@ -3,9 +3,9 @@
  *
  * The `FIXTURE_*` constants are verbatim copies of /work/shared/fixtures/slack_* (each names its source, as the
  * fixture's `.source.txt` sidecar does). The self-test compares the fake's answers with them key by key, so a
- * builder that drifts from the real shape fails a test. Where no fixture exists (users.info, oauth.v2.access,
- * chat.update, chat.postEphemeral, views.update/publish, conversations.open) the builder follows Slack's
- * documented response shape and says so.
+ * builder that drifts from the real shape fails a test. Where no fixture exists (users.info, users.list,
+ * oauth.v2.access, chat.update, chat.postEphemeral, views.update/publish, conversations.open) the builder follows
+ * Slack's documented response shape and says so.
  */
 
 /**
@@ -160,6 +160,10 @@ export interface FakeUser {
   teamId: string;
   realName: string;
   email?: string;
+  /** `is_email_confirmed`; default: true when the user has an email. */
+  emailConfirmed?: boolean;
+  /** Enterprise Grid: the organization, answered as `enterprise_user`. */
+  enterpriseId?: string;
   name?: string;
   displayName?: string;
   tz?: string;
@@ -286,8 +290,10 @@ export function fileObject(file: FakeFile, teamId: string, origin: string): Json
 }
 
 /**
- * users.info `user` object. No fixture: built from the documented shape (docs.slack.dev/reference/methods/users.info
- * example and @slack/web-api UsersInfoResponse). `profile.email` is present only when the user has one.
+ * The user object of users.info (`user`) and users.list (`members[]`). No fixture: built from the documented shape
+ * (docs.slack.dev/reference/methods/users.info and users.list examples; @slack/web-api UsersInfoResponse and
+ * UsersListResponse). `profile.email` is present only when the user has one (and the token has
+ * users:read.email: see the server); `enterprise_user` only for Enterprise Grid members.
  */
 export function userObject(u: FakeUser): Json {
   const name = u.name ?? u.realName.toLowerCase().replace(/\s+/g, '.');
@@ -324,6 +330,12 @@ export function userObject(u: FakeUser): Json {
     is_bot: u.isBot ?? false,
     is_app_user: false,
     updated: 1502138686,
-    is_email_confirmed: u.email !== undefined,
+    is_email_confirmed: u.emailConfirmed ?? u.email !== undefined,
+    ...(u.enterpriseId !== undefined
+      ? { enterprise_user: { id: u.id, enterprise_id: u.enterpriseId, enterprise_name: 'Fake Grid', is_admin: false, is_owner: false, teams: [u.teamId] } }
+      : {}),
   };
 }
+
+/** Slackbot, listed in every workspace's users.list as a person (`is_bot: false`), with id USLACKBOT. */
+export const slackbotUser = (teamId: string): FakeUser => ({ id: 'USLACKBOT', teamId, realName: 'Slackbot', name: 'slackbot' });

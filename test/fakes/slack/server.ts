@@ -14,6 +14,7 @@ import {
   FIXTURE_RATELIMITED,
   FIXTURE_VIEWS_OPEN_ERROR,
   fileObject,
+  slackbotUser,
   userObject,
   viewObject,
   type FakeFile,
@@ -47,14 +48,18 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const tokens = new Map<string, TokenInfo>([[botToken, bot]]);
   const calls: RecordedCall[] = [];
   const downloads: FileDownload[] = [];
-  const nextFailures = new Map<string, FailureSpec[]>();
+  const nextFailures = new Map<string, { spec: FailureSpec; skip: number }[]>();
   const alwaysFailures = new Map<string, FailureSpec>();
   const channels = new Map<string, SlackMessage[]>();
   const ephemeral = new Map<string, { user: string; message: SlackMessage }[]>();
   const views = new Map<string, SlackView>();
   const homes = new Map<string, SlackView>();
   const ims = new Map<string, string>();
-  const users = new Map<string, FakeUser>();
+  // Every workspace lists Slackbot and the app's own bot user.
+  const users = new Map<string, FakeUser>([
+    ['USLACKBOT', slackbotUser(bot.teamId)],
+    [bot.userId, { id: bot.userId, teamId: bot.teamId, realName: bot.userName, name: bot.userName, isBot: true }],
+  ]);
   const files = new Map<string, FakeFile>();
   const oauth = createOAuth(tokens, bot);
   let socketMode: FakeSocketMode | undefined;
@@ -74,12 +79,28 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   };
   const nextId = (prefix: string): string => `${prefix}${(++counter).toString(36).toUpperCase().padStart(8, '0')}`;
   const channelOf = <T>(map: Map<string, T[]>, key: string): T[] => map.get(key) ?? map.set(key, []).get(key) ?? [];
-  /** The failure programmed for this call: queued ones first (exact method, then '*'), then standing ones. */
+  /**
+   * The failure programmed for this call: queued ones first (exact method, then '*'; one still letting `skip` calls
+   * through lets this one pass), then standing ones.
+   */
   const takeFailure = (method: string): FailureSpec | undefined => {
     const keys = method === 'response_url' ? [method] : [method, '*'];
-    const queued = keys.map((k) => nextFailures.get(k)).find((q) => q?.length)?.shift();
-    return queued ?? keys.map((k) => alwaysFailures.get(k)).find((spec) => spec !== undefined);
+    const queue = keys.map((k) => nextFailures.get(k)).find((q) => q?.length);
+    const head = queue?.[0];
+    if (head && head.skip > 0) head.skip--;
+    else if (head) return queue?.shift()?.spec;
+    return keys.map((k) => alwaysFailures.get(k)).find((spec) => spec !== undefined);
   };
+  /** users.info / users.list need users:read; the profile email is there only with users:read.email (docs: "Email addresses"). */
+  const scopes = (t: TokenInfo): Set<string> => new Set(t.scope.split(','));
+  const missingScope = (t: TokenInfo, needed: string): Json => ({ ok: false, error: 'missing_scope', needed, provided: t.scope });
+  const visibleUser = (u: FakeUser, t: TokenInfo): Json => {
+    const user = userObject(u);
+    if (!scopes(t).has('users:read.email')) delete (user.profile as Json).email;
+    return user;
+  };
+  /** users.list cursors look like Slack's (`dXNlcjpVMDYxTkZUVDI=` is base64 "user:U061NFTT2"): the next member's id. */
+  const userCursor = (id: string): string => Buffer.from(`user:${id}`).toString('base64');
 
   /** text/blocks/attachments of chat.postMessage / update / postEphemeral, or Slack's error for them. */
   function content(p: Json, update: boolean): Partial<SlackMessage> | string {
@@ -218,9 +239,34 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       return { ok: true, messages: found, has_more: false, pin_count: 0, response_metadata: { next_cursor: '' } };
     },
     // No fixture: documented shape { ok, user } (see userObject).
-    'users.info': (p) => {
+    'users.info': (p, t) => {
+      if (!scopes(t).has('users:read')) return missingScope(t, 'users:read');
       const user = users.get(str(p, 'user') ?? '');
-      return user ? { ok: true, user: userObject(user) } : fail('user_not_found');
+      return user ? { ok: true, user: visibleUser(user, t) } : fail('user_not_found');
+    },
+    // No fixture: documented shape { ok, members, cache_ts, response_metadata: { next_cursor } } (users.list example).
+    // The fake keeps one directory: every added user is listed, in the order added, after Slackbot and the app's bot
+    // (a test adds members of other teams, deleted ones and bots to see them refused). `limit` is capped at 1000; no
+    // limit (or 0) answers everything, as Slack attempts to; `next_cursor` is "" on the last page; a cursor the fake
+    // did not issue is `invalid_cursor`. `team_id` matters only for org tokens, which the fake does not issue.
+    'users.list': (p, t) => {
+      if (!scopes(t).has('users:read')) return missingScope(t, 'users:read');
+      const all = [...users.values()];
+      const cursor = str(p, 'cursor');
+      let from = 0;
+      if (cursor !== undefined) {
+        const id = /^user:(.+)$/.exec(Buffer.from(cursor, 'base64').toString('utf8'))?.[1];
+        from = id === undefined ? -1 : all.findIndex((u) => u.id === id);
+        if (from < 0) return fail('invalid_cursor');
+      }
+      const limit = Math.min(Math.max(Number(str(p, 'limit') ?? '0') || 0, 0), 1000) || all.length;
+      const next = all[from + limit];
+      return {
+        ok: true,
+        members: all.slice(from, from + limit).map((u) => visibleUser(u, t)),
+        cache_ts: Math.floor(Date.now() / 1000),
+        response_metadata: { next_cursor: next ? userCursor(next.id) : '' },
+      };
     },
     // Shape: slack_files_info_response_openapi.json ({ ok, file, comments, response_metadata }).
     'files.info': (p) => {
@@ -348,7 +394,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     calls,
     downloads,
     callsTo: (method) => calls.filter((c) => c.method === method),
-    failNext: (method, spec) => void channelOf(nextFailures, method).push(spec),
+    failNext(method, { skip = 0, ...spec }) {
+      channelOf(nextFailures, method).push({ spec, skip });
+    },
     failAlways: (method, spec) => void (spec ? alwaysFailures.set(method, spec) : alwaysFailures.delete(method)),
     reset() {
       calls.length = 0;

@@ -12,6 +12,8 @@ export interface FailureSpec {
   retryAfter?: number;
   error?: string;
   dropResponse?: boolean;
+  /** `failNext` only: let this many calls through first (the 2nd page of a listing, say). Not recorded in `injected`. */
+  skip?: number;
 }
 
 export interface RecordedCall {
@@ -83,6 +85,7 @@ export interface FakeSlack {
   ephemerals(channel: string): { user: string; message: SlackMessage }[];
   view(id: string): SlackView | undefined;
   publishedHome(userId: string): SlackView | undefined;
+  /** Adds (or replaces) a user: served by users.info and listed by users.list (after Slackbot and the app's bot). */
   addUser(user: FakeUser): void;
   /** Registers a file; returns its file object (what files.info answers). */
   addFile(file: FakeFile): Json;

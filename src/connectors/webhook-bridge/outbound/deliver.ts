@@ -94,12 +94,17 @@ type Outcome =
 /** pg-boss retries of our own failures (database, keyring); the schedule of attempts is separate. */
 const OWN_RETRY_LIMIT = 5;
 
+/** The delivery job's dependencies: the shared ones plus the SSRF-guarded agent the webhook bridge module makes (absent: one per attempt). */
+export interface OutboundJobDeps extends JobDeps {
+  outboundTransport?: OutboundTransport | undefined;
+}
+
 export const deliverWebhook = defineJob({
   name: 'webhook.deliver',
   schema: z.object({ deliveryId: z.uuid(), attempt: z.number().int().min(1).max(MAX_ATTEMPTS) }),
   // Only our own failures are retried by pg-boss (see the module comment); an attempt is at most the 15 s timeout.
   policy: { retryLimit: OWN_RETRY_LIMIT, retryDelaySeconds: 30, expireInSeconds: 300 },
-  handler: async (payload, context: JobContext<JobDeps>) => {
+  handler: async (payload, context: JobContext<OutboundJobDeps>) => {
     try {
       return await deliverOnce(payload, context);
     } catch (error) {
@@ -119,7 +124,7 @@ export const deliverWebhook = defineJob({
   },
 });
 
-async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attempt: number }, { deps, logger, signal }: JobContext<JobDeps>) {
+async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attempt: number }, { deps, logger, signal }: JobContext<OutboundJobDeps>) {
   const row = await deps.db
     .selectFrom('webhook_deliveries as d')
     .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')

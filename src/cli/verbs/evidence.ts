@@ -1,0 +1,76 @@
+/** `projectx evidence …`: upload files as a user (the same checks, hashing and audit as a chat upload), and list what is stored. */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
+import { listEvidence } from '../../domain/evidence.ts';
+import { parseTaskRef } from '../../domain/tasks.ts';
+import { selectEvidenceStore } from '../../module.ts';
+import { UsageError, limitOption, one, parse, strings } from '../args.ts';
+import { userByEmail } from '../context.ts';
+import { printList } from '../output.ts';
+import { defineVerb } from '../verb.ts';
+
+export const evidenceVerb = defineVerb({
+  name: 'evidence',
+  summary: 'Evidence files: upload them for a control or task, list them',
+  commands: [
+    {
+      name: 'add',
+      usage: 'evidence add --as <email> (--control <id> | --task <id>)... <file>...',
+      summary: 'Each file is checked by content, hashed (SHA-256), stored and linked; exit 1 if any file was refused.',
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { as: { type: 'string' }, control: { type: 'string', multiple: true }, task: { type: 'string', multiple: true } });
+        if (positionals.length === 0) throw new UsageError('evidence add needs at least one file');
+        if (strings(values.control).length === 0 && strings(values.task).length === 0) throw new UsageError('give the control (--control <id>) or task (--task <id>) the evidence is for');
+        const user = await userByEmail(ctx, one(values.as));
+        const store = selectEvidenceStore(ctx.modules, ctx.config);
+        const taskIds = strings(values.task).map((id) => id.replace(/^t-?/i, ''));
+        let failed = 0;
+        for (const file of positionals) {
+          const info = await stat(file).catch(() => undefined);
+          if (!info?.isFile()) {
+            io.err(`${file}: not a readable file`);
+            failed++;
+            continue;
+          }
+          const result = await ingestEvidence(ctx.domain, store, { surface: 'console', user }, {
+            content: createReadStream(file),
+            fileName: path.basename(file),
+            source: 'cli',
+            controlIds: strings(values.control),
+            taskIds,
+          });
+          if (!result.ok) {
+            io.err(`${file}: ${result.refusal.message}`);
+            failed++;
+            continue;
+          }
+          const { sha256, sizeBytes, mediaType, stored, newLinks } = result.value;
+          io.out(`${file}: sha256 ${sha256} (${sizeBytes} bytes, ${mediaType})${stored ? '' : ', identical content already stored'}${newLinks.length ? `; linked to ${newLinks.join(', ')}` : '; already linked'}`);
+        }
+        return failed > 0 ? 1 : 0;
+      },
+    },
+    {
+      name: 'list',
+      usage: 'evidence list [--control <id>] [--task <id>] [--limit <n>]',
+      summary: 'Newest first, with what each file is linked to.',
+      list: true,
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { control: { type: 'string' }, task: { type: 'string' }, limit: { type: 'string' } });
+        if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+        const task = one(values.task);
+        const taskId = task === undefined ? undefined : parseTaskRef(task);
+        if (task !== undefined && taskId === undefined) throw new UsageError('--task takes a task like T-42');
+        const rows = await listEvidence(ctx.db, { controlId: one(values.control), taskId, limit: limitOption(values.limit) });
+        printList(io, rows, {
+          line: (row) => `${row.id}\t${row.createdAt.toISOString()}\t${row.originalName ?? '-'}\t${row.mediaType}\t${row.sizeBytes} bytes\t${row.source}${row.uploadedBy ? ` by ${row.uploadedBy}` : ''}\t${row.links.join(',') || 'unlinked'}\tsha256 ${row.sha256}`,
+          json: (row) => ({ ...row }),
+          empty: 'no evidence',
+        });
+        return 0;
+      },
+    },
+  ],
+});

@@ -1,0 +1,16 @@
+/**
+ * Evidence stores as a module: the back-ends evidence files can be kept in. Built: `local` (content-addressed
+ * files under `EVIDENCE_LOCAL_DIR`, default `<PROJECTX_DATA_DIR>/evidence`). S3, SharePoint and Google Drive
+ * are not built in this version (src/connectors/catalog.ts says so at start-up and in `/projectx status`).
+ */
+import path from 'node:path';
+import { defineModule } from '../../module.ts';
+import { LocalEvidenceStore } from './local.ts';
+
+export const evidenceStoresModule = defineModule({
+  id: 'evidence-stores',
+  title: 'Evidence store (local files)',
+  kind: 'store',
+  configuredBy: [],
+  evidenceStores: [{ kind: 'local', create: (config) => new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')) }],
+});

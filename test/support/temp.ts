@@ -1,0 +1,15 @@
+/**
+ * Files a test needs on disk go under the run's temp root (made and removed by test/global-setup.ts), so a
+ * run leaves nothing behind in the temp directory, whatever a test forgets to clean.
+ *
+ * @example
+ * const store = new LocalEvidenceStore(tempPath('evidence')); // <run root>/evidence-1a2b3c4d, made when first used
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { inject } from 'vitest';
+
+/** A fresh path under the run's temp root, not created (for what makes its own directory or file). */
+export function tempPath(prefix: string, extension = ''): string {
+  return path.join(inject('tempRoot'), `${prefix}-${randomBytes(4).toString('hex')}${extension}`);
+}
