@@ -48,6 +48,17 @@ export function parse<T extends Options>(args: readonly string[], options: T) {
   }
 }
 
+/**
+ * The one positional argument a command takes (`what` names it: "email address"); none, or more than one, is
+ * a usage error.
+ */
+export function oneArgument(positionals: readonly string[], what: string): string {
+  const [first, ...extra] = positionals;
+  if (first === undefined) throw new UsageError(`give the ${what}`);
+  if (extra.length > 0) throw new UsageError(`one ${what} only (unexpected "${extra[0]}")`);
+  return first;
+}
+
 export const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : typeof value === 'string' ? [value] : []);
 export const one = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 

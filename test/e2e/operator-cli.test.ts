@@ -73,7 +73,7 @@ describe('usage errors', () => {
   it('exit 2 with the message and the one relevant usage line', async () => {
     const missing = await cli(['users', 'add']);
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toBe('error: users add takes one email address\nUsage: projectx users add <email> [--name "<name>"] [--role <role>]...\n');
+    expect(missing.stderr).toBe('error: give the email address\nUsage: projectx users add <email> [--name "<name>"] [--role <role>]...\n');
 
     const badOption = await cli(['tasks', 'list', '--stat', 'open']);
     expect(badOption.code).toBe(2);

@@ -1,6 +1,6 @@
 /** `projectx controls …`: the controls evidence and tasks are linked to. */
 import { createControl, searchControls } from '../../domain/controls.ts';
-import { UsageError, must, one, parse } from '../args.ts';
+import { UsageError, must, one, oneArgument, parse } from '../args.ts';
 import { audit } from '../audit.ts';
 import { userByEmail } from '../context.ts';
 import { printList } from '../output.ts';
@@ -16,9 +16,8 @@ export const controlsVerb = defineVerb({
       summary: 'Ids look like AC-2 or ISO-A.5.1.',
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { title: { type: 'string' }, owner: { type: 'string' }, program: { type: 'string' } });
-        const id = positionals[0];
         const title = one(values.title);
-        if (!id || positionals.length > 1) throw new UsageError('controls add takes one control id');
+        const id = oneArgument(positionals, 'control id');
         if (!title) throw new UsageError('--title is required');
         const owner = values.owner ? await userByEmail(ctx, one(values.owner), '--owner') : undefined;
         const control = must(await createControl(ctx.db, { id, title, ownerId: owner?.id, programId: one(values.program) }));

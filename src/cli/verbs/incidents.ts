@@ -1,7 +1,7 @@
 /** `projectx incidents …`: incidents by hand (a system without a connector) and the list of what is known. */
 import { CLI_ACTOR } from '../../domain/actor.ts';
 import { listIncidents, upsertIncident } from '../../domain/incidents.ts';
-import { UsageError, limitOption, must, one, parse } from '../args.ts';
+import { UsageError, limitOption, must, one, oneArgument, parse } from '../args.ts';
 import { printList } from '../output.ts';
 import { defineVerb } from '../verb.ts';
 
@@ -15,10 +15,9 @@ export const incidentsVerb = defineVerb({
       summary: 'Adds or updates an incident; a P1 raises the same alerts and review task as one from a connector.',
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { priority: { type: 'string' }, description: { type: 'string' }, state: { type: 'string' }, source: { type: 'string' } });
-        const number = positionals[0];
         const description = one(values.description);
         const priority = one(values.priority);
-        if (!number || positionals.length > 1) throw new UsageError('incidents add takes one incident number');
+        const number = oneArgument(positionals, 'incident number');
         if (!priority || !/^[1-5]$/.test(priority)) throw new UsageError('--priority must be a whole number from 1 to 5');
         if (!description) throw new UsageError('--description is required');
         const source = one(values.source) ?? 'manual';

@@ -1,7 +1,7 @@
 /** `projectx routing …`: the rules that send domain events to channels, DMs and addresses. */
 import type { Surface, TargetKind } from '../../db/schema.ts';
 import { addRule, listRules, removeRule } from '../../domain/routing.ts';
-import { CommandFailed, UsageError, must, one, parse } from '../args.ts';
+import { CommandFailed, UsageError, must, one, oneArgument, parse } from '../args.ts';
 import { audit } from '../audit.ts';
 import { printList } from '../output.ts';
 import { defineVerb } from '../verb.ts';
@@ -68,8 +68,7 @@ export const routingVerb = defineVerb({
       usage: 'routing remove <id>',
       async run(ctx, args, io) {
         const { positionals } = parse(args, {});
-        const id = positionals[0];
-        if (!id || positionals.length > 1) throw new UsageError('routing remove takes one rule id');
+        const id = oneArgument(positionals, 'rule id');
         // Rule ids are uuids: anything else names no rule (and must not reach the database as one).
         if (!UUID.test(id) || !(await removeRule(ctx.db, id))) throw new CommandFailed(`no routing rule ${id} (projectx routing list)`);
         await audit(ctx, 'routing.remove', 'routing_rule', id, {});

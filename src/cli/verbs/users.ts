@@ -1,7 +1,7 @@
 /** `projectx users …`: ProjectX users, their roles, and the chat identities linked to them. Every change is audited. */
 import type { Role, Surface } from '../../db/schema.ts';
 import { ROLES, createUser, linkIdentity, listUsers, redeemLinkCode, setRoles } from '../../domain/users.ts';
-import { UsageError, must, one, parse, strings } from '../args.ts';
+import { UsageError, must, one, oneArgument, parse, strings } from '../args.ts';
 import { audit } from '../audit.ts';
 import { userByEmail } from '../context.ts';
 import { printList } from '../output.ts';
@@ -19,8 +19,7 @@ export const usersVerb = defineVerb({
       summary: `Roles: ${ROLES.join(', ')} (repeat --role, or give them comma-separated).`,
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { name: { type: 'string' }, role: { type: 'string', multiple: true } });
-        const email = positionals[0];
-        if (!email || positionals.length > 1) throw new UsageError('users add takes one email address');
+        const email = oneArgument(positionals, 'email address');
         const roles = strings(values.role).flatMap((role) => role.split(',')).map((role) => role.trim()) as Role[];
         const unknown = roles.filter((role) => !ROLES.includes(role));
         if (unknown.length > 0) throw new UsageError(`unknown role ${unknown.join(', ')} (roles: ${ROLES.join(', ')})`);

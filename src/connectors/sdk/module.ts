@@ -9,7 +9,8 @@ import { connectorPush, connectorPushSweep } from '../../jobs/connector-push.ts'
 import { connectorReconcile, connectorSync, installConnectorSchedules } from '../../jobs/connector-sync.ts';
 import { type Metrics, registerCollectedGauge, sharedRead } from '../../metrics.ts';
 import { defineModule } from '../../module.ts';
-import { connectorsVerb, pushesVerb, reconcileVerb, syncVerb } from './cli.ts';
+import { reconcileVerb, syncVerb } from './cli-runs.ts';
+import { connectorsVerb, pushesVerb } from './cli.ts';
 import { upstreamCounters } from './http-client.ts';
 import { ensureInstanceFromEnv } from './instances.ts';
 import { pendingPushes } from './push.ts';

@@ -4,7 +4,7 @@
  * processing failed for good), each fixable and replayable. Replays are audited under the operator.
  */
 import { readFile } from 'node:fs/promises';
-import { UsageError, fail, limitOption, must, one, parse, strings } from '../../cli/args.ts';
+import { UsageError, fail, limitOption, must, one, oneArgument, parse, strings } from '../../cli/args.ts';
 import { audit } from '../../cli/audit.ts';
 import { type OperatorContext, requireKeyring } from '../../cli/context.ts';
 import { printList } from '../../cli/output.ts';
@@ -28,8 +28,7 @@ export const partnersVerb: CliVerb = defineVerb({
       summary: 'Prints the partner\'s secret once. --email-sender: who may act for it by mail (partner+<key>@…).',
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { scheme: { type: 'string' }, 'mapping-file': { type: 'string' }, description: { type: 'string' }, 'email-sender': { type: 'string', multiple: true } });
-        const key = positionals[0];
-        if (!key || positionals.length > 1) throw new UsageError('partners add takes one partner key');
+        const key = oneArgument(positionals, 'partner key');
         const scheme = (one(values.scheme) ?? 'standard') as WebhookScheme;
         if (!SCHEMES.includes(scheme)) throw new UsageError(`--scheme must be one of ${SCHEMES.join(', ')}`);
         const mappingFile = one(values['mapping-file']);
@@ -70,8 +69,7 @@ export const partnersVerb: CliVerb = defineVerb({
       summary: 'A new secret, printed once; the old one stays valid for the overlap (default 24 h).',
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { 'overlap-hours': { type: 'string' } });
-        const key = positionals[0];
-        if (!key || positionals.length > 1) throw new UsageError('partners rotate-secret takes one partner key');
+        const key = oneArgument(positionals, 'partner key');
         if (key === GENERIC_PARTNER) fail('the generic partner\'s secret is GENERIC_WEBHOOK_SECRET: change it in the environment');
         const overlap = Number(one(values['overlap-hours']) ?? 24);
         if (!Number.isFinite(overlap) || overlap < 0 || overlap > 24 * 30) throw new UsageError('--overlap-hours must be a number of hours from 0 to 720');
@@ -88,8 +86,7 @@ export const partnersVerb: CliVerb = defineVerb({
       summary: 'Its URL answers 404 from then on.',
       async run(ctx, args, io) {
         const { positionals } = parse(args, {});
-        const key = positionals[0];
-        if (!key || positionals.length > 1) throw new UsageError('partners remove takes one partner key');
+        const key = oneArgument(positionals, 'partner key');
         if (!(await removePartner(ctx.db, key))) fail(`no partner ${key}`);
         await audit(ctx, 'webhook_partner.remove', 'webhook_partner', key, {});
         io.out(`partner ${key} removed; its URL now answers 404`);

@@ -3,7 +3,7 @@
  * (it is stored encrypted and never shown again; remove and add again to get a new one); every change is
  * audited under the operator, without the secret.
  */
-import { UsageError, fail, limitOption, must, one, parse, strings } from '../../../cli/args.ts';
+import { UsageError, fail, limitOption, must, one, oneArgument, parse, strings } from '../../../cli/args.ts';
 import { requireKeyring } from '../../../cli/context.ts';
 import { printList } from '../../../cli/output.ts';
 import { type CliVerb, defineVerb } from '../../../cli/verb.ts';
@@ -78,8 +78,7 @@ export const subscriptionsVerb: CliVerb = defineVerb({
       summary: 'Deletes it and its delivery log.',
       async run(ctx, args, io) {
         const { positionals } = parse(args, {});
-        const id = positionals[0];
-        if (!id || positionals.length > 1) throw new UsageError('subscriptions remove takes one subscription id');
+        const id = oneArgument(positionals, 'subscription id');
         const removed = await ctx.db.transaction().execute(async (trx) => {
           if (!(await removeSubscription(trx, id))) return false;
           await appendAudit(trx, { actor: CLI_ACTOR, action: 'webhook_subscription.remove', objectType: 'webhook_subscription', objectId: id, outcome: 'success', at: ctx.domain.clock.now() });
@@ -96,8 +95,7 @@ export const subscriptionsVerb: CliVerb = defineVerb({
       summary: 'After the endpoint answered 410 Gone (which disables it).',
       async run(ctx, args, io) {
         const { positionals } = parse(args, {});
-        const id = positionals[0];
-        if (!id || positionals.length > 1) throw new UsageError('subscriptions enable takes one subscription id');
+        const id = oneArgument(positionals, 'subscription id');
         const subscription = must(
           await ctx.db.transaction().execute(async (trx) => {
             const result = await enableSubscription(trx, id, ctx.domain.clock.now());
@@ -116,8 +114,7 @@ export const subscriptionsVerb: CliVerb = defineVerb({
       list: true,
       async run(ctx, args, io) {
         const { values, positionals } = parse(args, { limit: { type: 'string' } });
-        const id = positionals[0];
-        if (!id || positionals.length > 1) throw new UsageError('subscriptions deliveries takes one subscription id');
+        const id = oneArgument(positionals, 'subscription id');
         const limit = limitOption(values.limit, 20);
         const subscription = await getSubscription(ctx.db, id);
         if (!subscription) return fail(`no subscription ${id}`);
