@@ -2,7 +2,7 @@
  * The connector contract: what a connector declares (data) and implements (a few functions) so that the
  * framework can configure, schedule, sync, push to and watch it. A connector is one folder under
  * src/connectors/ with the same files (client, mapper, sync, push, webhook, index), listed in
- * src/connectors/registry.ts; nothing in the framework names a connector.
+ * src/modules.ts (its module.ts); nothing in the framework names a connector.
  *
  * @example
  * export const servicenow = defineConnector({
