@@ -38,8 +38,6 @@ export interface ServiceOptions {
   logger: Logger;
   secrets?: readonly string[];
   clock?: Clock;
-  /** Defaults to src/modules.ts. */
-  modules?: readonly ServiceModule[];
   /** Job definitions by name over the modules' (tests shorten polling); jobs no module lists run with the shared dependencies. */
   jobs?: readonly AnyJob[];
   /** Adds routes to the HTTP app of the web role (tests). */
@@ -63,7 +61,7 @@ export interface Service {
 
 export async function startService(options: ServiceOptions): Promise<Service> {
   const { config, role, logger } = options;
-  const modules = options.modules ?? serviceModules;
+  const modules = serviceModules;
   const clock = options.clock ?? systemClock;
   const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
   /** Runs every cleanup, newest first; false when one failed. */

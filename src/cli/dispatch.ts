@@ -9,7 +9,7 @@ import { type CliVerb, type Io, type VerbCommand, usageLine } from './verb.ts';
 
 export type Resolution = { kind: 'help'; text: string } | { kind: 'run'; command: VerbCommand; args: string[]; json: boolean };
 
-const HELP_FLAGS = new Set(['--help', '-h']);
+export const HELP_FLAGS: ReadonlySet<string> = new Set(['--help', '-h']);
 
 /** The command the words after the verb name: the longest matching name, else the verb's unnamed command. */
 export function findCommand(verb: CliVerb, args: readonly string[]): { command: VerbCommand; rest: string[] } | undefined {
@@ -48,7 +48,7 @@ export async function runResolved(ctx: OperatorContext, resolved: Extract<Resolu
   }
 }
 
-/** Resolves and runs in one step (tests, and verbs that call another): help is printed on `io.out`. */
+/** Resolves and runs in one step (in-process callers, tests): help is printed on `io.out`. */
 export async function runVerb(ctx: OperatorContext, verb: CliVerb, args: readonly string[], io: Omit<Io, 'json'>): Promise<number> {
   const resolved = resolve(verb, args);
   if (resolved.kind === 'help') {

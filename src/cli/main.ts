@@ -20,7 +20,7 @@ import { modules as serviceModules } from '../modules.ts';
 import { startService } from '../main.ts';
 import { CommandFailed, UsageError, parse } from './args.ts';
 import { openOperatorContext } from './context.ts';
-import { overview, resolve, runResolved } from './dispatch.ts';
+import { HELP_FLAGS, overview, resolve, runResolved, verbHelp } from './dispatch.ts';
 import type { CliVerb } from './verb.ts';
 
 /** The CLI's own commands (usage and one line each), listed before the modules' verbs. */
@@ -57,7 +57,7 @@ export async function run(argv: readonly string[], env: Record<string, string | 
     print(list);
     return 2;
   }
-  if (command === 'help' || command === '--help' || command === '-h') {
+  if (command === 'help' || HELP_FLAGS.has(command)) {
     const topic = rest[0];
     if (topic === undefined) {
       print(list);
@@ -71,7 +71,7 @@ export async function run(argv: readonly string[], env: Record<string, string | 
   const builtin = BUILTINS.find((candidate) => candidate.name === command);
   const verb = verbs.find((candidate) => candidate.name === command);
   if (!builtin && !verb) throw new CliError(`unknown command "${command}"\n\n${list}`);
-  if (builtin && rest.some((arg) => arg === '--help' || arg === '-h')) {
+  if (builtin && rest.some((arg) => HELP_FLAGS.has(arg))) {
     print(helpFor(builtin.name, verbs)!);
     return 0;
   }
@@ -123,9 +123,7 @@ function helpFor(topic: string, verbs: readonly CliVerb[]): string | undefined {
   const builtin = BUILTINS.find((candidate) => candidate.name === topic);
   if (builtin) return `projectx ${builtin.name}: ${builtin.summary}\n\nUsage: projectx ${builtin.usage}`;
   const verb = verbs.find((candidate) => candidate.name === topic);
-  if (!verb) return undefined;
-  const resolved = resolve(verb, []);
-  return resolved.kind === 'help' ? resolved.text : undefined;
+  return verb ? verbHelp(verb) : undefined;
 }
 
 function resolveOrExplain(verb: CliVerb, args: readonly string[]) {
