@@ -128,6 +128,28 @@ describe('fake ServiceNow: Table API shapes', () => {
       expect(plain.rows).toEqual([{ caller_id: '46c6f9efa9fe198101ddf5eed9adf6e7', assigned_to: '' }]);
     }));
 
+  it('referenceShape answers references as objects whatever sysparm_exclude_reference_link says', () =>
+    withFake({ referenceShape: 'link' }, async (sn) => {
+      const group = sn.insert('sys_user_group', { name: 'Service Desk' });
+      sn.insert('incident', incidentFields({ assigned_to: '', assignment_group: fieldValue(group.sys_id) }, sn.url));
+      const asked = { sysparm_fields: 'caller_id,assignment_group,assigned_to', sysparm_exclude_reference_link: 'true', sysparm_display_value: 'false' };
+      const linked = await list(sn, 'incident', asked);
+      expect(linked.rows).toEqual([
+        {
+          caller_id: { link: `${sn.url}/api/now/table/sys_user/46c6f9efa9fe198101ddf5eed9adf6e7`, value: '46c6f9efa9fe198101ddf5eed9adf6e7' },
+          assignment_group: { link: `${sn.url}/api/now/table/sys_user_group/${fieldValue(group.sys_id)}`, value: fieldValue(group.sys_id) },
+          assigned_to: '',
+        },
+      ]);
+      sn.setReferenceShape('display');
+      const displayed = await list(sn, 'incident', asked);
+      expect(displayed.rows[0]!.assignment_group).toEqual({ display_value: 'Service Desk', link: `${sn.url}/api/now/table/sys_user_group/${fieldValue(group.sys_id)}`, value: fieldValue(group.sys_id) });
+      // A referenced record the fake does not have: its sys_id stands in for the display value.
+      expect(displayed.rows[0]!.caller_id).toMatchObject({ display_value: '46c6f9efa9fe198101ddf5eed9adf6e7', value: '46c6f9efa9fe198101ddf5eed9adf6e7' });
+      sn.setReferenceShape('as-requested');
+      expect((await list(sn, 'incident', asked)).rows[0]!.caller_id).toBe('46c6f9efa9fe198101ddf5eed9adf6e7');
+    }));
+
   it('404 for an unknown sys_id, 400 for an unknown table, in ServiceNow\'s error shape', () =>
     withFake({}, async (sn) => {
       const missing = await call(sn, '/api/now/table/incident/0123456789abcdef0123456789abcdef');

@@ -15,6 +15,7 @@ import type { OperatorContext } from '../../cli/context.ts';
 import { printList } from '../../cli/output.ts';
 import { type CliVerb, type VerbCommand, defineVerb } from '../../cli/verb.ts';
 import { type ReviewArea, awaitingReview, isAwaitingReview } from '../../db/inbound-review.ts';
+import { emailRows, messageBody } from './messages.ts';
 import { EMAIL_SOURCE, emailProcess } from './process.ts';
 
 /** The same three commands over messages waiting in quarantine or failed for good. */
@@ -106,9 +107,14 @@ export const emailVerb: CliVerb = defineVerb({
   commands: [...reviewCommands('quarantine'), ...reviewCommands('dead')],
 });
 
+/** One recipient's row, with the message (shared by every recipient it was sent to). */
 async function find(ctx: OperatorContext, id: string | undefined, area: ReviewArea) {
   if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError('give the message id (a UUID, from the list)');
-  const row = await ctx.db.selectFrom('inbound_events').selectAll().where('id', '=', id).where('source', '=', EMAIL_SOURCE).executeTakeFirst();
+  const row = await emailRows(ctx.db)
+    .select(['e.id', 'e.delivery_id', 'e.status', 'e.received_at', 'e.headers', 'e.error', 'e.result', messageBody])
+    .where('e.id', '=', id)
+    .where('e.source', '=', EMAIL_SOURCE)
+    .executeTakeFirst();
   if (!row) return fail(`no email message ${id}`);
   if (!isAwaitingReview(row, area, ctx.domain.clock.now())) fail(`message ${id} is ${row.status}, not ${area === 'quarantine' ? 'quarantined' : 'failed'}`);
   return row;

@@ -1,9 +1,9 @@
 /**
  * The inbound SMTP listener (web role, when `SMTP_INBOUND_PORT` is set): the organisation's MTA relays mail for
- * `evidence+…@` and `partner+…@` here. Nothing accepted is lost: each message is stored in `inbound_events`
- * (source `email`, one row per recipient, the raw message as the body) together with its `email.process` job in
- * one transaction, and only then is DATA answered 250. When it cannot be stored the answer is 451, and the MTA
- * keeps the message and tries again.
+ * `evidence+…@` and `partner+…@` here. Nothing accepted is lost: each message is stored (messages.ts: the raw
+ * message once, however many of our addresses it is for, and one `inbound_events` row per recipient, source
+ * `email`, referring to it) together with each recipient's `email.process` job in one transaction, and only then
+ * is DATA answered 250. When it cannot be stored the answer is 451, and the MTA keeps the message and tries again.
  *
  * Trust boundary: the listener sits behind the MTA on a private address (default 127.0.0.1) and offers neither
  * STARTTLS nor AUTH. TLS from the internet, SPF, DKIM and DMARC are the MTA's job, and it must relay only mail
@@ -19,7 +19,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { sql } from 'kysely';
 import { Counter } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Clock } from '../../clock.ts';
@@ -28,6 +27,7 @@ import type { JobRuntime } from '../../jobs/runtime.ts';
 import { type Logger, runWithContext } from '../../logger.ts';
 import type { Metrics } from '../../metrics.ts';
 import { parseMailbox } from './addresses.ts';
+import { emailRows, messageSha256, storeMessageBody } from './messages.ts';
 import { EMAIL_SOURCE, emailProcess } from './process.ts';
 
 /** The largest message accepted: evidence files are 10 MB each, and base64 makes a message a third larger. */
@@ -84,7 +84,7 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
   const maxBytes = options.maxBytes ?? MAX_MESSAGE_BYTES;
   const messages = new Counter({
     name: 'email_inbound_total',
-    help: 'Inbound email by outcome: accepted (stored, one per recipient), duplicate, refused_client, too_large, error (answered 451)',
+    help: 'Inbound email by outcome: accepted (one per recipient; the message itself is stored once), duplicate, refused_client, too_large, error (answered 451)',
     labelNames: ['outcome'],
     registers: [options.metrics.registry],
   });
@@ -121,13 +121,14 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
     }
   }
 
-  /** One transaction: a row per recipient (repeats recognised) and the processing job of each new one. */
+  /** One transaction: the message once, a row per recipient referring to it (repeats recognised) and the processing job of each new one. */
   async function record(raw: Buffer, session: SMTPServerSession, correlationId: string) {
     const sha256 = createHash('sha256').update(raw).digest('hex');
     const messageId = messageIdOf(raw);
     const envelopeFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const now = clock.now();
     return db.transaction().execute(async (trx) => {
+      await storeMessageBody(trx, { sha256, raw, now });
       const accepted: string[] = [];
       const repeated: string[] = [];
       let duplicates = 0;
@@ -144,7 +145,9 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           source: EMAIL_SOURCE,
           kind: parseMailbox(recipient)?.kind ?? 'unmapped',
           headers: JSON.stringify(headers),
-          body: raw,
+          // The message is in inbound_bodies, once for every recipient.
+          body: Buffer.alloc(0),
+          body_sha256: sha256,
           correlation_id: correlationId,
           received_at: now,
         };
@@ -160,11 +163,10 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
           accepted.push(inserted.id);
           continue;
         }
-        const earlier = await trx
-          .selectFrom('inbound_events')
-          .select(['id', sql<string>`encode(sha256(body), 'hex')`.as('sha256')])
-          .where('source', '=', EMAIL_SOURCE)
-          .where('delivery_id', '=', deliveryId)
+        const earlier = await emailRows(trx)
+          .select(['e.id', messageSha256])
+          .where('e.source', '=', EMAIL_SOURCE)
+          .where('e.delivery_id', '=', deliveryId)
           .executeTakeFirstOrThrow();
         if (earlier.sha256 === sha256) {
           duplicates++;

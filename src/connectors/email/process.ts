@@ -1,6 +1,7 @@
 /**
- * Processing a message the SMTP listener accepted (`email.process`): re-read it from `inbound_events`, parse it
- * (mailparser) and hand it to the adapter its recipient names (addresses.ts):
+ * Processing a message the SMTP listener accepted, for one of its recipients (`email.process`): re-read the
+ * recipient's `inbound_events` row and the message it refers to (messages.ts), parse it (mailparser) and hand it
+ * to the adapter the recipient names (addresses.ts):
  *
  * - evidence (`evidence+AC-2@…`, `evidence+T-42@…`): each attachment through `ingestEvidence` (type by content,
  *   10 MB each, hashed, stored, linked), as the ProjectX user whose address is the message's From, checked
@@ -31,6 +32,7 @@ import { interpret } from '../webhook-bridge/mapping.ts';
 import { loadPartnerMapping, mayMailAs } from '../webhook-bridge/partners.ts';
 import { SOURCE_PREFIX, quarantineError, webhookProcess } from '../webhook-bridge/process.ts';
 import { type Mailbox, parseMailbox } from './addresses.ts';
+import { emailRows, messageBody } from './messages.ts';
 
 /** `inbound_events.source` of accepted mail. */
 export const EMAIL_SOURCE = 'email';
@@ -58,11 +60,10 @@ export const emailProcess = defineJob({
   // Two at a time: each may hold a 25 MB message, parsed in memory.
   policy: { retryLimit: RETRY_LIMIT, batchSize: 2 },
   handler: async ({ inboundId }, { deps, job, logger }: JobContext<JobDeps>) => {
-    const row = await deps.db
-      .selectFrom('inbound_events')
-      .select(['id', 'delivery_id', 'status', 'headers', 'body', 'correlation_id'])
-      .where('id', '=', inboundId)
-      .where('source', '=', EMAIL_SOURCE)
+    const row = await emailRows(deps.db)
+      .select(['e.id', 'e.delivery_id', 'e.status', 'e.headers', messageBody, 'e.correlation_id'])
+      .where('e.id', '=', inboundId)
+      .where('e.source', '=', EMAIL_SOURCE)
       .executeTakeFirst();
     if (!row || row.status !== 'received') return { skipped: row?.status ?? 'missing' };
     let outcome: Outcome;

@@ -106,7 +106,7 @@ export async function drainPushes<Settings, Client>(input: DrainInput<Settings, 
     const failure = result.failure;
     const attempts = row.attempts + 1;
     // Refused credentials count toward the on-call page like a pull's (the circuit handles the waiting).
-    if (isAuthFailure(failure)) await noteAuthFailure({ runtime, connector, instance }, failure.code);
+    if (isAuthFailure(failure)) await noteAuthFailure({ runtime, connector, instance }, failure);
     const lastError = JSON.stringify({ code: failure.code, ...('status' in failure && failure.status !== undefined ? { status: failure.status } : {}) });
     const permanent = failure.kind === 'http' && failure.status >= 400 && failure.status < 500 && failure.status !== 401 && failure.status !== 408;
     if (permanent) {

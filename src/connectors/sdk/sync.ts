@@ -212,7 +212,7 @@ async function failed<Settings, Client>(input: RunSyncInput<Settings, Client>, m
   }
   await input.breaker.failed(failure.code);
   const authFailure = isAuthFailure(failure);
-  if (authFailure) await noteAuthFailure(input, failure.code);
+  if (authFailure) await noteAuthFailure(input, failure);
   if (!input.finalAttempt) {
     // The queue retries with backoff; the run stays open and resumes from its checkpoint.
     await defer(input, counts, started, { code: failure.code, retryAt: input.runtime.clock.now() });

@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import type { ConnectorInstance, ConnectorRuntime } from '../sdk/contract.ts';
 import type { Keyring } from '../sdk/crypto.ts';
-import { type AuthProvider, AuthUnavailable, type HttpClient, type UpstreamResult, createHttpClient } from '../sdk/http-client.ts';
+import { type AuthProvider, AuthUnavailable, type HttpClient, type UpstreamFailure, type UpstreamResult, createHttpClient } from '../sdk/http-client.ts';
 import { basicAuth, createTokenSource } from '../sdk/oauth.ts';
 
 export const serviceNowSettings = z.object({
@@ -68,7 +68,7 @@ export function createServiceNowClient(instance: ConnectorInstance<ServiceNowSet
           anonymous: true,
           idempotent: true,
         });
-        if (!answer.ok) throw new AuthUnavailable(answer.failure.kind === 'http' && answer.failure.status === 401 ? 'oauth_client_refused' : 'token_endpoint_unavailable', 'ServiceNow did not issue an access token', answer.failure);
+        if (!answer.ok) throw new AuthUnavailable(refusedByTokenEndpoint(answer.failure) ? 'oauth_client_refused' : 'token_endpoint_unavailable', 'ServiceNow did not issue an access token', answer.failure);
         const token = tokenAnswer.safeParse(answer.value.body);
         if (!token.success) throw new AuthUnavailable('invalid_token_response', 'ServiceNow answered the token request without a usable token');
         return { accessToken: token.data.access_token, expiresInSeconds: token.data.expires_in };
@@ -89,6 +89,15 @@ export function createServiceNowClient(instance: ConnectorInstance<ServiceNowSet
       await Promise.all([http.close(), tokenHttp.close()]);
     },
   };
+}
+
+/**
+ * The token endpoint said no to our client: 401 (ServiceNow's answer to a wrong client id or secret), or 400 and
+ * 403 (RFC 6749 §5.2: `invalid_client`, `invalid_grant`, `unauthorized_client`). Anything else (no answer, a
+ * timeout, 5xx, a 404 where the endpoint should be) means it could not be reached or is not working.
+ */
+function refusedByTokenEndpoint(failure: UpstreamFailure): boolean {
+  return failure.kind === 'http' && (failure.status === 400 || failure.status === 401 || failure.status === 403);
 }
 
 /** OAuth, and basic auth when the token endpoint refuses our client (the runbook's fallback). */

@@ -1,6 +1,12 @@
 /**
- * ServiceNow records as we read them (Table API, `sysparm_exclude_reference_link=true`: every value a string)
- * and what they become here. Shapes from the Table API examples in ../shared/fixtures (servicenow_table_*).
+ * ServiceNow records as we read them (Table API) and what they become here. Shapes from the Table API examples
+ * in ../shared/fixtures (servicenow_table_*).
+ *
+ * We ask for every value as a string (`sysparm_exclude_reference_link=true`, `sysparm_display_value=false`), but
+ * a reference field may still arrive as an object, depending on the query options and the instance: `{ link,
+ * value }` (the fixtures' shape, without the exclude option) or `{ display_value, link, value }`
+ * (sysparm_display_value=all). Either way a reference is its sys_id here, so the content hash of a record does
+ * not depend on how it was sent.
  */
 import { z } from 'zod';
 
@@ -9,6 +15,11 @@ export const GLIDE_DATE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
 const sysId = z.string().regex(/^[0-9a-f]{32}$/, 'must be a 32-character sys_id');
 const glideTime = z.string().regex(GLIDE_DATE_TIME, 'must be a date-time like 2026-01-31 23:59:59');
 const optionalText = z.string().optional().default('');
+/** A reference field: the sys_id as a string, or an object carrying it as `value` (its link and display value dropped). */
+const reference = z
+  .union([z.string(), z.object({ value: z.string(), link: z.string().optional(), display_value: z.string().nullable().optional() }).transform((ref) => ref.value)], { message: 'must be a sys_id or a reference object with a value' })
+  .optional()
+  .default('');
 
 export const INCIDENT_FIELDS = ['sys_id', 'number', 'short_description', 'priority', 'state', 'impact', 'urgency', 'active', 'assignment_group', 'assigned_to', 'correlation_id', 'sys_updated_on'] as const;
 
@@ -21,8 +32,8 @@ export const incidentRecord = z.object({
   impact: optionalText,
   urgency: optionalText,
   active: optionalText,
-  assignment_group: optionalText,
-  assigned_to: optionalText,
+  assignment_group: reference,
+  assigned_to: reference,
   correlation_id: optionalText,
   sys_updated_on: glideTime,
 });
@@ -40,7 +51,7 @@ export const changeRequestRecord = z.object({
   priority: optionalText,
   start_date: optionalText,
   end_date: optionalText,
-  assignment_group: optionalText,
+  assignment_group: reference,
   correlation_id: optionalText,
   sys_updated_on: glideTime,
 });

@@ -1,7 +1,9 @@
 /**
  * The webhook bridge as a module: partner webhooks in (`POST /api/integration/webhook/:key`, web role; their
  * processing and security alerts as jobs), event subscriptions out (the delivery job, with one SSRF-guarded
- * agent per worker), the operator verbs over partners, deliveries and subscriptions, and their secrets.
+ * agent per worker), the operator verbs over partners, deliveries and subscriptions, and their secrets (partner
+ * secrets, subscription signing secrets and subscription URLs). At start, with a key, it encrypts subscription
+ * URLs still stored in plaintext (written before URLs were encrypted).
  */
 import { defineModule } from '../../module.ts';
 import { webhookSecurityAlert } from './alerts.ts';
@@ -10,7 +12,7 @@ import { WEBHOOK_PATH, createWebhookReceiver } from './inbound.ts';
 import { subscriptionsVerb } from './outbound/cli.ts';
 import { deliverWebhook } from './outbound/deliver.ts';
 import { createOutboundTransport } from './outbound/destination.ts';
-import { subscriptionSecretAad } from './outbound/subscriptions.ts';
+import { protectStoredUrls, subscriptionSecretAad, subscriptionUrlAad } from './outbound/subscriptions.ts';
 import { createPartnerDirectory, partnerSecretAad } from './partners.ts';
 import { webhookProcess } from './process.ts';
 
@@ -44,8 +46,18 @@ export const webhookBridgeModule = defineModule({
         }
       },
     },
+    {
+      title: 'subscription URLs',
+      async rotate(trx, { again }) {
+        for (const row of await trx.selectFrom('webhook_subscriptions').select(['id', 'url_encrypted']).where('url_encrypted', 'is not', null).forUpdate().execute()) {
+          const rotated = again('webhook_subscription_url', row.id, row.url_encrypted, subscriptionUrlAad(row.id));
+          if (rotated) await trx.updateTable('webhook_subscriptions').set({ url_encrypted: JSON.stringify(rotated) }).where('id', '=', row.id).execute();
+        }
+      },
+    },
   ],
   async start(ctx) {
+    await protectStoredUrls(ctx.db, ctx.keyring, ctx.logger);
     const transport = ctx.worker ? createOutboundTransport({ allowedNetworks: ctx.config.OUTBOUND_WEBHOOK_ALLOWED_NETWORKS ?? [] }) : undefined;
     if (!ctx.web) return { jobDeps: { outboundTransport: transport }, stop: async () => transport?.close() };
     const partners = await createPartnerDirectory({ db: ctx.db, keyring: ctx.keyring, config: ctx.config, connectionString: ctx.connectionString, logger: ctx.logger, metrics: ctx.metrics });

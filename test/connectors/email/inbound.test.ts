@@ -8,6 +8,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import { createTransport } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +21,8 @@ import { startSmtpListener } from '../../../src/connectors/email/listener.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { addPartner } from '../../../src/connectors/webhook-bridge/partners.ts';
 import { type Db, createDatabase } from '../../../src/db/database.ts';
+import { migrateToLatest } from '../../../src/db/migrate.ts';
+import { migrations } from '../../../src/db/migrations/index.ts';
 import { createControl } from '../../../src/domain/controls.ts';
 import { createUser } from '../../../src/domain/users.ts';
 import { type Service, startService } from '../../../src/main.ts';
@@ -76,6 +80,8 @@ describe('email in', () => {
   const relay = (raw: Buffer, from: string, to: string) => mta().sendMail({ envelope: { from, to: [to] }, raw });
   const queuedId = (response: string) => /queued as ([0-9a-f-]{36})/.exec(response)?.[1] ?? '';
   const message = (id: string) => tdb.db.selectFrom('inbound_events').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  /** The raw message a recipient's row refers to (stored once for all its recipients). */
+  const bodyOf = async (id: string) => (await tdb.db.selectFrom('inbound_events as e').innerJoin('inbound_bodies as b', 'b.sha256', 'e.body_sha256').select('b.body').where('e.id', '=', id).executeTakeFirstOrThrow()).body;
   const settled = async (id: string) => {
     await expect.poll(async () => (await message(id)).status, { timeout: 15_000 }).not.toBe('received');
     return message(id);
@@ -111,7 +117,7 @@ describe('email in', () => {
     ]);
     const row = await settled(queuedId(sent.response));
     expect(row).toMatchObject({ source: 'email', kind: 'evidence', status: 'processed', error: null, headers: { 'envelope-from': 'cora@example.test', 'envelope-to': `evidence+ac-2@${DOMAIN}`, 'remote-address': '127.0.0.1' } });
-    expect(row.body.equals(raw)).toBe(true);
+    expect((await bodyOf(row.id)).equals(raw)).toBe(true);
     expect(row.result).toMatchObject({ from: 'cora@example.test', evidence: [{ name: 'access-review.pdf', sha256: sha256(PDF), links: ['control:AC-2'] }, { name: 'group.png', sha256: sha256(PNG), links: ['control:AC-2'] }] });
     const audited = await tdb.db.selectFrom('audit_log').select(['actor', 'outcome']).where('action', '=', 'evidence.record').where('object_id', 'in', [sha256(PDF), sha256(PNG)]).execute();
     expect(audited).toEqual([
@@ -131,7 +137,58 @@ describe('email in', () => {
     const third = await relay(other, 'cora@example.test', `evidence+AC-2@${DOMAIN}`);
     const kept = await message(queuedId(third.response));
     expect(kept).toMatchObject({ status: 'quarantined', error: { code: 'duplicate_message_id' } });
-    expect(kept.body.equals(other)).toBe(true);
+    expect((await bodyOf(kept.id)).equals(other)).toBe(true);
+  });
+
+  it('stores a message sent to several of our addresses once, and processes it for each address on its own', async () => {
+    await createControl(tdb.db, { id: 'AC-3', title: 'Account review' });
+    const raw = await compose({
+      from: 'Cora Contributor <cora@example.test>',
+      to: [`evidence+AC-2@${DOMAIN}`, `evidence+AC-3@${DOMAIN}`, `nobody@${DOMAIN}`],
+      subject: 'one message, three of our addresses',
+      messageId: `<many.${randomBytes(4).toString('hex')}@example.test>`,
+      attachments: [{ filename: 'shared-evidence.csv', content: `user,access\nshared,${randomBytes(4).toString('hex')}\n`, contentType: 'text/csv' }],
+    });
+    const recipients = [`evidence+AC-2@${DOMAIN}`, `evidence+AC-3@${DOMAIN}`, `nobody@${DOMAIN}`];
+    const send = () => mta().sendMail({ envelope: { from: 'cora@example.test', to: recipients }, raw });
+    const sent = await send();
+    const ids = /queued as (.*)$/.exec(sent.response)![1]!.split(', ');
+    expect(ids).toHaveLength(3);
+    const rows = await Promise.all(ids.map(settled));
+    expect(rows.map((row) => [row.headers['envelope-to'], row.status])).toEqual([
+      [`evidence+ac-2@${DOMAIN}`, 'processed'],
+      [`evidence+ac-3@${DOMAIN}`, 'processed'],
+      [`nobody@${DOMAIN}`, 'quarantined'],
+    ]);
+    expect((await evidenceOf('AC-3')).map((row) => row.original_name)).toEqual(['shared-evidence.csv']);
+    expect((await evidenceOf('AC-2')).map((row) => row.original_name)).toContain('shared-evidence.csv');
+
+    // The message is stored once, whatever the number of recipients; each row refers to it.
+    const stored = await tdb.db.selectFrom('inbound_bodies').select(['sha256', (eb) => eb.fn('octet_length', [eb.ref('body')]).as('bytes')]).where('sha256', '=', sha256(raw)).execute();
+    expect(stored).toEqual([{ sha256: sha256(raw), bytes: raw.length }]);
+    const own = await tdb.db.selectFrom('inbound_events').select(['body_sha256', (eb) => eb.fn('octet_length', [eb.ref('body')]).as('bytes')]).where('id', 'in', ids).execute();
+    expect(own).toEqual(ids.map(() => ({ body_sha256: sha256(raw), bytes: 0 })));
+
+    // The MTA sends it again: still one row per recipient and one body.
+    expect((await send()).response).toBe(sent.response);
+    expect(await tdb.db.selectFrom('inbound_events').select('id').where('body_sha256', '=', sha256(raw)).execute()).toHaveLength(3);
+    expect(await tdb.db.selectFrom('inbound_bodies').select('sha256').where('sha256', '=', sha256(raw)).execute()).toHaveLength(1);
+
+    // The operator sees and replays the one recipient that waits, with the message read back.
+    const listed = await runOperator(ctx, emailVerb, ['quarantine', 'list']);
+    expect(listed.out.filter((line) => line.startsWith(ids[2]!))).toEqual([expect.stringContaining(`to nobody@${DOMAIN}  unmapped_recipient:`)]);
+    const shown = JSON.parse((await runOperator(ctx, emailVerb, ['quarantine', 'show', ids[2]!])).out.join('\n')) as { message: Record<string, unknown> };
+    expect(shown.message).toMatchObject({ subject: 'one message, three of our addresses', attachments: [{ name: 'shared-evidence.csv', type: 'text/csv' }] });
+    expect((await runOperator(ctx, emailVerb, ['quarantine', 'replay', ids[2]!])).code).toBe(0);
+    await expect.poll(async () => (await message(ids[2]!)).processed_at, { timeout: 15_000 }).not.toBeNull();
+    expect(await message(ids[2]!)).toMatchObject({ status: 'quarantined', error: { code: 'unmapped_recipient' } });
+    expect((await message(ids[0]!)).status).toBe('processed');
+
+    // Deleting the rows (as pruning processed ones does) frees the body with the last of them.
+    await tdb.db.deleteFrom('inbound_events').where('id', 'in', ids.slice(0, 2)).execute();
+    expect(await tdb.db.selectFrom('inbound_bodies').select('sha256').where('sha256', '=', sha256(raw)).execute()).toHaveLength(1);
+    await tdb.db.deleteFrom('inbound_events').where('id', '=', ids[2]!).execute();
+    expect(await tdb.db.selectFrom('inbound_bodies').select('sha256').where('sha256', '=', sha256(raw)).execute()).toHaveLength(0);
   });
 
   it('keeps mail to an address that maps to nothing in quarantine, not bounced and not dropped', async () => {
@@ -183,7 +240,7 @@ describe('email in', () => {
       const sent = await relay(test.raw, test.from, test.to);
       const row = await settled(queuedId(sent.response));
       expect(row, test.code).toMatchObject({ status: 'quarantined', error: { code: test.code, message: expect.any(String) } });
-      expect(row.body.equals(test.raw), test.code).toBe(true);
+      expect((await bodyOf(row.id)).equals(test.raw), test.code).toBe(true);
     }
     expect((await message(queuedId((await relay(cases[0]!.raw, cases[0]!.from, cases[0]!.to)).response))).error).toEqual({ code: 'unknown_sender', message: 'no active ProjectX user has the email address mallory@example.test' });
 
@@ -237,5 +294,36 @@ describe('email in', () => {
     // Two From lines: mailparser would keep the last (a user), while the MTA's DMARC checked the first.
     const twoFroms = Buffer.from(`From: mallory@evil.example\r\nFrom: cora@example.test\r\nTo: evidence+AC-2@${DOMAIN}\r\nSubject: two senders\r\nMessage-ID: <two-froms-${randomBytes(4).toString('hex')}@evil.example>\r\n\r\nhello\r\n`);
     expect(await settled(queuedId((await relay(twoFroms, 'mallory@evil.example', `evidence+AC-2@${DOMAIN}`)).response))).toMatchObject({ status: 'quarantined', error: { code: 'ambiguous_sender' } });
+  });
+});
+
+describe('email stored before messages were shared (migration 20261207_1000)', () => {
+  const MIGRATION = '20261207_1000_subscription_urls_email_bodies';
+  let empty: TestDatabase;
+  beforeAll(async () => {
+    empty = await createTestDatabase({ empty: true });
+  });
+  afterAll(() => empty?.drop());
+
+  it('moves each stored message into one shared body, which the rows then refer to', async () => {
+    const names = Object.keys(migrations).sort();
+    const before = await new Migrator({ db: empty.db, provider: { getMigrations: () => Promise.resolve(migrations) } }).migrateTo(names[names.indexOf(MIGRATION) - 1]!);
+    expect(before.error).toBeUndefined();
+    const raw = Buffer.from(`From: cora@example.test\r\nTo: evidence+AC-2@${DOMAIN}, evidence+AC-3@${DOMAIN}\r\nSubject: before\r\nMessage-ID: <before.1@example.test>\r\n\r\nhello\r\n`);
+    // As the listener wrote it before: the whole message in each recipient's row.
+    for (const to of [`evidence+ac-2@${DOMAIN}`, `evidence+ac-3@${DOMAIN}`]) {
+      await sql`insert into inbound_events (source, delivery_id, kind, status, headers, body) values ('email', ${`${to}:<before.1@example.test>`}, 'evidence', 'quarantined', ${JSON.stringify({ 'envelope-to': to })}::jsonb, ${raw})`.execute(empty.db);
+    }
+    await sql`insert into inbound_events (source, delivery_id, kind, body) values ('webhook:acme', 'msg_1', 'task.create', ${Buffer.from('{}')})`.execute(empty.db);
+
+    await migrateToLatest(empty.db);
+    const rows = await empty.db.selectFrom('inbound_events').select(['source', 'body_sha256', (eb) => eb.fn('octet_length', [eb.ref('body')]).as('bytes')]).orderBy('source').execute();
+    expect(rows).toEqual([
+      { source: 'email', body_sha256: sha256(raw), bytes: 0 },
+      { source: 'email', body_sha256: sha256(raw), bytes: 0 },
+      { source: 'webhook:acme', body_sha256: null, bytes: 2 },
+    ]);
+    const bodies = await empty.db.selectFrom('inbound_bodies').selectAll().execute();
+    expect(bodies.map((body) => [body.sha256, body.body.equals(raw)])).toEqual([[sha256(raw), true]]);
   });
 });

@@ -1,8 +1,10 @@
 /**
- * `projectx sync servicenow` and `projectx credentials rotate-key`, run as the real binary against a real
- * database and the fake ServiceNow.
+ * `projectx sync servicenow` and `projectx credentials rotate-key` (ServiceNow's credentials and token, and a
+ * webhook subscription's secret and URL), run as the real binary against a real database and the fake ServiceNow.
  */
 import { randomBytes } from 'node:crypto';
+import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
+import { addSubscription, subscriptionUrl } from '../../../src/connectors/webhook-bridge/outbound/subscriptions.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeServiceNow, changeRequestFields, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
 import { killAll, spawnCli } from '../../support/cli.ts';
@@ -12,6 +14,7 @@ let tdb: TestDatabase;
 let sn: FakeServiceNow;
 const K1 = `k1:${randomBytes(32).toString('base64')}`;
 const K2 = `k2:${randomBytes(32).toString('base64')}`;
+const keyringOf = (entry: string) => new Keyring([{ id: entry.split(':')[0]!, key: Buffer.from(entry.slice(entry.indexOf(':') + 1), 'base64') }]);
 const at = (seconds: number) => new Date(Date.parse('2026-11-01T00:00:00Z') + seconds * 1000);
 
 beforeAll(async () => {
@@ -79,13 +82,21 @@ describe('projectx sync', () => {
 describe('projectx credentials rotate-key', () => {
   it('re-encrypts every stored secret under the new key, after which the old key can go', async () => {
     await cli(['sync', 'servicenow', '--wait', '--model', 'incident']); // the instance, and a token, exist
+    // A subscription: its signing secret and its URL (which holds the receiver's token) are encrypted too.
+    const hook = `https://hooks.example.com/services/${randomBytes(8).toString('hex')}`;
+    const added = await addSubscription(tdb.db, keyringOf(K1), { url: hook, eventTypes: ['task.*'] }, new Date());
+    if (!added.ok) throw new Error(added.refusal.message);
+    const subscription = added.value.subscription.id;
     const rotated = await cli(['credentials', 'rotate-key'], `${K2},${K1}`);
     expect(rotated.err).toBe('');
     expect(rotated.code).toBe(0);
     // Not at a terminal: the result as JSON.
-    expect(JSON.parse(rotated.out)).toEqual({ keyId: 'k2', reencrypted: 2, byKind: { integration_credential: 1, integration_token: 1 }, alreadyCurrent: 0 });
+    expect(JSON.parse(rotated.out)).toEqual({ keyId: 'k2', reencrypted: 4, byKind: { integration_credential: 1, integration_token: 1, webhook_subscription_secret: 1, webhook_subscription_url: 1 }, alreadyCurrent: 0 });
     const stored = await tdb.db.selectFrom('integration_configs').select('credentials').where('type', '=', 'servicenow').executeTakeFirstOrThrow();
     expect((stored.credentials as Record<string, { kid: string }>).client_secret!.kid).toBe('k2');
+    const row = await tdb.db.selectFrom('webhook_subscriptions').select(['id', 'url', 'url_encrypted']).where('id', '=', subscription).executeTakeFirstOrThrow();
+    expect((row.url_encrypted as { kid: string }).kid).toBe('k2');
+    expect(subscriptionUrl(keyringOf(K2), row)).toBe(hook);
     const audit = await tdb.db.selectFrom('integration_credentials_audit').select(['action', 'key_id']).where('action', 'like', '%rotate_key').execute();
     expect(audit).toEqual(expect.arrayContaining([{ action: 'credentials.rotate_key', key_id: 'k2' }, { action: 'keyring.rotate_key', key_id: 'k2' }]));
 
@@ -93,7 +104,7 @@ describe('projectx credentials rotate-key', () => {
     const after = await cli(['sync', 'servicenow', '--wait', '--model', 'incident'], K2);
     expect(after.code).toBe(0);
     expect(after.json[0]).toMatchObject({ status: 'succeeded' });
-    expect(JSON.parse((await cli(['credentials', 'rotate-key'], K2)).out)).toEqual({ keyId: 'k2', reencrypted: 0, byKind: {}, alreadyCurrent: 2 });
+    expect(JSON.parse((await cli(['credentials', 'rotate-key'], K2)).out)).toEqual({ keyId: 'k2', reencrypted: 0, byKind: {}, alreadyCurrent: 4 });
   });
 
   it('changes nothing when a secret cannot be read with the loaded keys', async () => {

@@ -243,7 +243,7 @@ describe('ServiceNow writes', () => {
       fx.clock.advance(10 * 60_000);
     }
     expect(await alerts()).toHaveLength(before + 1);
-    expect((await alerts()).at(-1)!.data.payload.summary).toContain('refused our credentials twice in a row (oauth_client_refused)');
+    expect((await alerts()).at(-1)!.data.payload.summary).toContain('refused our credentials twice in a row: its token endpoint answered HTTP 401 (oauth_client_refused)');
     await configure('client_password');
     expect(await drain()).toMatchObject({ sent: 1 });
   });

@@ -13,11 +13,13 @@ import { ensureInstanceFromEnv, loadInstance } from '../../../src/connectors/sdk
 import { type RunSummary, runSync } from '../../../src/connectors/sdk/sync.ts';
 import type { ServiceNowSettings } from '../../../src/connectors/servicenow/client.ts';
 import { servicenow } from '../../../src/connectors/servicenow/index.ts';
+import { incidentRecord } from '../../../src/connectors/servicenow/mapper.ts';
 import { keysetQuery } from '../../../src/connectors/servicenow/sync.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
 import { routeEvent } from '../../../src/domain/routing.ts';
-import { type FakeServiceNow, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
+import { FIXTURE_INCIDENT } from '../../fakes/servicenow/fixtures.ts';
+import { type FakeServiceNow, type FakeServiceNowOptions, changeRequestFields, fieldValue, incidentFields, startFakeServiceNow } from '../../fakes/servicenow/server.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
 
@@ -39,8 +41,8 @@ afterAll(async () => {
 });
 
 /** A fake ServiceNow of the test's own. */
-async function fakeServiceNow(): Promise<FakeServiceNow> {
-  const fake = await startFakeServiceNow();
+async function fakeServiceNow(options: FakeServiceNowOptions = {}): Promise<FakeServiceNow> {
+  const fake = await startFakeServiceNow(options);
   fakes.push(fake);
   return fake;
 }
@@ -292,7 +294,7 @@ describe('ServiceNow incident sync', () => {
     }
     const alerts = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.auth_failing', subject: { id } } } });
     expect(alerts).toHaveLength(1);
-    expect(alerts[0]!.data.payload).toMatchObject({ priority: 1, summary: expect.stringContaining('refused our credentials twice in a row (oauth_client_refused)') });
+    expect(alerts[0]!.data.payload).toMatchObject({ priority: 1, summary: expect.stringContaining('refused our credentials twice in a row: its token endpoint answered HTTP 401 (oauth_client_refused)') });
     expect(alerts[0]!.data.payload.summary).toContain('Runbook RB-002');
     expect(JSON.stringify(alerts[0]!.data.payload)).not.toContain('not-the-right-secret');
     expect((await routeEvent(fx.tdb.db, alerts[0]!.data.payload)).map((target) => target.target)).toEqual(expect.arrayContaining(['oncall']));
@@ -315,6 +317,45 @@ describe('ServiceNow incident sync', () => {
     fx.clock.advance(60_000);
     expect(await sync(await instance())).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
     expect(await fx.tdb.db.selectFrom('integration_health_metrics').select(['status', 'consecutive_failures']).where('config_id', '=', id).executeTakeFirstOrThrow()).toEqual({ status: 'healthy', consecutive_failures: 0 });
+  });
+
+  it("reads the docs' incident example, whose references are { link, value }, with each reference as its sys_id", () => {
+    const parsed = incidentRecord.safeParse(FIXTURE_INCIDENT);
+    expect(parsed.success && parsed.data).toMatchObject({ number: 'INC0000046', assignment_group: '8a4dde73c6112278017a6a4baf547aa7', assigned_to: '' });
+    const withDisplay = { ...FIXTURE_INCIDENT, assigned_to: { display_value: 'Beth Anglin', link: 'https://instance.servicenow.com/api/now/table/sys_user/46d44a23a9fe19810012d100cca80666', value: '46d44a23a9fe19810012d100cca80666' } };
+    expect(incidentRecord.parse(withDisplay).assigned_to).toBe('46d44a23a9fe19810012d100cca80666');
+    expect(incidentRecord.safeParse({ ...FIXTURE_INCIDENT, assigned_to: { link: 'https://instance.servicenow.com/x' } }).success).toBe(false);
+  });
+
+  it('syncs records whose references arrive as objects ({ link, value }, { display_value, link, value }) as it does sys_id strings', async () => {
+    const group = '8a4dde73c6112278017a6a4baf547aa7';
+    const user = '46c6f9efa9fe198101ddf5eed9adf6e7';
+    // An instance that answers references as objects although we ask for plain sys_ids.
+    const sn = await fakeServiceNow({ referenceShape: 'link' });
+    sn.insert('incident', incidentFields({ number: 'INC9250001', priority: '2', state: '2', assignment_group: group, assigned_to: user }, sn.url), at(1));
+    sn.insert('change_request', changeRequestFields({ number: 'CHG9250001', assignment_group: group }, sn.url), at(1));
+    const asked = sn.requests.length;
+    const instance = await instanceFor(sn);
+    expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { seen: 1, created: 1, rejected: 0 } });
+    expect(sn.requests.slice(asked).find((request) => request.path === '/api/now/table/incident')?.query).toMatchObject({ sysparm_exclude_reference_link: 'true' });
+    const stored = await fx.tdb.db.selectFrom('external_records').select('data').where('config_id', '=', instance.id).where('model', '=', 'incident').executeTakeFirstOrThrow();
+    expect(stored.data).toMatchObject({ number: 'INC9250001', assignment_group: group, assigned_to: user });
+    expect(await fx.tdb.db.selectFrom('integration_events').select('id').where('config_id', '=', instance.id).execute()).toEqual([]);
+    expect(await mirrored(instance)).toEqual([{ external_id: expect.any(String) as unknown, number: 'INC9250001', priority: 2, state: 'in_progress' }]);
+
+    const client = servicenow.createClient(instance, { ...runtime, keyring });
+    try {
+      const changes = await runSync({ runtime, connector: servicenow, instance, client, breaker: createBreaker({ ...runtime, instance, connector: servicenow, direction: 'read' }), request: { runId: crypto.randomUUID(), model: 'change_request', full: false, trigger: 'manual' }, finalAttempt: true, signal: new AbortController().signal });
+      expect(changes).toMatchObject({ status: 'succeeded', counts: { created: 1, rejected: 0 } });
+    } finally {
+      await client.close();
+    }
+
+    // The same records with display values, then as plain sys_ids: the same content, so nothing changed.
+    sn.setReferenceShape('display');
+    expect(await sync(instance, { full: true })).toMatchObject({ status: 'succeeded', counts: { seen: 1, unchanged: 1, updated: 0, rejected: 0 } });
+    sn.setReferenceShape('as-requested');
+    expect(await sync(instance, { full: true })).toMatchObject({ status: 'succeeded', counts: { seen: 1, unchanged: 1, updated: 0, rejected: 0 } });
   });
 
   it('does not stall on an incident number that moved to another record (the stale mirror row keeps a marked number)', async () => {

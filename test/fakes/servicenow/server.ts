@@ -19,7 +19,9 @@
  *   sysparm_offset, sysparm_fields (unknown names ignored), sysparm_exclude_reference_link, name=value filters when
  *   there is no sysparm_query, sysparm_suppress_pagination_header, sysparm_no_count (no X-Total-Count);
  *   sysparm_display_value is accepted and ignored
- *   (values are always the database values, i.e. `false`). Answers `{"result": [...]}` with X-Total-Count and Link
+ *   (values are always the database values, i.e. `false`); `referenceShape` makes every reference an object
+ *   (`{ link, value }`, or `{ display_value, link, value }` as sysparm_display_value=all answers) whatever the
+ *   request says, as some instances do. Answers `{"result": [...]}` with X-Total-Count and Link
  *   (./wire.ts, shaped like the gist capture fixture). GET / PATCH / PUT / DELETE by sys_id; POST answers 201.
  *   Records look like the incident fixture: string values, references as `{ link, value }` (./records.ts).
  * - Errors: 401 "User Not Authenticated" (docs), 404 "No Record found", 400 "Invalid table" (third-party captures),
@@ -39,7 +41,7 @@ import { ERROR_BAD_JSON, ERROR_BAD_URI, ERROR_NOT_AUTHENTICATED, ERROR_NO_RECORD
 import { authKind, createOAuth } from './oauth.ts';
 import { parseQuery } from './query.ts';
 import { createJournal, createRow, formatTime, patchRow, type WriteContext } from './records.ts';
-import { type Row, TableStore } from './store.ts';
+import { type Row, TableStore, type WireReferences } from './store.ts';
 import type { FakeServiceNow, FakeServiceNowOptions, RecordedRequest } from './types.ts';
 import { createFailures, linkHeader, readBody, redactedQuery, send, sendFailure } from './wire.ts';
 
@@ -68,8 +70,14 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
   // Defaults are the docs' own examples (r_OAuthAPIRequestParameters.md: client_id be3aeb58…, admin / admin).
   const user = options.user ?? 'admin';
   let pageLatency = options.pageLatencyMs ?? 0;
+  let referenceShape = options.referenceShape ?? 'as-requested';
   const tables = new Map((options.tables ?? DEFAULT_TABLES).map((t) => [t, new TableStore(t)]));
   const storeOf = (table: string): TableStore => tables.get(table) ?? tables.set(table, new TableStore(table)).get(table)!;
+  /** A reference's display value: the referenced record's name or number when there is one here, else its sys_id. */
+  const displayOf = (table: string, sysId: string): string => {
+    const row = tables.get(table)?.byId.get(sysId);
+    return row?.name || row?.number || sysId;
+  };
   const journal = createJournal();
   const attachments = createAttachments();
   const failures = createFailures();
@@ -93,7 +101,8 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
     const fields = params.get('sysparm_fields')?.split(',').map((f) => f.trim()).filter((f) => f !== '');
     const origin = `http://${req.headers.host ?? url.slice(7)}`;
     const excludeLinks = params.get('sysparm_exclude_reference_link') === 'true';
-    const wire = (row: Row) => store.toWire(row, origin, excludeLinks, fields);
+    const references: WireReferences = referenceShape === 'as-requested' ? (excludeLinks ? 'value' : 'link') : referenceShape;
+    const wire = (row: Row) => store.toWire(row, origin, references, fields, displayOf);
     const write: WriteContext = { journal, at: formatTime(now()), by, via: 'http' };
     const method = rec.method;
 
@@ -194,7 +203,7 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
       const store = storeOf(table);
       const row = createRow(store, fields, testWrite(at));
       store.add(row);
-      return store.toWire(row, url, false);
+      return store.toWire(row, url, 'link');
     },
     insertMany(table, count, make, at) {
       const store = storeOf(table);
@@ -209,7 +218,7 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
       const row = store.byId.get(sysId);
       if (!row) throw new Error(`fake ServiceNow: no ${table} record ${sysId}`);
       patchRow(store, row, patch, testWrite(at));
-      return store.toWire(row, url, false);
+      return store.toWire(row, url, 'link');
     },
     remove(table, sysId) {
       const store = storeOf(table);
@@ -219,7 +228,7 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
     get(table, sysId) {
       const store = tables.get(table);
       const row = store?.byId.get(sysId);
-      return row && store ? store.toWire(row, url, false) : undefined;
+      return row && store ? store.toWire(row, url, 'link') : undefined;
     },
     count: (table) => tables.get(table)?.byId.size ?? 0,
     journal: (table, sysId) => journal.list(table, sysId),
@@ -230,6 +239,9 @@ export async function startFakeServiceNow(options: FakeServiceNowOptions = {}): 
     failAlways: (failure, match) => failures.always(failure, match),
     setPageLatency(ms) {
       pageLatency = ms;
+    },
+    setReferenceShape(shape) {
+      referenceShape = shape;
     },
     async close() {
       server.closeAllConnections();

@@ -14,6 +14,8 @@ import { type Condition, type ParsedQuery, matchCondition, matches, orderCompara
 import type { SnRecord } from './types.ts';
 
 export type Row = { sys_id: string; sys_updated_on: string; [field: string]: string };
+/** How a reference field is written on the wire: its sys_id, `{ link, value }`, or `{ display_value, link, value }`. */
+export type WireReferences = 'value' | 'link' | 'display';
 
 const MAX = '\uffff';
 const NUMERIC = /^-?\d{1,15}(\.\d+)?$/;
@@ -166,14 +168,23 @@ export class TableStore {
     return { lo, hi: Math.max(lo, hi), residual, desc };
   }
 
-  /** A row in the Table API's shape; `fields` is sysparm_fields (unknown names are ignored, as documented). */
-  toWire(row: Row, base: string, excludeLinks: boolean, fields?: readonly string[]): SnRecord {
+  /**
+   * A row in the Table API's shape; `fields` is sysparm_fields (unknown names are ignored, as documented).
+   * References (non-empty) as `references` says: the sys_id (`value`), `{ link, value }` (`link`), or
+   * `{ display_value, link, value }` (`display`, with `displayOf` naming the referenced record).
+   */
+  toWire(row: Row, base: string, references: WireReferences, fields?: readonly string[], displayOf?: (table: string, sysId: string) => string): SnRecord {
     const out: SnRecord = {};
     for (const field of fields ?? this.columns) {
       if (!this.columnSet.has(field)) continue;
       const value = row[field] ?? '';
       const table = this.refs.get(field);
-      out[field] = table === undefined || value === '' || excludeLinks ? value : { link: `${base}/api/now/table/${table}/${value}`, value };
+      if (table === undefined || value === '' || references === 'value') {
+        out[field] = value;
+        continue;
+      }
+      const link = `${base}/api/now/table/${table}/${value}`;
+      out[field] = references === 'link' ? { link, value } : { display_value: displayOf?.(table, value) ?? value, link, value };
     }
     return out;
   }

@@ -3,8 +3,19 @@
  * failures and the request log. Wire shapes (records, references, attachments) are in ./fixtures.ts.
  */
 
-/** A field as the Table API returns it: a string, or `{ link, value }` for a reference field (all values strings). */
-export type SnValue = string | { link: string; value: string };
+/** A field as the Table API returns it: a string, or `{ link, value }` for a reference field (all values strings),
+ * or `{ display_value, link, value }` (sysparm_display_value=all; `referenceShape: 'display'`). */
+export type SnValue = string | { link: string; value: string; display_value?: string };
+
+/**
+ * How the fake answers reference fields. `as-requested` (the default): `{ link, value }`, or the plain sys_id when
+ * the request says `sysparm_exclude_reference_link=true`. The others answer every reference as an object whatever
+ * the request says, as instances do depending on the query options and their settings (ServiceNow names the
+ * display value with sysparm_display_value=all): `link` as `{ link, value }`, `display` as
+ * `{ display_value, link, value }`, the display value being the referenced record's name or number when the fake
+ * has it, else its sys_id.
+ */
+export type ReferenceShape = 'as-requested' | 'link' | 'display';
 /** A record in the Table API's JSON shape (`sysparm_exclude_reference_link=false`, `sysparm_display_value=false`). */
 export type SnRecord = Record<string, SnValue>;
 
@@ -86,6 +97,8 @@ export interface FakeServiceNowOptions {
   /** ServiceNow's glide.invalid_query.returns_no_rows: an encoded query with an invalid term matches nothing
    * (default false: invalid terms are ignored, as the Table API docs describe). */
   invalidQueryReturnsNoRows?: boolean;
+  /** How the Table API answers reference fields (default `as-requested`); see ReferenceShape. */
+  referenceShape?: ReferenceShape;
 }
 
 export interface FakeServiceNow {
@@ -116,5 +129,7 @@ export interface FakeServiceNow {
    * clears all standing failures. */
   failAlways(failure: Failure | undefined, match?: FailureMatch): void;
   setPageLatency(ms: number): void;
+  /** From now on, answers reference fields this way (see ReferenceShape). */
+  setReferenceShape(shape: ReferenceShape): void;
   close(): Promise<void>;
 }

@@ -13,7 +13,8 @@
  *
  * pg-boss's own retries are kept for our failures (the database, a bug), not the subscriber's: an attempt whose
  * outcome could not be recorded runs again as the same attempt. The secret and the signature header are never
- * logged or stored.
+ * logged or stored; the subscription's URL is decrypted for the request only, and logs and the delivery log name
+ * it by origin and hash (subscriptions.ts `endpointLabel`).
  */
 import type { Kysely } from 'kysely';
 import { request } from 'undici';
@@ -26,7 +27,7 @@ import type { JobDeps } from '../../../jobs/job-deps.ts';
 import type { JobRuntime } from '../../../jobs/runtime.ts';
 import { signStandardWebhook } from '../signatures.ts';
 import { type OutboundTransport, DestinationRefusedError, checkDestination, createOutboundTransport } from './destination.ts';
-import { disableSubscription, matchingSubscriptions, subscriptionSecret } from './subscriptions.ts';
+import { disableSubscription, matchingSubscriptions, subscriptionSecret, subscriptionUrl } from './subscriptions.ts';
 
 /** Delay before each attempt, in seconds (Standard Webhooks' suggested schedule); its length is the attempt limit. */
 export const RETRY_SCHEDULE_SECONDS: readonly number[] = [0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600];
@@ -128,14 +129,14 @@ async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attemp
   const row = await deps.db
     .selectFrom('webhook_deliveries as d')
     .innerJoin('webhook_subscriptions as s', 's.id', 'd.subscription_id')
-    .select(['d.id', 'd.subscription_id', 'd.message_id', 'd.payload', 'd.status', 'd.attempts', 's.url', 's.secret', 's.enabled', 's.disabled_reason'])
+    .select(['d.id', 'd.subscription_id', 'd.message_id', 'd.payload', 'd.status', 'd.attempts', 's.url', 's.url_encrypted', 's.url_display', 's.secret', 's.enabled', 's.disabled_reason'])
     .where('d.id', '=', deliveryId)
     .executeTakeFirst();
   // Gone with its subscription, settled, or not this attempt's turn (a duplicate or stray job): nothing to do.
   if (!row) return { skipped: 'no such delivery' };
   if (row.status !== 'pending') return { skipped: row.status };
   if (row.attempts !== attempt - 1) return { skipped: `attempt ${attempt} is not due (${row.attempts} made)` };
-  const log = logger.child({ deliveryId, subscriptionId: row.subscription_id, attempt });
+  const log = logger.child({ deliveryId, subscriptionId: row.subscription_id, endpoint: row.url_display, attempt });
   if (!row.enabled) {
     await deps.db
       .updateTable('webhook_deliveries')
@@ -148,6 +149,7 @@ async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attemp
   }
   if (!deps.keyring) throw Object.assign(new Error('cannot sign webhooks: no encryption key is loaded (PROJECTX_ENCRYPTION_KEY)'), { code: 'keyring_missing' });
   const secret = subscriptionSecret(deps.keyring, { id: row.subscription_id, secret: row.secret });
+  const url = subscriptionUrl(deps.keyring, { id: row.subscription_id, url: row.url, url_encrypted: row.url_encrypted });
 
   const body = webhookBody(row.payload as unknown as DomainEvent);
   const attemptedAt = deps.clock.now();
@@ -161,7 +163,7 @@ async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attemp
   const started = performance.now();
   let outcome: Outcome;
   try {
-    outcome = await send(transport, row.url, headers, body, signal);
+    outcome = await send(transport, url, headers, body, signal);
   } finally {
     if (!deps.outboundTransport) await transport.close();
   }
@@ -169,8 +171,10 @@ async function deliverOnce({ deliveryId, attempt }: { deliveryId: string; attemp
   // The worker is stopping: leave the attempt unrecorded so pg-boss runs it again.
   if (signal.aborted) throw Object.assign(new Error('webhook delivery interrupted: the worker is stopping'), { code: 'interrupted' });
 
+  // Whatever an error says of the URL (a client library may quote it) is said of its origin and hash instead.
+  if (outcome.kind !== 'response') outcome = { ...outcome, message: withoutUrl(outcome.message, url, row.url_display) };
   const recorded = await record(deps, { id: row.id, subscriptionId: row.subscription_id, attempt, attemptedAt, durationMs, outcome });
-  const fields = { host: new URL(row.url).host, durationMs, ...(outcome.kind === 'response' ? { status: outcome.status } : { error: outcome.message }) };
+  const fields = { host: new URL(url).host, durationMs, ...(outcome.kind === 'response' ? { status: outcome.status } : { error: outcome.message }) };
   if (!recorded) log.warn(fields, 'webhook attempt finished but another run had recorded it');
   else if (recorded.status === 'delivered') log.info(fields, 'webhook delivered');
   else if (recorded.status === 'pending') log.warn({ ...fields, nextAttemptAt: recorded.nextAttemptAt }, 'webhook attempt failed; retrying later');
@@ -244,6 +248,20 @@ async function record(
     if (delayMs !== undefined) await deps.jobs.enqueue(deliverWebhook, { deliveryId: input.id, attempt: attempt + 1 }, { db: trx, startAfter: delayMs / 1000 });
     return nextAttemptAt ? { status, nextAttemptAt: nextAttemptAt.toISOString() } : { status };
   });
+}
+
+/** `text` with the URL, and its path and query (even percent-decoded), replaced by its label. */
+export function withoutUrl(text: string, url: string, label: string): string {
+  const parsed = new URL(url);
+  const tail = `${parsed.pathname}${parsed.search}`;
+  let decoded = tail;
+  try {
+    decoded = decodeURIComponent(tail);
+  } catch {
+    // not decodable: only the encoded form can appear
+  }
+  const needles = [...new Set([url, tail, decoded])].filter((needle) => needle.length > 1).sort((a, b) => b.length - a.length);
+  return needles.reduce((out, needle) => out.split(needle).join(label), text);
 }
 
 function causeChain(error: unknown): unknown[] {

@@ -2,11 +2,19 @@
  * Outbound event subscriptions: a subscriber's endpoint, the event types it wants (exact names, a prefix like
  * `task.*`, or `*`), and its Standard Webhooks signing secret (`whsec_…`). The secret is stored only as an
  * AES-256-GCM envelope whose AAD names the subscription, and it is returned once, by `addSubscription`; nothing
- * else lists or prints it. Repository functions take `db` first; the caller owns the transaction.
+ * else lists or prints it.
+ *
+ * The endpoint URL is a secret too: receivers (Slack incoming webhooks, chat and SIEM endpoints) put bearer tokens
+ * in its path or query. It is stored as an envelope as well (AAD `webhook_subscription:<id>:url`) and decrypted
+ * only to deliver; everywhere else (the CLI, logs, errors, the delivery log, the audit log) a subscription's
+ * endpoint is its origin and a short hash of the whole URL (`https://hooks.example.com/…#a1b2c3d4`), enough to
+ * tell subscriptions apart and to check which URL one has. Repository functions take `db` first; the caller owns
+ * the transaction.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { type Keyring, isEnvelope } from '../../sdk/crypto.ts';
+import type { Logger } from '../../../logger.ts';
 import type { Database, WebhookDeliveryStatus, WebhookSubscriptionsTable } from '../../../db/schema.ts';
 import type { DomainEventType } from '../../../domain/events.ts';
 import { type Result, ok, refuse } from '../../../domain/result.ts';
@@ -45,7 +53,8 @@ export const MAX_URL_LENGTH = 2048;
 
 export interface Subscription {
   id: string;
-  url: string;
+  /** The URL as it may be shown: origin and a short hash (`endpointLabel`); the URL itself is only delivered to. */
+  endpoint: string;
   eventTypes: string[];
   description: string | null;
   enabled: boolean;
@@ -70,7 +79,7 @@ type Row = Selectable<WebhookSubscriptionsTable>;
 function toSubscription(row: Row): Subscription {
   return {
     id: row.id,
-    url: row.url,
+    endpoint: row.url_display,
     eventTypes: row.event_types,
     description: row.description,
     enabled: row.enabled,
@@ -83,12 +92,30 @@ function toSubscription(row: Row): Subscription {
 /** What a stored subscription secret's encryption is bound to (also used by `projectx credentials rotate-key`). */
 export const subscriptionSecretAad = (id: string) => `webhook_subscription:${id}:secret`;
 const secretAad = subscriptionSecretAad;
+/** What a stored subscription URL's encryption is bound to (also used by `projectx credentials rotate-key`). */
+export const subscriptionUrlAad = (id: string) => `webhook_subscription:${id}:url`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** An endpoint we may be asked to call: http(s), with a host, no credentials in it (they would sit in logs and lists). */
+/**
+ * How a subscription URL is shown anywhere: its origin, then the first 8 hex digits of the SHA-256 of the whole
+ * URL, so that nothing of its path or query (where receivers put their tokens) is shown.
+ *
+ * @example
+ * endpointLabel('https://hooks.example.com/services/T0/B0/xyz') // 'https://hooks.example.com/…#1f0c3a9e'
+ */
+export function endpointLabel(url: string): string {
+  const hash = createHash('sha256').update(url).digest('hex').slice(0, 8);
+  return `${URL.canParse(url) ? new URL(url).origin : ''}/…#${hash}`;
+}
+
+/**
+ * An endpoint we may be asked to call: http(s), with a host, no credentials in it (they would sit in logs and
+ * lists). Decided on the text alone: nothing here looks the host up (that comes after, `checkDestination`). A
+ * refusal never repeats the URL, whose path may hold a token.
+ */
 export function validateEndpoint(raw: string): Result<URL> {
   const text = raw.trim();
-  if (!URL.canParse(text)) return refuse('invalid_url', `"${raw}" is not a URL`);
+  if (!URL.canParse(text)) return refuse('invalid_url', 'the URL is not a valid absolute URL (like https://hooks.example.com/path)');
   const url = new URL(text);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return refuse('invalid_url', `the URL must use https or http (got ${url.protocol.replace(/:$/, '')})`);
   if (!url.hostname) return refuse('invalid_url', 'the URL has no host');
@@ -115,20 +142,22 @@ export function patternsFor(eventType: string): string[] {
   return [eventType, ...prefixes, '*'];
 }
 
-/** Adds a subscription with a fresh secret; the secret is in the result and nowhere readable after. */
+/** Adds a subscription with a fresh secret; the secret is in the result and nowhere readable after, the URL only encrypted. */
 export async function addSubscription(db: Kysely<Database>, keyring: Keyring, input: NewSubscription, now: Date): Promise<Result<{ subscription: Subscription; secret: string }>> {
   const url = validateEndpoint(input.url);
   if (!url.ok) return url;
   const eventTypes = validateEventTypes(input.eventTypes);
   if (!eventTypes.ok) return eventTypes;
-  // The id is chosen here, not by the database, because the secret's AAD names it.
+  // The id is chosen here, not by the database, because the AAD of the secret and of the URL names it.
   const id = randomUUID();
   const secret = newWebhookSecret();
   const row = await db
     .insertInto('webhook_subscriptions')
     .values({
       id,
-      url: url.value.href,
+      url: null,
+      url_encrypted: JSON.stringify(keyring.encrypt(url.value.href, subscriptionUrlAad(id))),
+      url_display: endpointLabel(url.value.href),
       event_types: eventTypes.value,
       secret: JSON.stringify(keyring.encrypt(secret, secretAad(id))),
       description: input.description?.trim() || null,
@@ -138,6 +167,43 @@ export async function addSubscription(db: Kysely<Database>, keyring: Keyring, in
     .returningAll()
     .executeTakeFirstOrThrow();
   return ok({ subscription: toSubscription(row), secret });
+}
+
+/** The URL of a subscription row (for deliveries only): decrypted, or as written before URLs were encrypted. */
+export function subscriptionUrl(keyring: Keyring, row: { id: string; url: string | null; url_encrypted: unknown }): string {
+  if (isEnvelope(row.url_encrypted)) return keyring.decrypt(row.url_encrypted, subscriptionUrlAad(row.id));
+  if (row.url !== null) return row.url;
+  throw Object.assign(new Error(`subscription ${row.id} has no stored URL`), { code: 'subscription_url_missing' });
+}
+
+/**
+ * Encrypts the URLs written in plaintext before URLs were encrypted (migration 20261207_1000 could not: it has no
+ * key), at every start with a key; rows another process is encrypting are skipped. Returns how many it did.
+ */
+export async function encryptPlaintextUrls(db: Kysely<Database>, keyring: Keyring): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const rows = await trx.selectFrom('webhook_subscriptions').select(['id', 'url']).where('url', 'is not', null).forUpdate().skipLocked().execute();
+    for (const row of rows) {
+      const url = row.url!;
+      await trx
+        .updateTable('webhook_subscriptions')
+        .set({ url: null, url_encrypted: JSON.stringify(keyring.encrypt(url, subscriptionUrlAad(row.id))), url_display: endpointLabel(url) })
+        .where('id', '=', row.id)
+        .execute();
+    }
+    return rows.length;
+  });
+}
+
+/** At a process's start: plaintext URLs encrypted when there is a key, and said when there is none. */
+export async function protectStoredUrls(db: Kysely<Database>, keyring: Keyring | undefined, logger: Logger): Promise<void> {
+  if (keyring) {
+    const encrypted = await encryptPlaintextUrls(db, keyring);
+    if (encrypted > 0) logger.info({ encrypted }, `encrypted ${encrypted} subscription URL(s) stored in plaintext`);
+    return;
+  }
+  const waiting = await db.selectFrom('webhook_subscriptions').select((eb) => eb.fn.countAll<string>().as('n')).where('url', 'is not', null).executeTakeFirstOrThrow();
+  if (Number(waiting.n) > 0) logger.warn({ plaintext: Number(waiting.n) }, `${waiting.n} subscription URL(s) are stored in plaintext until a process starts with PROJECTX_ENCRYPTION_KEY`);
 }
 
 /** The signing secret of a subscription row (for deliveries only). */
