@@ -18,6 +18,8 @@ export interface InstallationGrant {
   refreshToken?: string | undefined;
   expiresInSeconds?: number | undefined;
   installedBy?: string | undefined;
+  /** Set by an install (the link it used, or null); left as stored when undefined (a token refresh). */
+  installLinkId?: string | null | undefined;
 }
 
 export interface Installation {
@@ -29,6 +31,8 @@ export interface Installation {
   botId: string | null;
   refreshToken: string | undefined;
   tokenExpiresAt: Date | null;
+  /** Installed through a single-use install link (src/bot/slack/install-links.ts): allowed without the list. */
+  installLinkId: string | null;
 }
 
 /** What a stored token's encryption is bound to (also used by `projectx credentials rotate-key`). */
@@ -52,6 +56,7 @@ export async function saveInstallation(db: Db, keyring: Keyring, grant: Installa
     installed_by: grant.installedBy ?? null,
     updated_at: now,
     revoked_at: null,
+    ...(grant.installLinkId !== undefined ? { install_link_id: grant.installLinkId } : {}),
   };
   const row = await db
     .insertInto('slack_installations')
@@ -79,6 +84,7 @@ export async function findInstallation(db: Db, keyring: Keyring, who: { enterpri
       botId: row.bot_id,
       refreshToken: isEnvelope(row.refresh_token) ? keyring.decrypt(row.refresh_token, aad(enterpriseId, teamId, 'refresh_token')) : undefined,
       tokenExpiresAt: row.token_expires_at,
+      installLinkId: row.install_link_id,
     };
   }
   return undefined;

@@ -322,7 +322,7 @@ describe('Slack directory sync', () => {
     beforeEach(async () => {
       const slack = await workspace('T00000001');
       fx.clock.set(new Date());
-      const surfaceConfig = config({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_CLIENT_ID: CLIENT.id, SLACK_CLIENT_SECRET: CLIENT.secret, SLACK_API_URL: slack.apiUrl, PUBLIC_URL: 'https://projectx.example.com' });
+      const surfaceConfig = config({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_CLIENT_ID: CLIENT.id, SLACK_CLIENT_SECRET: CLIENT.secret, SLACK_ALLOWED_WORKSPACES: 'TINST', SLACK_API_URL: slack.apiUrl, PUBLIC_URL: 'https://projectx.example.com' });
       web = createApp({ logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), readiness: [], bodyLimitBytes: 1 << 20 });
       createSlackSurface({ config: surfaceConfig, domain: fx.deps, jobs: fx.jobs, keyring, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), integrations: () => Promise.resolve([]) })!.mount(web);
     });

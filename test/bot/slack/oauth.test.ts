@@ -33,7 +33,7 @@ describe('Slack installs', () => {
     fx = await domainFixture();
     fx.clock.set(new Date());
     fake = await startFakeSlack();
-    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_CLIENT_ID: CLIENT.id, SLACK_CLIENT_SECRET: CLIENT.secret, SLACK_API_URL: fake.apiUrl, PUBLIC_URL: 'https://projectx.example.com' });
+    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_CLIENT_ID: CLIENT.id, SLACK_CLIENT_SECRET: CLIENT.secret, SLACK_ALLOWED_WORKSPACES: 'TWS1,EORG,TROT', SLACK_API_URL: fake.apiUrl, PUBLIC_URL: 'https://projectx.example.com' });
     if (!config.ok) throw new Error(config.problems.join('; '));
     web = createApp({ logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), readiness: [], bodyLimitBytes: 1 << 20 });
     createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, keyring, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), integrations: () => Promise.resolve([]) })!.mount(web);

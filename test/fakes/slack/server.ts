@@ -238,6 +238,8 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         .map((m) => (withMetadata ? m : Object.fromEntries(Object.entries(m).filter(([key]) => key !== 'metadata'))));
       return { ok: true, messages: found, has_more: false, pin_count: 0, response_metadata: { next_cursor: '' } };
     },
+    // No fixture: documented shape { ok: true }; the app's client_id and client_secret go with the bot token.
+    'apps.uninstall': (p) => (str(p, 'client_id') === undefined || str(p, 'client_secret') === undefined ? fail('invalid_arguments') : { ok: true }),
     // No fixture: documented shape { ok, user } (see userObject).
     'users.info': (p, t) => {
       if (!scopes(t).has('users:read')) return missingScope(t, 'users:read');
