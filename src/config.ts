@@ -153,8 +153,26 @@ const schema = z.object({
   SLACK_BOT_TOKEN: optional(z.string().trim().startsWith('xoxb-', { message: 'must be a bot token (xoxb-…)' })),
   SLACK_CLIENT_ID: text,
   SLACK_CLIENT_SECRET: secret,
+  /** Slack team ids (T…) and enterprise ids (E…) that may install and use the app; others need an install link. */
+  SLACK_ALLOWED_WORKSPACES: optional(
+    z.string().transform((value, ctx) => {
+      const ids = value.split(',').map((part) => part.trim()).filter(Boolean);
+      if (ids.length > 0 && ids.every((id) => /^[TE][A-Z0-9]{2,31}$/.test(id))) return ids;
+      ctx.addIssue({ code: 'custom', message: 'must be comma-separated Slack team ids (T…) or enterprise ids (E…), e.g. T0123ABCD,E0456EFGH' });
+      return z.NEVER;
+    }),
+  ),
   SLACK_APP_LEVEL_TOKEN: optional(z.string().trim().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
   SLACK_API_URL: optional(url(['http', 'https'])),
+  /** A Slack delivery still unprocessed this long after it was recorded is redelivered (its process stopped). */
+  SLACK_REDELIVER_AFTER_SECONDS: withDefault(
+    z.coerce
+      .number({ message: 'must be a whole number of seconds from 5 to 3600' })
+      .int({ message: 'must be a whole number of seconds from 5 to 3600' })
+      .min(5, { message: 'must be a whole number of seconds from 5 to 3600' })
+      .max(3600, { message: 'must be a whole number of seconds from 5 to 3600' }),
+    60,
+  ),
 
   MICROSOFT_APP_ID: text,
   MICROSOFT_APP_PASSWORD: secret,

@@ -11,7 +11,7 @@ import type { Context, Hono } from 'hono';
 import type { IntegrationHealth } from './bot/commands/context.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
-import { describeIntegrations } from './connectors/catalog.ts';
+import { HalfConfigured, describeIntegrations, halfConfigured } from './connectors/catalog.ts';
 import { integrationHealth } from './connectors/health.ts';
 import { resolveKeyring } from './connectors/sdk/crypto.ts';
 import { releaseDatabase, resolveDatabase } from './db/connect.ts';
@@ -75,6 +75,10 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     }
     return clean;
   };
+
+  // Half a configuration starts, then fails every request it was meant for: refuse before touching anything.
+  const half = halfConfigured(config, modules);
+  if (half.length > 0) throw new HalfConfigured(half);
 
   try {
     const database = await resolveDatabase(config, logger);

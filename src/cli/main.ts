@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { PgBoss } from 'pg-boss';
 import { type Config, loadConfig, secretValues } from '../config.ts';
-import { releaseDatabase, resolveDatabase } from '../db/connect.ts';
+import { DatabaseUnavailable, releaseDatabase, resolveDatabase } from '../db/connect.ts';
 import { createDatabase } from '../db/database.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { JOBS_SCHEMA } from '../jobs/runtime.ts';
@@ -18,6 +18,7 @@ import { type Logger, createLogger, createScrubber } from '../logger.ts';
 import { ROLES, type Role, type ServiceModule, verbsOf } from '../module.ts';
 import { modules as serviceModules } from '../modules.ts';
 import { startService } from '../main.ts';
+import { HalfConfigured } from '../connectors/catalog.ts';
 import { CommandFailed, UsageError, parse } from './args.ts';
 import { openOperatorContext } from './context.ts';
 import { HELP_FLAGS, overview, resolve, runResolved, verbHelp } from './dispatch.ts';
@@ -170,7 +171,11 @@ async function start(config: Config, role: Role, logger: Logger, secrets: readon
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  const service = await startService({ config, role, logger, secrets });
+  const service = await startService({ config, role, logger, secrets }).catch((error: unknown) => {
+    // What the operator must fix is said plainly (the variables), not as a stack.
+    if (error instanceof HalfConfigured || error instanceof DatabaseUnavailable) throw new CliError(error.message, 1);
+    throw error;
+  });
   await firstSignal;
   // Past the budget, give up rather than hang: an orchestrator would kill us anyway.
   const deadline = setTimeout(() => {

@@ -56,3 +56,39 @@ export function describeIntegrations(config: Config, modules: readonly ServiceMo
   );
   return [...built, ...unbuilt];
 }
+
+/**
+ * Integrations that are half configured: some of the variables that configure it are set, but no complete set
+ * (e.g. `SLACK_SIGNING_SECRET` without `SLACK_BOT_TOKEN` and without the multi-workspace install settings,
+ * which would answer every signed request with an error). One line per integration, naming what is set and
+ * what is missing for each way to complete it; the service refuses to start with any.
+ */
+export function halfConfigured(config: Config, modules: readonly ServiceModule[]): string[] {
+  const problems: string[] = [];
+  for (const module of modules) {
+    if (module.configuredBy.length === 0) continue;
+    const mentioned = [...new Set(module.configuredBy.flat())];
+    const set = mentioned.filter((variable) => config[variable] !== undefined);
+    if (set.length === 0) continue;
+    // Ways to complete it that build on what is set, fewest missing first.
+    const gaps = module.configuredBy
+      .filter((option) => option.some((variable) => set.includes(variable)))
+      .map((option) => option.filter((variable) => config[variable] === undefined))
+      .sort((a, b) => a.length - b.length);
+    if (gaps.some((gap) => gap.length === 0)) continue;
+    const ways = gaps.map((gap) => gap.join(' and '));
+    problems.push(`${module.title} is half configured: ${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} set, but ${ways[0]} ${gaps[0]!.length === 1 ? 'is' : 'are'} missing${ways.length > 1 ? ` (or set ${ways.slice(1).join(', or ')})` : ''}`);
+  }
+  return problems;
+}
+
+/** Thrown at start-up when an integration is half configured (the CLI prints the problems and exits 1). */
+export class HalfConfigured extends Error {
+  readonly code = 'half_configured';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Configuration problems (fix these environment variables):\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'HalfConfigured';
+    this.problems = problems;
+  }
+}

@@ -6,23 +6,31 @@
  *
  * `concurrency` writers may run at once (default 1). A write that takes several round trips (a transaction
  * of a few statements) leaves the database idle between them; a second and third writer fill those gaps.
+ *
+ * One bad item never fails the others: when a batch of several fails, each of its items is written again on
+ * its own, so only the items that fail alone are rejected (a NUL byte PostgreSQL refuses, a deadlock, a
+ * constraint one row breaks). A writer must therefore be safe to call again with some of the same items: each
+ * call is one statement or one transaction, which commits all of its items or none.
  */
 export class Batcher<I, O> {
   readonly #write: (items: readonly I[]) => Promise<O[]>;
   readonly #maxBatch: number;
   readonly #concurrency: number;
   readonly #maxQueued: number;
+  readonly #onBatchFailure: ((error: unknown, items: number) => void) | undefined;
   #queue: { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
   /** Writers running. Counted down synchronously as a writer finds the queue empty, never a tick later. */
   #active = 0;
   #idle: (() => void)[] = [];
 
   /** `write` returns one result per item, in order. */
-  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number; maxQueued?: number } = {}) {
+  /** `onBatchFailure`: told (to log it) when a batch failed and its items are being written one by one. */
+  constructor(write: (items: readonly I[]) => Promise<O[]>, options: { maxBatch?: number; concurrency?: number; maxQueued?: number; onBatchFailure?: (error: unknown, items: number) => void } = {}) {
     this.#write = write;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#concurrency = Math.max(1, options.concurrency ?? 1);
     this.#maxQueued = options.maxQueued ?? Number.POSITIVE_INFINITY;
+    this.#onBatchFailure = options.onBatchFailure;
   }
 
   /** Rejects with `BatcherFull` (nothing written) when `maxQueued` items already wait: the caller sheds load. */
@@ -41,6 +49,19 @@ export class Batcher<I, O> {
     return this.#active === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /** The failed batch again, item by item: only what fails alone is rejected. */
+  async #oneByOne(batch: readonly { item: I; resolve: (value: O) => void; reject: (error: unknown) => void }[], error: unknown): Promise<void> {
+    this.#onBatchFailure?.(error, batch.length);
+    for (const entry of batch) {
+      try {
+        const [result] = await this.#write([entry.item]);
+        entry.resolve(result as O);
+      } catch (failure) {
+        entry.reject(failure);
+      }
+    }
+  }
+
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
@@ -49,7 +70,8 @@ export class Batcher<I, O> {
           const results = await this.#write(batch.map((entry) => entry.item));
           batch.forEach((entry, index) => entry.resolve(results[index] as O));
         } catch (error) {
-          for (const entry of batch) entry.reject(error);
+          if (batch.length === 1) batch[0]!.reject(error);
+          else await this.#oneByOne(batch, error);
         }
       }
     } finally {

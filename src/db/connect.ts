@@ -1,4 +1,5 @@
 /** Which PostgreSQL the process uses: `DATABASE_URL`, or the embedded server under `PROJECTX_DATA_DIR` when it is unset. */
+import pg from 'pg';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded.ts';
@@ -10,7 +11,10 @@ export interface DatabaseHandle {
 }
 
 export async function resolveDatabase(config: Config, logger: Logger): Promise<DatabaseHandle> {
-  if (config.DATABASE_URL) return { url: config.DATABASE_URL, embedded: undefined };
+  if (config.DATABASE_URL) {
+    await probeDatabase(config.DATABASE_URL);
+    return { url: config.DATABASE_URL, embedded: undefined };
+  }
   logger.info({ dataDir: config.PROJECTX_DATA_DIR }, 'DATABASE_URL is not set: using the embedded PostgreSQL server');
   const embedded = await startEmbeddedPostgres({ dataDir: config.PROJECTX_DATA_DIR, logger });
   return { url: embedded.url, embedded };
@@ -19,4 +23,41 @@ export async function resolveDatabase(config: Config, logger: Logger): Promise<D
 /** Stops the embedded server if this process started it. */
 export async function releaseDatabase(database: DatabaseHandle): Promise<void> {
   if (database.embedded && !database.embedded.adopted) await database.embedded.stop();
+}
+
+/** The database named by `DATABASE_URL` cannot be used: unreachable, or it refused us. Names the variable, never the password. */
+export class DatabaseUnavailable extends Error {
+  readonly code = 'database_unavailable';
+}
+
+/** `postgres://user:****@host:port/db`: a connection string fit for a message (the password masked). */
+export function redactDatabaseUrl(url: string): string {
+  if (!URL.canParse(url)) return '(not a URL)';
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '****';
+  for (const key of [...parsed.searchParams.keys()]) if (/pass|secret|key/i.test(key)) parsed.searchParams.set(key, '****');
+  return parsed.toString();
+}
+
+/**
+ * One connection to `url` before anything else uses it, so that a wrong host, port, password or database name
+ * fails start-up with a message that names `DATABASE_URL` and says which of those it is, instead of the first
+ * query's bare "ECONNREFUSED" deep inside the migrations.
+ */
+export async function probeDatabase(url: string, timeoutMs = 10_000): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs });
+  // An error after connecting (the server going away) must not crash the process while we close.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const detail = error instanceof Error ? error.message : String(error);
+    const where = `the database named by DATABASE_URL (${redactDatabaseUrl(url)})`;
+    // 28P01/28000: credentials refused; 3D000: no such database; anything else: not reachable.
+    const what = code === '28P01' || code === '28000' ? `${where} refused the credentials in DATABASE_URL` : code === '3D000' ? `${where} does not exist on that server` : `cannot reach ${where}`;
+    throw new DatabaseUnavailable(`${what}: ${detail}`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

@@ -166,12 +166,26 @@ export interface InboundEventsTable {
   kind: string;
   status: Generated<InboundEventStatus>;
   headers: Json<Record<string, string>>;
+  /** The raw body; empty when it is shared with other deliveries and kept once in `inbound_bodies` (`body_sha256`). */
   body: Buffer;
+  /** The shared body's key in `inbound_bodies` (an email to several of our addresses); null: `body` is the body. */
+  body_sha256: string | null;
   result: NullableJson;
   error: NullableJson;
   correlation_id: string | null;
   received_at: Timestamp;
   processed_at: NullableTimestamp;
+  /** Bearer-like values removed from `body`, encrypted (Slack response URLs; src/bot/slack/sealing.ts). */
+  sealed: NullableJson;
+  /** How often it was handed to processing (the Slack sweep redelivers what a stopped process left). */
+  attempts: Generated<number>;
+}
+
+/** A body several inbound deliveries share, stored once by its SHA-256 (hex); deleted with its last delivery. */
+export interface InboundBodiesTable {
+  sha256: string;
+  body: Buffer;
+  created_at: Timestamp;
 }
 
 export type Role = 'admin' | 'approver' | 'responder' | 'contributor' | 'viewer';
@@ -363,6 +377,22 @@ export interface SlackInstallationsTable {
   installed_at: Timestamp;
   updated_at: Timestamp;
   revoked_at: NullableTimestamp;
+  /** The install link it was installed through (which lets its workspace in without SLACK_ALLOWED_WORKSPACES). */
+  install_link_id: string | null;
+}
+
+/** Single-use install links (`projectx slack install-link`); the token itself is never stored. */
+export interface SlackInstallLinksTable {
+  id: Generated<string>;
+  /** SHA-256 (hex) of the link's token. */
+  token_hash: string;
+  created_by: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
+  /** The workspace that installed with it (null for an org-wide install). */
+  used_by_team: string | null;
+  used_by_enterprise: string | null;
 }
 
 export interface SlackMessagesTable {
@@ -410,7 +440,12 @@ export interface WebhookPartnerSecretsTable {
 
 export interface WebhookSubscriptionsTable {
   id: Generated<string>;
-  url: string;
+  /** Only a URL written before URLs were encrypted, until a process starts with the key; null after that. */
+  url: string | null;
+  /** The URL as an encrypted envelope (src/connectors/sdk/crypto.ts), decrypted only to deliver. */
+  url_encrypted: NullableJson;
+  /** How the URL is shown anywhere: its origin and a short hash of the whole URL (`https://host/…#a1b2c3d4`). */
+  url_display: string;
   event_types: ColumnType<string[], string[], string[]>;
   secret: Json<Record<string, unknown>>;
   description: string | null;
@@ -455,6 +490,7 @@ export interface Database {
   integration_credentials_audit: IntegrationCredentialsAuditTable;
   integration_health_metrics: IntegrationHealthMetricsTable;
   inbound_events: InboundEventsTable;
+  inbound_bodies: InboundBodiesTable;
   inbound_job_outbox: InboundJobOutboxTable;
   integration_sync_state: IntegrationSyncStateTable;
   external_records: ExternalRecordsTable;
@@ -477,6 +513,7 @@ export interface Database {
   audit_log: AuditLogTable;
   audit_heads: AuditHeadsTable;
   slack_installations: SlackInstallationsTable;
+  slack_install_links: SlackInstallLinksTable;
   slack_messages: SlackMessagesTable;
   slack_channel_pacing: SlackChannelPacingTable;
   webhook_partners: WebhookPartnersTable;

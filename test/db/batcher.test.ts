@@ -28,6 +28,30 @@ describe('Batcher (group commit)', () => {
     await batcher.flush();
   });
 
+  it('writes a failed batch again item by item, so only the item that fails alone is rejected', async () => {
+    const batches: string[][] = [];
+    const told: number[] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // Like PostgreSQL refusing a NUL byte: the statement that holds the bad item fails as a whole.
+    const batcher = new Batcher<string, string>(
+      async (items) => {
+        batches.push([...items]);
+        if (batches.length === 1) await gate;
+        if (items.some((item) => item.includes('\u0000'))) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
+        return items.map((item) => item.toUpperCase());
+      },
+      { onBatchFailure: (_error, items) => told.push(items) },
+    );
+    const first = batcher.add('first');
+    const burst = ['a', 'b\u0000', 'c'].map((item) => batcher.add(item).then((value) => ({ value }), (error: unknown) => ({ error: (error as Error).message })));
+    release();
+    expect(await first).toBe('FIRST');
+    expect(await Promise.all(burst)).toEqual([{ value: 'A' }, { error: 'invalid byte sequence for encoding "UTF8": 0x00' }, { value: 'C' }]);
+    expect(batches).toEqual([['first'], ['a', 'b\u0000', 'c'], ['a'], ['b\u0000'], ['c']]);
+    expect(told).toEqual([3]);
+  });
+
   it('splits a long queue into batches of at most maxBatch', async () => {
     const sizes: number[] = [];
     let release: () => void = () => {};

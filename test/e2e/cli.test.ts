@@ -106,11 +106,23 @@ describe('projectx with bad input', () => {
     expect(badRole.stderr()).toContain('--role must be one of all, web, worker (got "boss")');
   });
 
-  it('exits 1 with a readable message when the database cannot be reached', async () => {
-    const run = spawnCli(['start'], { env: { DATABASE_URL: 'postgres://app:pw-hunter2-xyz@127.0.0.1:1/none', PORT: '0' }, cwd: dir });
-    expect((await run.exited).code).toBe(1);
-    expect(run.stderr()).toMatch(/^projectx: .*ECONNREFUSED/m);
-    expect(run.stderr() + run.stdout()).not.toContain('pw-hunter2-xyz');
+  it('exits 1 naming DATABASE_URL (never its password) when the database cannot be reached, for start, migrate and operator verbs', async () => {
+    for (const args of [['start'], ['migrate'], ['users', 'list']]) {
+      const run = spawnCli(args, { env: { DATABASE_URL: 'postgres://app:pw-hunter2-xyz@127.0.0.1:1/none', PORT: '0' }, cwd: dir });
+      expect((await run.exited).code).toBe(1);
+      expect(run.stderr()).toContain('cannot reach the database named by DATABASE_URL (postgres://app:****@127.0.0.1:1/none): connect ECONNREFUSED 127.0.0.1:1');
+      expect(run.stderr() + run.stdout()).not.toContain('pw-hunter2-xyz');
+    }
+  });
+
+  it('refuses to start half configured, naming what is set and what is missing', async () => {
+    const slack = spawnCli(['start'], { env: { SLACK_SIGNING_SECRET: 'signing-secret-hunter2', PORT: '0' }, cwd: dir });
+    expect((await slack.exited).code).toBe(1);
+    expect(slack.stderr()).toContain('Slack is half configured: SLACK_SIGNING_SECRET is set, but SLACK_BOT_TOKEN is missing (or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET)');
+    expect(slack.stderr()).not.toContain('hunter2');
+    const servicenow = spawnCli(['start', '--role', 'worker'], { env: { SERVICENOW_BASE_URL: 'https://example.service-now.com', SERVICENOW_USER: 'integration', PORT: '0' }, cwd: dir });
+    expect((await servicenow.exited).code).toBe(1);
+    expect(servicenow.stderr()).toContain('ServiceNow is half configured: SERVICENOW_BASE_URL, SERVICENOW_USER are set, but SERVICENOW_PASSWORD is missing (or set SERVICENOW_OAUTH_CLIENT_ID and SERVICENOW_OAUTH_CLIENT_SECRET)');
   });
 });
 

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { fetch } from 'undici';
 import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
 import { findUserById } from '../../domain/users.ts';
+import type { Db } from '../../db/database.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
 import type { SlackJobDeps } from './job-deps.ts';
 import { escapeMrkdwn, toBlocks } from './block-kit.ts';
@@ -25,17 +26,62 @@ export function isSlackFileUrl(url: string, apiUrl: string | undefined): boolean
   return secure && allowed.has(target.host);
 }
 
+const uploadSchema = z.object({
+  fileIds: z.array(z.string().regex(/^F[A-Z0-9]+$/)).min(1).max(10),
+  userId: z.uuid(),
+  slackUserId: z.string(),
+  /** The uploader's workspace (enterprise or team id): its installation's token fetches the files. */
+  tenant: z.string().optional(),
+  controlId: z.string().optional(),
+  taskId: z.string().optional(),
+});
+export type EvidenceUploadRequest = z.infer<typeof uploadSchema>;
+
+/**
+ * An accepted evidence form, staged in one transaction with its delivery: the delivery is marked processed
+ * with the upload request as its result, and the inbound outbox gets a row naming it. The modal closes only
+ * after this commits, so an upload the person saw accepted cannot be lost with the process; a process that
+ * stops before it leaves the delivery 'received' for the redelivery sweep, which runs the form's listener again.
+ */
+export async function stageEvidenceUpload(db: Db, inboundId: string, upload: EvidenceUploadRequest, now: Date): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const marked = await trx
+      .updateTable('inbound_events')
+      .set({ status: 'processed', processed_at: now, result: JSON.stringify({ upload }) })
+      .where('id', '=', inboundId)
+      .where('status', '=', 'received')
+      .executeTakeFirst();
+    // Already staged (a redelivery of a form whose first run committed): nothing more to do.
+    if (marked.numUpdatedRows === 0n) return;
+    await trx.insertInto('inbound_job_outbox').values({ job_name: slackEvidenceSubmissions.name, inbound_ids: [inboundId] }).execute();
+  });
+}
+
+/**
+ * Staged evidence forms (relayed by the inbound outbox, up to 100 at once) become one upload job each, whose id
+ * is the delivery's: a retry of this job, or a second relay, enqueues nothing twice.
+ */
+export const slackEvidenceSubmissions = defineJob({
+  name: 'slack.evidence-submissions',
+  schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
+  handler: async ({ inboundIds }, { deps, logger }: JobContext<SlackJobDeps>) => {
+    const rows = await deps.db.selectFrom('inbound_events').select(['id', 'result']).where('id', 'in', inboundIds).where('source', '=', 'slack').execute();
+    let enqueued = 0;
+    for (const row of rows) {
+      const parsed = uploadSchema.safeParse((row.result as { upload?: unknown } | null)?.upload);
+      if (!parsed.success) {
+        logger.error({ inboundId: row.id }, 'a staged evidence form holds no upload request; skipped');
+        continue;
+      }
+      if (await deps.jobs.enqueue(slackEvidenceUpload, parsed.data, { id: row.id })) enqueued++;
+    }
+    return { forms: rows.length, enqueued };
+  },
+});
+
 export const slackEvidenceUpload = defineJob({
   name: 'slack.evidence-upload',
-  schema: z.object({
-    fileIds: z.array(z.string().regex(/^F[A-Z0-9]+$/)).min(1).max(10),
-    userId: z.uuid(),
-    slackUserId: z.string(),
-    /** The uploader's workspace (enterprise or team id): its installation's token fetches the files. */
-    tenant: z.string().optional(),
-    controlId: z.string().optional(),
-    taskId: z.string().optional(),
-  }),
+  schema: uploadSchema,
   policy: { retryDelaySeconds: 10, retryLimit: 5 },
   handler: async (payload, { deps, logger, job }: JobContext<SlackJobDeps>) => {
     const slack = deps.slack;

@@ -5,8 +5,9 @@
  * client as their `slack` dependency. Installation tokens are secrets at rest.
  */
 import { defineModule } from '../../module.ts';
+import { slackVerb } from './cli.ts';
 import { enqueueDirectorySyncAtStart, slackDirectoryJobs } from './directory-sync.ts';
-import { slackEvidenceUpload } from './evidence-upload.ts';
+import { slackEvidenceSubmissions, slackEvidenceUpload } from './evidence-upload.ts';
 import { slackPublishHome } from './home.ts';
 import { installationAad } from './installations.ts';
 import { slackLinkByEmail } from './link-by-email.ts';
@@ -28,8 +29,10 @@ export const slackModule = defineModule({
     { method: 'GET', path: '/slack/install' },
     { method: 'GET', path: '/oauth/callback/slack' },
   ],
-  jobs: [slackEvidenceUpload, slackPublishHome, slackLinkByEmail, slackRefreshTokens, ...slackDirectoryJobs],
-  metrics: ['slack_signature_failures_total', 'slack_duplicate_deliveries_total'],
+  jobs: [slackEvidenceSubmissions, slackEvidenceUpload, slackPublishHome, slackLinkByEmail, slackRefreshTokens, ...slackDirectoryJobs],
+  verbs: [slackVerb],
+  stagedJobs: [slackEvidenceSubmissions],
+  metrics: ['slack_signature_failures_total', 'slack_duplicate_deliveries_total', 'slack_refused_deliveries_total', 'slack_redeliveries_total'],
   readiness: ['slack_socket_mode'],
   secrets: [
     {
@@ -48,7 +51,7 @@ export const slackModule = defineModule({
     const delivery = ctx.worker ? createSlackDelivery({ db: ctx.db, clock: ctx.clock, logger, botToken: config.SLACK_BOT_TOKEN, apiUrl: config.SLACK_API_URL, keyring: ctx.keyring }) : undefined;
     // A single workspace's people are linked by their verified email before their first command.
     if (delivery) await enqueueDirectorySyncAtStart(ctx.jobs, config);
-    const surface = ctx.web ? createSlackSurface({ config, domain: ctx.domain, jobs: ctx.jobs, keyring: ctx.keyring, identities: ctx.identities, logger, metrics: ctx.metrics, integrations: ctx.integrations }) : undefined;
+    const surface = ctx.web ? createSlackSurface({ config, domain: ctx.domain, jobs: ctx.jobs, keyring: ctx.keyring, identities: ctx.identities, logger, metrics: ctx.metrics, integrations: ctx.integrations, outbox: ctx.outbox }) : undefined;
     await surface?.start();
     return {
       ...(surface ? { routes: surface.routes } : {}),

@@ -6,6 +6,7 @@
 import { SocketModeClient } from '@slack/socket-mode';
 import { LogLevel } from '@slack/bolt';
 import type { Logger } from '../../logger.ts';
+import { ephemeral } from './block-kit.ts';
 import type { HonoSlackReceiver } from './receiver.ts';
 
 export interface SocketModeTransport {
@@ -24,13 +25,14 @@ export async function startSocketMode(input: { appToken: string; apiUrl: string 
   client.on('slack_event', (args: { ack: (response?: unknown) => Promise<void>; body: Record<string, unknown>; retry_num?: number; retry_reason?: string }) => {
     void (async () => {
       const raw = Buffer.from(JSON.stringify(args.body));
-      const outcome = await input.receiver.dispatch(args.body, raw, {
+      const outcome = await input.receiver.dispatch(args.body ?? {}, raw, {
         ...(typeof args.retry_num === 'number' ? { retryNum: args.retry_num } : {}),
         ...(args.retry_reason ? { retryReason: args.retry_reason } : {}),
       });
-      // Over Socket Mode a failure is shown by not acknowledging: Slack then retries the envelope.
-      if (outcome.kind === 'failed' || outcome.kind === 'not_ready') return;
-      const response = outcome.kind === 'answered' ? outcome.response : undefined;
+      // Over Socket Mode a failure is shown by not acknowledging: Slack then retries the envelope (a failed
+      // delivery is taken over by the retry). A refusal is acknowledged: a retry would be refused again.
+      if (outcome.kind === 'failed' || outcome.kind === 'not_ready' || outcome.kind === 'unavailable') return;
+      const response = outcome.kind === 'answered' ? outcome.response : outcome.kind === 'refused' && outcome.answer === 'ephemeral' ? ephemeral({ text: outcome.message, blocks: [{ type: 'section', text: outcome.message }] }) : undefined;
       await args.ack(response === undefined || response === '' ? undefined : response);
     })().catch((error: unknown) => logger.error({ err: error }, 'a Socket Mode envelope failed'));
   });

@@ -3,7 +3,7 @@
  * Slack's 3 seconds with database work only (the command layer); anything that calls Slack or another system
  * happens after the ack (opening a modal with the trigger id, `respond`) or in a job.
  */
-import { App, type AuthorizeResult, LogLevel } from '@slack/bolt';
+import { App, LogLevel } from '@slack/bolt';
 import { Hono } from 'hono';
 import type { Config } from '../../config.ts';
 import type { Actor } from '../../domain/actor.ts';
@@ -19,13 +19,15 @@ import { ephemeral } from './block-kit.ts';
 import { DENY_REASON_VIEW, EVIDENCE_VIEW, denyReasonModal, evidenceModal } from './modals.ts';
 import { can } from '../../domain/permissions.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
-import { slackEvidenceUpload } from './evidence-upload.ts';
+import { stageEvidenceUpload } from './evidence-upload.ts';
 import { slackPublishHome } from './home.ts';
 import { slackLinkByEmail } from './link-by-email.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
-import { findInstallation, revokeInstallation } from './installations.ts';
+import { createSlackAuthorize } from './allowlist.ts';
+import { revokeInstallation } from './installations.ts';
 import { createSlackOAuthApp } from './oauth.ts';
-import { HonoSlackReceiver } from './receiver.ts';
+import { HonoSlackReceiver, type SlackDeliveryContext } from './receiver.ts';
+import type { InboundOutbox } from '../../jobs/inbound-outbox.ts';
 import { type SocketModeTransport, startSocketMode } from './socket-mode.ts';
 
 export interface SlackSurfaceDeps {
@@ -40,6 +42,10 @@ export interface SlackSurfaceDeps {
   integrations: () => Promise<IntegrationHealth[]>;
   /** Who is behind a Slack user, answered from a cache the database invalidates; without it, a query each time. */
   identities?: IdentityDirectory | undefined;
+  /** Relays staged evidence uploads at once (without it, the outbox's own sweep does, within seconds). */
+  outbox?: Pick<InboundOutbox, 'poke'> | undefined;
+  /** How often deliveries left unprocessed by a stopped process are looked for (default 5 s). */
+  redeliverySweepMs?: number;
 }
 
 export interface SlackSurface {
@@ -71,19 +77,22 @@ export const SLACK_EVENTS_PATH = '/slack/events';
 export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undefined {
   const { config, domain, logger } = deps;
   if (!config.SLACK_SIGNING_SECRET && !config.SLACK_APP_LEVEL_TOKEN) return undefined;
-  const receiver = new HonoSlackReceiver({ signingSecret: config.SLACK_SIGNING_SECRET ?? '', db: domain.db, clock: domain.clock, logger, metrics: deps.metrics });
-  const botToken = config.SLACK_BOT_TOKEN;
+  const receiver = new HonoSlackReceiver({
+    signingSecret: config.SLACK_SIGNING_SECRET ?? '',
+    db: domain.db,
+    clock: domain.clock,
+    logger,
+    metrics: deps.metrics,
+    keyring: deps.keyring,
+    apiUrl: config.SLACK_API_URL,
+    redeliverAfterMs: config.SLACK_REDELIVER_AFTER_SECONDS * 1000,
+  });
   const app = new App({
     receiver,
     // Tokens come from our installation store (multi-workspace; org-wide installs by enterprise id) or the
     // configured single-workspace token: Bolt must never call auth.test on the request path.
-    authorize: async (source): Promise<AuthorizeResult> => {
-      const ids = { ...(source.teamId ? { teamId: source.teamId } : {}), ...(source.enterpriseId ? { enterpriseId: source.enterpriseId } : {}) };
-      const installation = deps.keyring ? await findInstallation(domain.db, deps.keyring, { enterpriseId: source.enterpriseId, teamId: source.teamId }) : undefined;
-      if (installation) return { botToken: installation.botToken, ...(installation.botUserId ? { botUserId: installation.botUserId } : {}), ...ids };
-      if (botToken) return { botToken, ...ids };
-      throw new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`);
-    },
+    // An installation serves only a workspace that is allowed (allowlist.ts: listed, or installed through a link).
+    authorize: createSlackAuthorize({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger }),
     ignoreSelf: false,
     // No conversation state is kept in Bolt (ours lives in the database); its default in-memory store would
     // grow with every channel and cost a lookup per event.
@@ -91,8 +100,12 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     logLevel: LogLevel.WARN,
     logger: boltLogger(logger),
     // A lost response to a non-idempotent call must not make the SDK post twice; jobs retry instead.
-    clientOptions: { ...(config.SLACK_API_URL ? { slackApiUrl: config.SLACK_API_URL } : {}), retryConfig: { retries: 0 } },
+    // A listener's calls are bounded (10 s), so a delivery still unprocessed after SLACK_REDELIVER_AFTER_SECONDS
+    // belongs to a process that stopped, never to a slow one.
+    clientOptions: { ...(config.SLACK_API_URL ? { slackApiUrl: config.SLACK_API_URL } : {}), retryConfig: { retries: 0 }, timeout: 10_000 },
   });
+  // The receiver logs and records every failure; Bolt's default handler would log each a second time.
+  app.error((error) => Promise.reject(error));
 
   const contextFor = async (body: Record<string, unknown>): Promise<CommandContext> => {
     const who = slackIdentity(body);
@@ -155,9 +168,10 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     await ack({ options: controls.map((control) => ({ text: { type: 'plain_text', text: `${control.id} ${control.title}`.slice(0, 75) }, value: control.id })) });
   });
 
-  app.view(EVIDENCE_VIEW, async ({ ack, view, body }) => {
+  app.view(EVIDENCE_VIEW, async ({ ack, view, body, context }) => {
     const ctx = await contextFor(body as unknown as Record<string, unknown>);
-    const values = view.state.values as Record<string, Record<string, { files?: { id?: string }[]; selected_option?: { value?: string } | null }>>;
+    // The shape was checked at the edge (src/bot/slack/payloads.ts): files is a list of Slack files, or absent.
+    const values = view.state.values as Record<string, Record<string, { files?: { id?: string }[] | null; selected_option?: { value?: string } | null }>>;
     const fileIds = (values.files?.files_input?.files ?? []).map((file) => file.id).filter((id): id is string => typeof id === 'string');
     const meta = parseTarget(view.private_metadata);
     const picked = values.control?.control_picker?.selected_option?.value;
@@ -173,11 +187,13 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
       await ack({ response_action: 'errors', errors });
       return;
     }
-    await deps.jobs.enqueue(
-      slackEvidenceUpload,
-      { fileIds, userId: ctx.actor.user!.id, slackUserId: ctx.actor.identity!.externalId, tenant: ctx.actor.identity!.tenant, ...(controlId ? { controlId } : {}), ...(taskId ? { taskId } : {}) },
-      { singletonKey: `${view.id}:${view.hash}` },
-    );
+    const upload = { fileIds, userId: ctx.actor.user!.id, slackUserId: ctx.actor.identity!.externalId, tenant: ctx.actor.identity!.tenant, ...(controlId ? { controlId } : {}), ...(taskId ? { taskId } : {}) };
+    const inboundId = (context.projectx as SlackDeliveryContext | undefined)?.inboundId;
+    if (!inboundId) throw new Error('an evidence submission arrived without its recorded delivery');
+    // Accepted means committed: the upload is staged with the delivery, in the transaction that marks it
+    // processed (the inbound outbox relays it to a job), before the modal closes.
+    await stageEvidenceUpload(domain.db, inboundId, upload, domain.clock.now());
+    deps.outbox?.poke();
     await ack();
   });
 
@@ -201,6 +217,8 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
   routes.route('/', createSlackOAuthApp({ config, db: domain.db, keyring: deps.keyring, clock: domain.clock, logger, jobs: deps.jobs }));
 
   let socket: SocketModeTransport | undefined;
+  let sweep: NodeJS.Timeout | undefined;
+  let sweeping: Promise<unknown> | undefined;
   return {
     app,
     receiver,
@@ -215,8 +233,18 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
       if (config.SLACK_APP_LEVEL_TOKEN && !socket) {
         socket = await startSocketMode({ appToken: config.SLACK_APP_LEVEL_TOKEN, apiUrl: config.SLACK_API_URL, receiver, logger });
       }
+      sweep ??= setInterval(() => {
+        sweeping ??= receiver
+          .redeliver()
+          .catch((error: unknown) => logger.warn({ err: error }, 'could not look for slack deliveries left unprocessed'))
+          .finally(() => (sweeping = undefined));
+      }, deps.redeliverySweepMs ?? 5000);
+      sweep.unref();
     },
     async stop() {
+      clearInterval(sweep);
+      sweep = undefined;
+      await sweeping;
       await socket?.stop();
       socket = undefined;
       await receiver.flush();

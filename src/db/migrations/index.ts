@@ -15,6 +15,9 @@ import * as partnerEmailSenders from './20261122_0900_partner_email_senders.ts';
 import * as inboundJobOutbox from './20261122_1000_inbound_job_outbox.ts';
 import * as connectors from './20261122_1100_connectors.ts';
 import * as connectorPushes from './20261122_1200_connector_pushes.ts';
+import * as subscriptionUrlsEmailBodies from './20261207_1000_subscription_urls_email_bodies.ts';
+import * as slackInstallLinks from './20261207_1100_slack_install_links.ts';
+import * as slackInboundSealed from './20261207_1200_slack_inbound_sealed.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -29,4 +32,7 @@ export const migrations: Record<string, Migration> = {
   '20261122_1000_inbound_job_outbox': inboundJobOutbox,
   '20261122_1100_connectors': connectors,
   '20261122_1200_connector_pushes': connectorPushes,
+  '20261207_1000_subscription_urls_email_bodies': subscriptionUrlsEmailBodies,
+  '20261207_1100_slack_install_links': slackInstallLinks,
+  '20261207_1200_slack_inbound_sealed': slackInboundSealed,
 };

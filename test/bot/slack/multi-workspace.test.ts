@@ -15,7 +15,15 @@ const KEY = Buffer.alloc(32, 5);
 describe('Slack delivery with installations only', () => {
   let env: SlackService;
   beforeAll(async () => {
-    env = await startSlackService(captureLogs().logger, { SLACK_BOT_TOKEN: '', PROJECTX_ENCRYPTION_KEY: `k5:${KEY.toString('base64')}` });
+    // A multi-workspace configuration (the install settings; the fake's workspace listed), with no bot token.
+    env = await startSlackService(captureLogs().logger, {
+      SLACK_BOT_TOKEN: '',
+      SLACK_CLIENT_ID: '1111.2222',
+      SLACK_CLIENT_SECRET: 'client-secret-for-tests',
+      SLACK_ALLOWED_WORKSPACES: 'T00000001',
+      PUBLIC_URL: 'http://127.0.0.1:9',
+      PROJECTX_ENCRYPTION_KEY: `k5:${KEY.toString('base64')}`,
+    });
     // The fake accepts its own bot token; store it as the workspace's installation, as the OAuth callback would.
     await saveInstallation(env.tdb.db, new Keyring([{ id: 'k5', key: KEY }]), { teamId: env.fake.teamId, isEnterpriseInstall: false, scopes: ['chat:write'], botToken: env.fake.botToken }, new Date());
   });

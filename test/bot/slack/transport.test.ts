@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
+import { sql } from 'kysely';
 import { loadConfig } from '../../../src/config.ts';
 import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
 import { createApp } from '../../../src/http/app.ts';
@@ -12,7 +13,7 @@ import { createMetrics, type Metrics } from '../../../src/metrics.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, blockActionsBody, jsonFixture, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, jsonFixture, signedRequest, slashCommandBody } from '../../support/slack.ts';
 
 describe('POST /slack/events', () => {
   let fx: DomainFixture;
@@ -151,18 +152,37 @@ describe('POST /slack/events', () => {
     expect(formatted.join('\n')).toContain('&lt;!channel&gt;');
   });
 
-  it('answers 500 when processing fails before the ack, and lets the redelivery take the failed record over', async () => {
+  it('refuses a malformed interaction with 400 before any listener, and records why', async () => {
     const { slackUser } = await linked({ roles: ['approver'] });
-    // A view submission whose state is not an object makes the deny-reason listener throw before its ack.
+    // A view submission whose state is not an object: the deny-reason listener would throw on it.
     const payload = { type: 'view_submission', team: { id: 'E111' }, user: { id: slackUser, team_id: 'E111' }, view: { id: 'VBROKEN', hash: 'h1', callback_id: 'deny_reason', private_metadata: '1', state: null } };
-    const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-    const first = await post(body);
-    expect(first.status).toBe(500);
-    expect(await first.json()).toEqual({ error: { code: 'processing_failed', message: 'the request could not be processed; it can be retried' } });
-    const failed = () => fx.tdb.db.selectFrom('inbound_events').select('status').where('delivery_id', '=', 'view:VBROKEN:h1:view_submission').executeTakeFirst();
-    await expect.poll(async () => (await failed())?.status, { timeout: 5000 }).toBe('failed');
-    // The same delivery again is not refused as a duplicate: it is processed (and fails) again.
-    expect((await post(body)).status).toBe(500);
+    const res = await post(new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { code: 'malformed_payload', message: 'the view_submission is malformed: missing or malformed: view.state' } });
+    const recorded = await fx.tdb.db.selectFrom('inbound_events').select(['status', 'kind', 'error']).where('delivery_id', '=', 'view:VBROKEN:h1:view_submission').executeTakeFirstOrThrow();
+    expect(recorded).toEqual({ status: 'quarantined', kind: 'view_submission', error: { code: 'malformed_payload', message: 'the view_submission is malformed: missing or malformed: view.state' } });
+    expect(await metrics.registry.getSingleMetricAsString('slack_refused_deliveries_total')).toContain('kind="view_submission",code="malformed_payload"} 1');
+  });
+
+  it('answers a listener failure with 400 (never 500), leaves the delivery failed, and lets the redelivery take it over', async () => {
+    const { user, slackUser } = await linked({ roles: ['approver'] });
+    const task = await fx.task({ type: 'approval', policy: { approverUserIds: [user.id] } });
+    // A fault in the database (not in the request): recording this decision fails, as a broken trigger would.
+    await sql`create or replace function test_fail_decision() returns trigger language plpgsql as $$ begin if new.reason = 'fault injected' then raise exception 'decision store broken'; end if; return new; end $$`.execute(fx.tdb.db);
+    await sql`create trigger test_fail_decision before insert on approval_decisions for each row execute function test_fail_decision()`.execute(fx.tdb.db);
+    try {
+      const body = denySubmissionBody({ userId: slackUser, teamId: 'E111', taskId: task.id, reason: 'fault injected', viewId: 'VFAULT' });
+      const first = await post(body);
+      expect(first.status).toBe(400);
+      expect(await first.json()).toEqual({ error: { code: 'processing_failed', message: expect.stringMatching(/^ProjectX could not process this request; it was recorded for an operator \(reference [0-9a-f-]{36}\)\.$/) } });
+      const recorded = () => fx.tdb.db.selectFrom('inbound_events').select(['status', 'error']).where('delivery_id', '=', 'view:VFAULT:VFAULT.hash:view_submission').executeTakeFirst();
+      await expect.poll(async () => (await recorded())?.status, { timeout: 5000 }).toBe('failed');
+      expect((await recorded())?.error).toEqual({ code: 'processing_failed', message: 'decision store broken' });
+      // The same delivery again is not refused as a duplicate: it is processed (and fails) again.
+      expect((await post(body)).status).toBe(400);
+    } finally {
+      await sql`drop trigger test_fail_decision on approval_decisions`.execute(fx.tdb.db);
+    }
   });
 
   it('refuses a self-approval from Slack with the reason, and audits it', async () => {
