@@ -46,12 +46,10 @@ const url = (protocols: readonly string[]) =>
     }
   });
 
-const portNumber = () =>
-  z.coerce
-    .number({ message: 'must be a whole number from 0 to 65535' })
-    .int({ message: 'must be a whole number from 0 to 65535' })
-    .min(0, { message: 'must be a whole number from 0 to 65535' })
-    .max(65535, { message: 'must be a whole number from 0 to 65535' });
+/** A whole number from `min` to `max`; every way to miss says `message`. */
+const wholeNumber = (min: number, max: number, message: string) => z.coerce.number({ message }).int({ message }).min(min, { message }).max(max, { message });
+
+const portNumber = () => wholeNumber(0, 65535, 'must be a whole number from 0 to 65535');
 
 const text = optional(z.string().trim().min(1));
 /** Secrets are trimmed (file-mounted secrets end in a newline) and must be long enough to be real. */
@@ -165,14 +163,7 @@ const schema = z.object({
   SLACK_APP_LEVEL_TOKEN: optional(z.string().trim().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
   SLACK_API_URL: optional(url(['http', 'https'])),
   /** A Slack delivery still unprocessed this long after it was recorded is redelivered (its process stopped). */
-  SLACK_REDELIVER_AFTER_SECONDS: withDefault(
-    z.coerce
-      .number({ message: 'must be a whole number of seconds from 5 to 3600' })
-      .int({ message: 'must be a whole number of seconds from 5 to 3600' })
-      .min(5, { message: 'must be a whole number of seconds from 5 to 3600' })
-      .max(3600, { message: 'must be a whole number of seconds from 5 to 3600' }),
-    60,
-  ),
+  SLACK_REDELIVER_AFTER_SECONDS: withDefault(wholeNumber(5, 3600, 'must be a whole number of seconds from 5 to 3600'), 60),
 
   MICROSOFT_APP_ID: text,
   MICROSOFT_APP_PASSWORD: secret,
@@ -196,13 +187,7 @@ const schema = z.object({
   ONETRUST_BASE_URL: optional(url(['http', 'https'])),
   ONETRUST_API_TOKEN: secret,
   ONETRUST_REGION: text,
-  ONETRUST_TIMEOUT_SECONDS: optional(
-    z.coerce
-      .number({ message: 'must be a number of seconds from 1 to 300' })
-      .int({ message: 'must be a number of seconds from 1 to 300' })
-      .min(1, { message: 'must be a number of seconds from 1 to 300' })
-      .max(300, { message: 'must be a number of seconds from 1 to 300' }),
-  ),
+  ONETRUST_TIMEOUT_SECONDS: optional(wholeNumber(1, 300, 'must be a number of seconds from 1 to 300')),
 
   SMTP_HOST: text,
   SMTP_PORT: optional(portNumber()),
