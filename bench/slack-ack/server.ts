@@ -12,6 +12,7 @@
  * Tells the parent its port over IPC; on a `stop` message shuts down and exits (so `--cpu-prof` can write).
  */
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { serveBench, serveProjectx } from '../lib/server.ts';
 
@@ -23,6 +24,8 @@ if (kind === 'projectx') {
     DATABASE_URL: process.env.BENCH_DATABASE_URL,
     SLACK_SIGNING_SECRET: signingSecret,
     SLACK_BOT_TOKEN: 'xoxb-bench',
+    // As in production: with a key, each command's response_url is sealed (encrypted) at rest, on the ack path.
+    PROJECTX_ENCRYPTION_KEY: `bench:${randomBytes(32).toString('base64')}`,
     // Nothing on the ack path calls Slack; if something did, it would fail fast here instead of leaving loopback.
     SLACK_API_URL: 'http://127.0.0.1:9/api/',
   });

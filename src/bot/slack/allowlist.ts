@@ -59,7 +59,7 @@ export function isInstallListed(allowed: readonly string[] | undefined, who: Wor
 }
 
 export interface SlackAuthorizeDeps {
-  config: Pick<Config, 'SLACK_BOT_TOKEN' | 'SLACK_ALLOWED_WORKSPACES'>;
+  config: Pick<Config, 'SLACK_BOT_TOKEN' | 'SLACK_ALLOWED_WORKSPACES' | 'SLACK_CLIENT_ID' | 'SLACK_CLIENT_SECRET'>;
   db: Db;
   keyring: Keyring | undefined;
   clock: Clock;
@@ -68,7 +68,8 @@ export interface SlackAuthorizeDeps {
 
 /**
  * Bolt's `authorize`: the installation serving the workspace (its own, or its enterprise's org-wide one) if the
- * workspace is allowed; else the single-workspace token; else nothing. Never calls Slack.
+ * workspace is allowed; else the single-workspace token; else nothing. Never calls Slack. Installations are
+ * looked up only when multi-workspace installs are configured (SLACK_CLIENT_ID and SLACK_CLIENT_SECRET).
  *
  * @example
  * new App({ receiver, authorize: createSlackAuthorize({ config, db, keyring, clock, logger }) });
@@ -77,7 +78,10 @@ export function createSlackAuthorize(deps: SlackAuthorizeDeps): (source: Workspa
   const refusals = refusalAuditor(deps);
   return async (source) => {
     const ids = { ...(source.teamId ? { teamId: source.teamId } : {}), ...(source.enterpriseId ? { enterpriseId: source.enterpriseId } : {}) };
-    const installation = deps.keyring ? await findInstallation(deps.db, deps.keyring, { enterpriseId: source.enterpriseId, teamId: source.teamId }) : undefined;
+    // Installations exist only where workspaces can install (the OAuth settings): a single-workspace deployment
+    // does not look one up on every request (bench/slack-ack: that lookup was ~40% of a command's CPU).
+    const installs = deps.keyring && deps.config.SLACK_CLIENT_ID && deps.config.SLACK_CLIENT_SECRET ? deps.keyring : undefined;
+    const installation = installs ? await findInstallation(deps.db, installs, { enterpriseId: source.enterpriseId, teamId: source.teamId }) : undefined;
     if (installation) {
       if (installation.installLinkId === null && !isListed(deps.config.SLACK_ALLOWED_WORKSPACES, source)) {
         const refusal = new SlackWorkspaceNotAllowed(ids);

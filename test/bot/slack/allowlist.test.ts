@@ -183,7 +183,7 @@ describe('Slack workspaces allowed to install and to be served', () => {
       expect((await audited()).map((row) => (row.detail as { refusedSinceLastAudit: number }).refusedSinceLastAudit)).toEqual([0, 2]);
 
       // What the receiver is told: a coded error, with no token.
-      const authorize = createSlackAuthorize({ config: { SLACK_BOT_TOKEN: undefined, SLACK_ALLOWED_WORKSPACES: ['TLISTED'] }, db: fx.tdb.db, keyring, clock: fx.clock, logger: logs.logger });
+      const authorize = createSlackAuthorize({ config: { SLACK_BOT_TOKEN: undefined, SLACK_CLIENT_ID: '1111.2222', SLACK_CLIENT_SECRET: 'client-secret-for-tests', SLACK_ALLOWED_WORKSPACES: ['TLISTED'] }, db: fx.tdb.db, keyring, clock: fx.clock, logger: logs.logger });
       await expect(authorize({ teamId: 'TGONE' })).rejects.toMatchObject({ code: 'slack_workspace_not_allowed', name: 'SlackWorkspaceNotAllowed' });
       await expect(authorize({ teamId: 'TLISTED' })).resolves.toMatchObject({ botToken: 'xoxb-tlisted-token', teamId: 'TLISTED' });
     });
