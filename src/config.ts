@@ -162,8 +162,11 @@ const schema = z.object({
   ),
   SLACK_APP_LEVEL_TOKEN: optional(z.string().trim().startsWith('xapp-', { message: 'must be an app-level token (xapp-…)' })),
   SLACK_API_URL: optional(url(['http', 'https'])),
-  /** A Slack delivery still unprocessed this long after it was recorded is redelivered (its process stopped). */
-  SLACK_REDELIVER_AFTER_SECONDS: withDefault(wholeNumber(5, 3600, 'must be a whole number of seconds from 5 to 3600'), 60),
+  /**
+   * A Slack delivery still unprocessed this long after it was recorded is redelivered (its process stopped).
+   * At least 20 s: longer than a listener can run (a 2.5 s ack wait, then Slack calls bounded at 10 s).
+   */
+  SLACK_REDELIVER_AFTER_SECONDS: withDefault(wholeNumber(20, 3600, 'must be a whole number of seconds from 20 to 3600'), 60),
 
   MICROSOFT_APP_ID: text,
   MICROSOFT_APP_PASSWORD: secret,

@@ -68,7 +68,7 @@ describe('scale-out: 2 web + 2 worker processes on one database', () => {
       EVIDENCE_LOCAL_DIR: `${cwd}/evidence`,
       // A command recorded by a web process that died before processing it is redelivered after this long
       // (default 60 s; shorter here so the file stays well inside two minutes).
-      SLACK_REDELIVER_AFTER_SECONDS: '10',
+      SLACK_REDELIVER_AFTER_SECONDS: '20',
     };
     const migrate = spawnCli(['migrate'], { env, cwd });
     const migrated = await migrate.exited;

@@ -51,8 +51,13 @@ export async function stageEvidenceUpload(db: Db, inboundId: string, upload: Evi
       .where('id', '=', inboundId)
       .where('status', '=', 'received')
       .executeTakeFirst();
-    // Already staged (a redelivery of a form whose first run committed): nothing more to do.
-    if (marked.numUpdatedRows === 0n) return;
+    if (marked.numUpdatedRows === 0n) {
+      // Already staged (a redelivery of a form whose first run committed): nothing more to do. Anything else
+      // (failed, taken over) must not be acknowledged as accepted.
+      const row = await trx.selectFrom('inbound_events').select('status').where('id', '=', inboundId).executeTakeFirst();
+      if (row?.status === 'processed') return;
+      throw new Error(`the evidence form's delivery is ${row?.status ?? 'gone'}; nothing was staged`);
+    }
     await trx.insertInto('inbound_job_outbox').values({ job_name: slackEvidenceSubmissions.name, inbound_ids: [inboundId] }).execute();
   });
 }

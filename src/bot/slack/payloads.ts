@@ -110,42 +110,48 @@ const evidenceState = z.looseObject({
 /** The deny-reason modal's one text input. */
 const denyReasonState = z.looseObject({ reason: z.looseObject({ reason_input: z.looseObject({ value: z.string().max(3000).nullish() }) }).optional() });
 
-/** Per modal (callback id): the state its listener reads. */
-const VIEW_STATES: Record<string, { schema: z.ZodType; message: string }> = {
-  [EVIDENCE_VIEW]: { schema: evidenceState, message: 'the evidence form\'s values are malformed (files must be a list of Slack files)' },
-  [DENY_REASON_VIEW]: { schema: denyReasonState, message: 'the denial form\'s reason is malformed' },
-};
+/** Per modal (callback id): the state its listener reads. A Map: a callback id like `constructor` finds nothing. */
+const VIEW_STATES = new Map<string, { schema: z.ZodType; message: string }>([
+  [EVIDENCE_VIEW, { schema: evidenceState, message: 'the evidence form\'s values are malformed (files must be a list of Slack files)' }],
+  [DENY_REASON_VIEW, { schema: denyReasonState, message: 'the denial form\'s reason is malformed' }],
+]);
 
 /** The shapes we serve, by type, with how a refusal of each is answered. */
-const SHAPES: Record<string, { schema: z.ZodType; answer: RefusalAnswer }> = {
-  event_callback: { schema: eventCallback, answer: 'empty' },
-  block_actions: { schema: blockActions, answer: 'bad_request' },
-  view_submission: { schema: viewSubmission, answer: 'bad_request' },
-  view_closed: { schema: viewClosed, answer: 'bad_request' },
-  block_suggestion: { schema: blockSuggestion, answer: 'bad_request' },
-};
+const SHAPES = new Map<string, { schema: z.ZodType; answer: RefusalAnswer }>([
+  ['event_callback', { schema: eventCallback, answer: 'empty' }],
+  ['block_actions', { schema: blockActions, answer: 'bad_request' }],
+  ['view_submission', { schema: viewSubmission, answer: 'bad_request' }],
+  ['view_closed', { schema: viewClosed, answer: 'bad_request' }],
+  ['block_suggestion', { schema: blockSuggestion, answer: 'bad_request' }],
+]);
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 const str = (value: unknown) => (typeof value === 'string' ? value : '');
 
+/** An id longer than the column's 500 characters becomes its hash (cutting it could split a character). */
+const bounded = (delivery: Delivery): Delivery => (delivery.id.length <= 500 ? delivery : { ...delivery, id: `${delivery.kind}:sha256:${createHash('sha256').update(delivery.id).digest('hex')}` });
+
 /** The delivery id Slack gives (or that identifies a repeat), and what kind of request it is. Unchecked input. */
 export function deliveryOf(body: Body, rawBody: Uint8Array): Delivery | undefined {
   const type = typeof body.type === 'string' ? body.type : undefined;
-  if (type === 'event_callback') return { id: `event:${str(body.event_id)}`, kind: 'event_callback' };
+  if (type === 'event_callback') return bounded({ id: `event:${str(body.event_id)}`, kind: 'event_callback' });
   if (type === 'block_suggestion') return undefined; // a read; Slack does not retry it
   if (type === 'block_actions') {
     const action = (Array.isArray(body.actions) ? body.actions[0] : undefined) as Body | undefined;
     const team = str((body.team as Body | undefined)?.id);
     const user = str((body.user as Body | undefined)?.id);
-    return { id: `action:${team}:${user}:${str(action?.action_ts)}:${str(action?.action_id)}`, kind: 'block_actions' };
+    return bounded({ id: `action:${team}:${user}:${str(action?.action_ts)}:${str(action?.action_id)}`, kind: 'block_actions' });
   }
   if (type === 'view_submission' || type === 'view_closed') {
     const view = body.view as Body | undefined;
-    return { id: `view:${str(view?.id)}:${str(view?.hash)}:${type}`, kind: type };
+    // A form answered with errors is resubmitted with the same view id and hash: its values tell the
+    // corrected submission from Slack's retry of the same one.
+    const values = type === 'view_submission' ? `:${sha256(Buffer.from(JSON.stringify((view?.state as Body | undefined)?.values ?? null) ?? '')).slice(0, 16)}` : '';
+    return bounded({ id: `view:${str(view?.id)}:${str(view?.hash)}:${type}${values}`, kind: type });
   }
   if (typeof body.command === 'string') {
     // trigger_id is unique per invocation; the body hash covers the rare request without one.
-    return { id: `command:${str(body.trigger_id) || sha256(rawBody)}`, kind: 'slash_command' };
+    return bounded({ id: `command:${str(body.trigger_id) || sha256(rawBody)}`, kind: 'slash_command' });
   }
   return { id: `body:${sha256(rawBody)}`, kind: type ?? 'unknown' };
 }
@@ -158,10 +164,10 @@ export function deliveryOf(body: Body, rawBody: Uint8Array): Delivery | undefine
 export function checkPayload(body: Body, rawBody: Uint8Array): PayloadCheck {
   const isCommand = typeof body.command === 'string';
   const type = typeof body.type === 'string' ? body.type : undefined;
-  const answer: RefusalAnswer = isCommand ? 'ephemeral' : (type && SHAPES[type]?.answer) || (type === 'event_callback' ? 'empty' : 'bad_request');
+  const answer: RefusalAnswer = isCommand ? 'ephemeral' : (type && SHAPES.get(type)?.answer) || (type === 'event_callback' ? 'empty' : 'bad_request');
   const refuse = (code: Refusal['code'], message: string): PayloadCheck => {
     const given = deliveryOf(body, rawBody);
-    const delivery = given && storable(given.id) && storable(given.kind) && given.id.length <= 500 && given.kind.length <= 64 ? given : { id: `refused:${sha256(rawBody)}`, kind: type && storable(type) && type.length <= 64 ? type : 'unknown' };
+    const delivery = given && storable(given.id) && storable(given.kind) && given.kind.length <= 64 ? given : { id: `refused:${sha256(rawBody)}`, kind: type && storable(type) && type.length <= 64 ? type : 'unknown' };
     return { ok: false, delivery, refusal: { code, message, answer } };
   };
 
@@ -170,14 +176,14 @@ export function checkPayload(body: Body, rawBody: Uint8Array): PayloadCheck {
   let schema: z.ZodType | undefined;
   if (isCommand) schema = slashCommand;
   else if (type === 'shortcut' || type === 'message_action') return refuse('unsupported_payload', `this app offers no ${type === 'shortcut' ? 'global shortcut' : 'message shortcut'}`);
-  else schema = type ? SHAPES[type]?.schema : undefined;
-  if (!schema) return refuse('unsupported_payload', type ? `requests of type "${type.slice(0, 40)}" are not served here` : 'the request is neither a slash command nor a typed Slack payload');
+  else schema = type ? SHAPES.get(type)?.schema : undefined;
+  if (!schema) return refuse('unsupported_payload', type ? `requests of type "${type.slice(0, 40).toWellFormed()}" are not served here` : 'the request is neither a slash command nor a typed Slack payload');
 
   const parsed = schema.safeParse(body);
   if (!parsed.success) return refuse('malformed_payload', `the ${isCommand ? 'slash command' : type} is malformed: ${describeIssues(parsed.error)}`);
   if (type === 'view_submission') {
     const submitted = body.view as { callback_id: string; state: { values: unknown } };
-    const state = VIEW_STATES[submitted.callback_id];
+    const state = VIEW_STATES.get(submitted.callback_id);
     if (state && !state.schema.safeParse(submitted.state.values).success) return refuse('malformed_payload', state.message);
   }
   return { ok: true, delivery: deliveryOf(body, rawBody) };
@@ -185,6 +191,6 @@ export function checkPayload(body: Body, rawBody: Uint8Array): PayloadCheck {
 
 /** Which fields are wrong (never their values): `missing or malformed: view.state.values, user.id`. */
 function describeIssues(error: z.ZodError): string {
-  const paths = [...new Set(error.issues.map((issue) => (issue.path.length > 0 ? issue.path.map(String).join('.').slice(0, 80) : issue.message.slice(0, 80))))];
+  const paths = [...new Set(error.issues.map((issue) => (issue.path.length > 0 ? issue.path.map(String).join('.').slice(0, 80).toWellFormed() : issue.message.slice(0, 80).toWellFormed())))];
   return `missing or malformed: ${paths.slice(0, 4).join(', ')}${paths.length > 4 ? ', …' : ''}`;
 }

@@ -24,6 +24,7 @@ import { type Insertable, type QueryCreator, sql } from 'kysely';
 import { fetch } from 'undici';
 import type { Clock } from '../../clock.ts';
 import { Batcher } from '../../db/batcher.ts';
+import { STALLED_AFTER_MS } from '../../db/inbound-review.ts';
 import type { Database, InboundEventStatus, InboundEventsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/database.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
@@ -74,6 +75,8 @@ export type DispatchOutcome =
 
 /** How many times a delivery is handed to the listeners before it is left failed for an operator. */
 export const MAX_ATTEMPTS = 3;
+/** How often writing a delivery's outcome is tried (backing off from 1 s to 30 s: about a minute and a half). */
+const SETTLE_ATTEMPTS = 7;
 
 /** The Bolt error code of a failed `authorize` (no installation, or a workspace that is not allowed). */
 const AUTHORIZATION_ERROR = 'slack_bolt_authorization_error';
@@ -188,7 +191,10 @@ export class HonoSlackReceiver implements Receiver {
       const { delivery, refusal } = checked;
       this.#refused.inc({ kind: delivery.kind, code: refusal.code });
       logger.warn({ kind: delivery.kind, code: refusal.code, reason: refusal.message }, 'slack request refused: malformed payload');
-      await this.#writer.add({ kind: 'record', row: this.#row(delivery, { status: 'quarantined', error: { code: refusal.code, message: refusal.message } }, body, retry) });
+      // A body that cannot be stored (NUL, broken Unicode, nested past reason) is kept as its size only.
+      const kept = refusal.code === 'unstorable_text' ? { unstorable: true, bytes: rawBody.length } : body;
+      // Recording a refusal is for operators; the answer does not wait on it (nothing is accepted).
+      await this.#writer.add({ kind: 'record', row: this.#row(delivery, { status: 'quarantined', error: { code: refusal.code, message: refusal.message } }, kept, retry) }).catch((error: unknown) => logger.warn({ err: error, kind: delivery.kind }, 'could not record a refused slack request'));
       return { kind: 'refused', code: refusal.code, message: refusal.message, answer: refusal.answer };
     }
     if (checked.skip === 'rate_limited') {
@@ -205,15 +211,18 @@ export class HonoSlackReceiver implements Receiver {
         return { kind: 'duplicate' };
       }
     }
-    return this.#process(body, delivery, inboundId, retry, undefined);
+    return (await this.#process(body, delivery, inboundId, retry, undefined)).outcome;
   }
 
-  /** Hands a checked, recorded delivery to Bolt; `ack` (a redelivery) takes the acked answer instead of a request. */
-  async #process(body: Body, delivery: Delivery | undefined, inboundId: string | undefined, retry: { retryNum?: number; retryReason?: string }, onAck: ((response: unknown) => void) | undefined): Promise<DispatchOutcome> {
+  /**
+   * Hands a checked, recorded delivery to Bolt; `onAck` (a redelivery) takes the acked answer instead of a
+   * request. Resolves with how to answer, as soon as that is known, and `settled`: processing ended and its
+   * outcome is written.
+   */
+  async #process(body: Body, delivery: Delivery | undefined, inboundId: string | undefined, retry: { retryNum?: number; retryReason?: string }, onAck: ((response: unknown) => void) | undefined): Promise<{ outcome: DispatchOutcome; settled: Promise<void> }> {
     const { logger } = this.#options;
     const app = this.#app;
-    if (!app) return { kind: 'not_ready' };
-    const answer: RefusalAnswer = delivery?.kind === 'slash_command' ? 'ephemeral' : delivery?.kind === 'event_callback' ? 'empty' : 'bad_request';
+    if (!app) return { outcome: { kind: 'not_ready' }, settled: Promise.resolve() };
     let settle: (response: unknown) => void = () => {};
     const acked = new Promise<unknown>((resolve) => (settle = resolve));
     let ackCalled = false;
@@ -248,19 +257,29 @@ export class HonoSlackReceiver implements Receiver {
       logger.error({ err: outcome.error, kind: delivery?.kind }, 'slack listener failed');
       return { status: 'failed', error: { code: isTransient(outcome.error) ? 'processing_unavailable' : 'processing_failed', message: errorMessage(outcome.error) } };
     });
-    void ending.then((end) => this.#settleInbound(inboundId, end));
+    const settled = ending.then((end) => this.#settleInbound(inboundId, end));
+    const outcome = await this.#answer(acked, ending, () => ackCalled, delivery, inboundId);
+    return { outcome, settled };
+  }
 
+  /** What to answer: the ack, or nothing when processing ended without one or took too long, or the failure. */
+  async #answer(acked: Promise<unknown>, ending: Promise<Ending>, ackCalled: () => boolean, delivery: Delivery | undefined, inboundId: string | undefined): Promise<DispatchOutcome> {
+    const answer: RefusalAnswer = delivery?.kind === 'slash_command' ? 'ephemeral' : delivery?.kind === 'event_callback' ? 'empty' : 'bad_request';
     const NO_ACK = Symbol('no-ack');
+    const TIMED_OUT = Symbol('timed-out');
     let timer: NodeJS.Timeout | undefined;
     const response = await Promise.race([
       acked,
       ending.then((end) => (end.status === 'processed' ? NO_ACK : end)),
-      new Promise((resolve) => (timer = setTimeout(() => resolve(NO_ACK), this.#options.ackTimeoutMs ?? 2500))),
+      new Promise((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), this.#options.ackTimeoutMs ?? 2500))),
     ]);
     clearTimeout(timer);
     if (response === NO_ACK) return { kind: 'answered' };
+    // A form answered 200 closes: say nothing was decided yet, so the person submits again (a repeat of a form
+    // that did go through is answered as a duplicate, and closes).
+    if (response === TIMED_OUT) return delivery?.kind === 'view_submission' ? { kind: 'unavailable' } : { kind: 'answered' };
     const end = response as Ending | undefined;
-    if (!ackCalled && end && typeof end === 'object' && 'status' in end && (end.status === 'failed' || end.status === 'quarantined')) {
+    if (!ackCalled() && end && typeof end === 'object' && 'status' in end && (end.status === 'failed' || end.status === 'quarantined')) {
       // Ended before acknowledging.
       if (end.error.code === 'workspace_not_installed' || end.error.code === 'workspace_not_allowed') {
         const message = end.error.code === 'workspace_not_allowed' ? 'This Slack workspace is not allowed to use ProjectX. Ask a ProjectX admin for an install link.' : 'This Slack workspace is not connected to ProjectX. Ask a ProjectX admin to install the app for it.';
@@ -274,21 +293,28 @@ export class HonoSlackReceiver implements Receiver {
 
   /**
    * The sweep: deliveries left 'received' for longer than `redeliverAfterMs` (their process stopped between
-   * recording and processing), and those an operator handed back (`slack dead replay`: attempts 0), are claimed (one process each: `FOR UPDATE SKIP LOCKED`, and the claim moves
-   * `received_at` on) and handed to Bolt again; an answer a listener acks for a command is posted to the
-   * command's response URL while it lives. After MAX_ATTEMPTS a delivery is left failed for an operator.
-   * Resolves with how many were redelivered.
+   * recording and processing) but for less than STALLED_AFTER_MS (older ones are dead: an operator decides),
+   * and those an operator handed back (`slack dead replay`: attempts 0), are claimed one at a time (one process
+   * each: `FOR UPDATE SKIP LOCKED`; the claim moves `received_at` on) and handed to Bolt again, the next one
+   * only once this one's outcome is written; an answer a listener acks for a command is posted to the command's
+   * response URL while it lives. After MAX_ATTEMPTS a delivery is left failed for an operator. Resolves with
+   * how many were redelivered.
    */
   async redeliver(limit = 50): Promise<number> {
     const { db, clock, logger, keyring } = this.#options;
-    const now = clock.now();
-    const cutoff = new Date(now.getTime() - (this.#options.redeliverAfterMs ?? 60_000));
-    const claimed = await sql<{ id: string; delivery_id: string; kind: string; body: Buffer; sealed: unknown; attempts: number }>`
-      update inbound_events set received_at = ${now}, attempts = attempts + 1
-       where id in (select id from inbound_events where source = 'slack' and status = 'received' and (received_at < ${cutoff} or attempts = 0) order by received_at limit ${limit} for update skip locked)
-      returning id, delivery_id, kind, body, sealed, attempts`.execute(db);
     let redelivered = 0;
-    for (const row of claimed.rows) {
+    for (let taken = 0; taken < limit; taken++) {
+      const now = clock.now();
+      const cutoff = new Date(now.getTime() - (this.#options.redeliverAfterMs ?? 60_000));
+      const stalled = new Date(now.getTime() - STALLED_AFTER_MS);
+      const claimed = await sql<{ id: string; delivery_id: string; kind: string; body: Buffer; sealed: unknown; attempts: number }>`
+        update inbound_events set received_at = ${now}, attempts = attempts + 1
+         where id = (select id from inbound_events
+                      where source = 'slack' and status = 'received' and ((received_at < ${cutoff} and received_at > ${stalled}) or attempts = 0)
+                      order by received_at limit 1 for update skip locked)
+        returning id, delivery_id, kind, body, sealed, attempts`.execute(db);
+      const row = claimed.rows[0];
+      if (!row) break;
       if (row.attempts > MAX_ATTEMPTS) {
         this.#redelivered.inc({ outcome: 'gave_up' });
         logger.error({ inboundId: row.id, kind: row.kind, attempts: row.attempts - 1 }, 'slack delivery still unprocessed after its attempts; left for an operator (projectx slack dead list)');
@@ -305,9 +331,10 @@ export class HonoSlackReceiver implements Receiver {
       this.#redelivered.inc({ outcome: 'redelivered' });
       logger.warn({ inboundId: row.id, kind: row.kind, attempt: row.attempts }, 'redelivering a slack delivery its process left unprocessed');
       const responseUrl = typeof body.response_url === 'string' ? body.response_url : undefined;
-      await this.#process(body, { id: row.delivery_id, kind: row.kind }, row.id, { retryNum: row.attempts - 1, retryReason: 'projectx_redelivery' }, (response) => {
+      const { settled } = await this.#process(body, { id: row.delivery_id, kind: row.kind }, row.id, { retryNum: row.attempts - 1, retryReason: 'projectx_redelivery' }, (response) => {
         if (row.kind === 'slash_command' && responseUrl && response !== undefined && response !== '') void this.#respondLate(responseUrl, response);
       });
+      await settled;
       redelivered++;
     }
     return redelivered;
@@ -329,7 +356,7 @@ export class HonoSlackReceiver implements Receiver {
     const now = clock.now();
     return {
       source: 'slack',
-      delivery_id: delivery.id.slice(0, 500),
+      delivery_id: delivery.id,
       kind: delivery.kind,
       body: sealed.body,
       sealed: sealed.sealed,
@@ -346,9 +373,25 @@ export class HonoSlackReceiver implements Receiver {
     return signatureFailureResponse(c, reason);
   }
 
+  /**
+   * Writes how a delivery ended, retrying for about a minute while the database is away: an outcome left
+   * unwritten would leave a processed delivery 'received', and the sweep would run it again.
+   */
   async #settleInbound(id: string | undefined, ending: Ending): Promise<void> {
     if (!id) return;
-    await this.#writer.add({ kind: 'settle', id, ending }).catch((failure: unknown) => this.#options.logger.warn({ err: failure }, 'could not record the outcome of a slack delivery'));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#writer.add({ kind: 'settle', id, ending });
+        return;
+      } catch (failure) {
+        if (attempt >= SETTLE_ATTEMPTS) {
+          this.#options.logger.error({ err: failure, inboundId: id, status: ending.status }, 'could not record the outcome of a slack delivery; the redelivery sweep may process it again');
+          return;
+        }
+        this.#options.logger.warn({ err: failure, inboundId: id, attempt }, 'could not record the outcome of a slack delivery; trying again');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** attempt)).unref());
+      }
+    }
   }
 
   /**
@@ -372,7 +415,7 @@ export class HonoSlackReceiver implements Receiver {
         await db.updateTable('inbound_events').set({ status: op.ending.status, processed_at: now, error: JSON.stringify(op.ending.error) }).where('id', '=', op.id).where('status', '=', 'received').execute();
       }
     }
-    const markProcessed = (qc: QueryCreator<Database>) => qc.updateTable('inbound_events').set({ status: 'processed', processed_at: now }).where('id', 'in', processed);
+    const markProcessed = (qc: QueryCreator<Database>) => qc.updateTable('inbound_events').set({ status: 'processed', processed_at: now }).where('id', 'in', processed).where('status', '=', 'received');
     if (rows.length === 0) {
       if (processed.length > 0) await markProcessed(db).execute();
       return ops.map(() => undefined);
@@ -423,7 +466,7 @@ function answerRefusal(c: Context, answer: RefusalAnswer, code: string, message:
 }
 
 function errorMessage(error: unknown): string {
-  return (error instanceof Error ? error.message : 'listener failed').slice(0, 500);
+  return (error instanceof Error ? error.message : 'listener failed').slice(0, 500).toWellFormed();
 }
 
 /** A response URL we may post to: Slack's hooks host over HTTPS, or the configured API host (tests). */

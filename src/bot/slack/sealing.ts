@@ -29,11 +29,18 @@ export function sealBody(body: Body, deliveryId: string, keyring: Keyring | unde
 
 /** The body as it was handed to the listeners: the stored JSON with its response URLs back when they can be read. */
 export function unsealBody(stored: Buffer, sealed: unknown, deliveryId: string, keyring: Keyring | undefined): Body {
-  const body = JSON.parse(stored.toString('utf8')) as Body;
+  const body = parseStored(stored.toString('utf8'));
   if (!sealed || !keyring) return body;
   try {
     return { ...body, ...(JSON.parse(keyring.decrypt(sealed as Envelope, sealedAad(deliveryId))) as Body) };
   } catch {
     return body; // an old key or a moved row: the listeners answer without the URLs
   }
+}
+
+/** The stored JSON; or, for a body recorded as Slack sent it before sealing existed, its form (a `payload` field holds JSON). */
+function parseStored(text: string): Body {
+  if (text.trimStart().startsWith('{')) return JSON.parse(text) as Body;
+  const form = Object.fromEntries(new URLSearchParams(text));
+  return typeof form.payload === 'string' ? (JSON.parse(form.payload) as Body) : form;
 }

@@ -24,8 +24,9 @@ export async function startSocketMode(input: { appToken: string; apiUrl: string 
   });
   client.on('slack_event', (args: { ack: (response?: unknown) => Promise<void>; body: Record<string, unknown>; retry_num?: number; retry_reason?: string }) => {
     void (async () => {
-      const raw = Buffer.from(JSON.stringify(args.body));
-      const outcome = await input.receiver.dispatch(args.body ?? {}, raw, {
+      const body = args.body ?? {};
+      const raw = Buffer.from(JSON.stringify(body));
+      const outcome = await input.receiver.dispatch(body, raw, {
         ...(typeof args.retry_num === 'number' ? { retryNum: args.retry_num } : {}),
         ...(args.retry_reason ? { retryReason: args.retry_reason } : {}),
       });

@@ -79,6 +79,8 @@ describe('Slack deliveries at rest and after a crash', () => {
     expect(unsealBody(stored.body, stored.sealed, stored.delivery_id, keyring)).toMatchObject({ command: '/projectx', text: 'help', response_url: responseUrl });
     // Bound to its delivery: moved to another row, it does not open.
     expect(unsealBody(stored.body, stored.sealed, 'command:another', keyring).response_url).toBeUndefined();
+    // A body recorded as Slack sent it, before sealing, still reads (for a replay).
+    expect(unsealBody(Buffer.from('payload=%7B%22type%22%3A%22block_actions%22%7D'), null, 'action:x', keyring)).toEqual({ type: 'block_actions' });
   });
 
   it('redelivers a command its process left unprocessed, once, and posts the answer to its response_url', async () => {
@@ -136,7 +138,7 @@ describe('Slack deliveries at rest and after a crash', () => {
     const res = await post(evidenceSubmissionBody({ userId: 'UEVID', teamId: 'T111', fileIds: ['F0EVID1', 'F0EVID2'], controlId: 'AC-2', viewId: 'VSTAGED' }));
     expect(res.status).toBe(200);
     await receiver.flush();
-    const stored = await row('view:VSTAGED:1700000000.abcdef:view_submission');
+    const stored = await fx.tdb.db.selectFrom('inbound_events').selectAll().where('delivery_id', 'like', 'view:VSTAGED:1700000000.abcdef:view_submission:%').executeTakeFirstOrThrow();
     expect(stored.status).toBe('processed');
     expect(stored.result).toEqual({ upload: { fileIds: ['F0EVID1', 'F0EVID2'], userId: uploader.id, slackUserId: 'UEVID', tenant: 'T111', controlId: 'AC-2' } });
     const staged = await fx.tdb.db.selectFrom('inbound_job_outbox').select(['job_name', 'inbound_ids']).where(sql<boolean>`${stored.id}::uuid = any(inbound_ids)`).execute();

@@ -159,7 +159,7 @@ describe('POST /slack/events', () => {
     const res = await post(new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: { code: 'malformed_payload', message: 'the view_submission is malformed: missing or malformed: view.state' } });
-    const recorded = await fx.tdb.db.selectFrom('inbound_events').select(['status', 'kind', 'error']).where('delivery_id', '=', 'view:VBROKEN:h1:view_submission').executeTakeFirstOrThrow();
+    const recorded = await fx.tdb.db.selectFrom('inbound_events').select(['status', 'kind', 'error']).where('delivery_id', 'like', 'view:VBROKEN:h1:view_submission:%').executeTakeFirstOrThrow();
     expect(recorded).toEqual({ status: 'quarantined', kind: 'view_submission', error: { code: 'malformed_payload', message: 'the view_submission is malformed: missing or malformed: view.state' } });
     expect(await metrics.registry.getSingleMetricAsString('slack_refused_deliveries_total')).toContain('kind="view_submission",code="malformed_payload"} 1');
   });
@@ -175,13 +175,46 @@ describe('POST /slack/events', () => {
       const first = await post(body);
       expect(first.status).toBe(400);
       expect(await first.json()).toEqual({ error: { code: 'processing_failed', message: expect.stringMatching(/^ProjectX could not process this request; it was recorded for an operator \(reference [0-9a-f-]{36}\)\.$/) } });
-      const recorded = () => fx.tdb.db.selectFrom('inbound_events').select(['status', 'error']).where('delivery_id', '=', 'view:VFAULT:VFAULT.hash:view_submission').executeTakeFirst();
+      const recorded = () => fx.tdb.db.selectFrom('inbound_events').select(['status', 'error']).where('delivery_id', 'like', 'view:VFAULT:VFAULT.hash:view_submission:%').executeTakeFirst();
       await expect.poll(async () => (await recorded())?.status, { timeout: 5000 }).toBe('failed');
       expect((await recorded())?.error).toEqual({ code: 'processing_failed', message: 'decision store broken' });
       // The same delivery again is not refused as a duplicate: it is processed (and fails) again.
       expect((await post(body)).status).toBe(400);
     } finally {
       await sql`drop trigger test_fail_decision on approval_decisions`.execute(fx.tdb.db);
+    }
+  });
+
+  it('takes a form corrected after an error as a new submission, while Slack\'s retry of the same one stays a repeat', async () => {
+    const { user, slackUser } = await linked({ roles: ['approver'] });
+    const task = await fx.task({ type: 'approval', policy: { approverUserIds: [user.id] } });
+    // The first submission has no reason: answered with the field's error, the modal stays open.
+    const empty = await post(denySubmissionBody({ userId: slackUser, teamId: 'E111', taskId: task.id, reason: '', viewId: 'VCORRECT' }));
+    expect(await empty.json()).toEqual({ response_action: 'errors', errors: { reason: 'A denial needs a reason.' } });
+    // The same view (same id and hash) submitted again with a reason is a new delivery, and decides the task.
+    const corrected = denySubmissionBody({ userId: slackUser, teamId: 'E111', taskId: task.id, reason: 'not in scope', viewId: 'VCORRECT' });
+    expect((await post(corrected)).status).toBe(200);
+    expect((await post(corrected)).status).toBe(200);
+    const decisions = await fx.tdb.db.selectFrom('approval_decisions').select(['decision', 'reason']).where('task_id', '=', task.id).execute();
+    expect(decisions).toEqual([{ decision: 'deny', reason: 'not in scope' }]);
+  });
+
+  it('answers shapes that once reached a TypeError or an unstorable error without a 5xx', async () => {
+    const { slackUser } = await linked({ roles: ['approver'] });
+    const view = (callbackId: string) => ({ type: 'view_submission', team: { id: 'E111' }, user: { id: slackUser, team_id: 'E111' }, view: { id: `V${callbackId.length}`, hash: 'h', callback_id: callbackId, private_metadata: '', state: { values: {} } } });
+    const bodies = [
+      // A callback id that names a property of every object.
+      ...['constructor', '__proto__', 'toString', 'hasOwnProperty'].map((callbackId) => new URLSearchParams({ payload: JSON.stringify(view(callbackId)) }).toString()),
+      // A type whose 40th character is half of an emoji (a cut there would leave a lone surrogate).
+      new URLSearchParams({ payload: JSON.stringify({ type: `${'x'.repeat(39)}😀` }) }).toString(),
+      // A state key whose 80-character path ends inside an emoji.
+      new URLSearchParams({ payload: JSON.stringify({ ...view('evidence_upload'), view: { ...view('evidence_upload').view, state: { values: { files: { files_input: { files: 'nope' } }, [`${'k'.repeat(70)}😀😀😀`]: null } } } }) }).toString(),
+      // An event nested far past anything Slack sends.
+      `{"type":"event_callback","event_id":"EvDeep","team_id":"E111","event":{"type":"message"},"deep":${'['.repeat(5000)}${']'.repeat(5000)}}`,
+    ];
+    for (const body of bodies) {
+      const res = await post(body, body.startsWith('{') ? { contentType: 'application/json' } : undefined);
+      expect(res.status, await res.clone().text()).toBeLessThan(500);
     }
   });
 
