@@ -6,8 +6,9 @@
  *
  * The command is `/projectx help` (BENCH_TEXT to change) from the real slash-command fixture, signed per
  * request, each with a unique trigger_id (a repeated one is a duplicate delivery and would skip the work). For
- * projectx it goes through signature check, the `inbound_events` insert, identity lookup (a linked user) and
- * the command layer before the ack.
+ * projectx it goes through signature check, the payload's shape check, the `inbound_events` insert (its
+ * response_url sealed: the server runs with PROJECTX_ENCRYPTION_KEY, as production does), identity lookup (a
+ * linked user) and the command layer before the ack.
  *
  * Order per target: a warm-up, the ladder of rising rates (each step BENCH_STEP_MS, stopped once p99 passes
  * 500 ms, an error appears or throughput falls behind), and for projectx then the sustained run at 1,000/s
