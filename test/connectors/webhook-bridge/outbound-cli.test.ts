@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../../src/cli/args.ts';
 import type { OperatorContext } from '../../../src/cli/context.ts';
+import type { Logger } from '../../../src/logger.ts';
 import { usageLine } from '../../../src/cli/verb.ts';
 import { verbsOf } from '../../../src/module.ts';
 import { modules } from '../../../src/modules.ts';
@@ -49,6 +50,26 @@ function context(options: { keyring?: Keyring | undefined; allowed?: string } = 
 }
 
 const run = (args: string[], ctx = context()) => runOperator(ctx, subscriptionsVerb, args);
+
+/** What the delivery job gets, on the fixture's database, delivering to loopback only. */
+function outboundDeps(logger: Logger, evidenceDir: string): OutboundJobDeps {
+  return {
+    db: fixture.tdb.db,
+    logger,
+    clock: fixture.clock,
+    metrics: createMetrics({ defaultMetrics: false }),
+    config: context().config,
+    jobs: fixture.jobs,
+    events: createEventSink(fixture.jobs),
+    notifiers: [],
+    rerenderers: [],
+    evidenceStore: new LocalEvidenceStore(tempPath(evidenceDir)),
+    keyring,
+    connectors: [],
+    integrations: () => Promise.resolve([]),
+    outboundTransport: createOutboundTransport({ allowedNetworks: ['127.0.0.1/32'] }),
+  };
+}
 
 /** How a subscription URL is shown anywhere: its origin and a short hash of the whole URL. */
 const shown = (url: string) => `${new URL(url).origin}/…#${createHash('sha256').update(url).digest('hex').slice(0, 8)}`;
@@ -163,22 +184,7 @@ describe('subscriptions (the verb)', () => {
     expect(shown(url)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/…#[0-9a-f]{8}$/);
 
     const logs = captureLogs();
-    const deps: OutboundJobDeps = {
-      db: fixture.tdb.db,
-      logger: logs.logger,
-      clock: fixture.clock,
-      metrics: createMetrics({ defaultMetrics: false }),
-      config: context().config,
-      jobs: fixture.jobs,
-      events: createEventSink(fixture.jobs),
-      notifiers: [],
-      rerenderers: [],
-      evidenceStore: new LocalEvidenceStore(tempPath('outbound-token-evidence')),
-      keyring,
-      connectors: [],
-      integrations: () => Promise.resolve([]),
-      outboundTransport: createOutboundTransport({ allowedNetworks: ['127.0.0.1/32'] }),
-    };
+    const deps = outboundDeps(logs.logger, 'outbound-token-evidence');
     const jobContext = () => ({ deps, logger: deps.logger, signal: new AbortController().signal, job: { id: randomUUID(), name: deliverWebhook.name, retryCount: 0 } });
     const deliver = async () => {
       const event = newEvent({ type: 'task.created', subject: { kind: 'task', id: randomUUID(), label: 'T-9' }, summary: 'T-9 created' }, fixture.clock.now());
@@ -231,22 +237,7 @@ describe('subscriptions (the verb)', () => {
   it('lists recent deliveries with every attempt', async () => {
     const { id } = await added();
     fixture.clock.set('2026-11-22T09:00:00.000Z');
-    const deps: OutboundJobDeps = {
-      db: fixture.tdb.db,
-      logger: captureLogs().logger,
-      clock: fixture.clock,
-      metrics: createMetrics({ defaultMetrics: false }),
-      config: context().config,
-      jobs: fixture.jobs,
-      events: createEventSink(fixture.jobs),
-      notifiers: [],
-      rerenderers: [],
-      evidenceStore: new LocalEvidenceStore(tempPath('outbound-cli-evidence')),
-      keyring,
-      connectors: [],
-      integrations: () => Promise.resolve([]),
-      outboundTransport: createOutboundTransport({ allowedNetworks: ['127.0.0.1/32'] }),
-    };
+    const deps = outboundDeps(captureLogs().logger, 'outbound-cli-evidence');
     const event = newEvent({ type: 'task.created', subject: { kind: 'task', id: randomUUID(), label: 'T-7' }, summary: 'T-7 created' }, fixture.clock.now());
     await enqueueSubscriptionDeliveries(deps, fixture.tdb.db, event);
     const delivery = await fixture.tdb.db.selectFrom('webhook_deliveries').selectAll().where('subscription_id', '=', id).executeTakeFirstOrThrow();
