@@ -170,7 +170,25 @@ const schema = z.object({
 
   MICROSOFT_APP_ID: text,
   MICROSOFT_APP_PASSWORD: secret,
+  /** How the bot's Entra ID app is set up; unset: SingleTenant (Azure no longer creates multi-tenant bots). */
+  MICROSOFT_APP_TYPE: optional(z.enum(['SingleTenant', 'MultiTenant', 'UserAssignedMSI'], { message: 'must be one of SingleTenant, MultiTenant, UserAssignedMSI' })),
   MICROSOFT_APP_TENANT_ID: text,
+  // Bot Framework endpoints, for sovereign clouds and tests; unset: the public cloud's (src/bot/teams/adapter.ts).
+  BOTFRAMEWORK_OPENID_METADATA_URL: optional(url(['http', 'https'])),
+  BOTFRAMEWORK_TOKEN_ISSUER: text,
+  BOTFRAMEWORK_LOGIN_URL: optional(url(['https', 'http'])),
+  BOTFRAMEWORK_OAUTH_SCOPE: text,
+  /** Entra tenant ids whose activities and installs the Teams bot accepts; unset: only MICROSOFT_APP_TENANT_ID's. */
+  TEAMS_ALLOWED_TENANTS: optional(
+    z.string().transform((value, ctx) => {
+      const ids = value.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+      if (ids.length === 0 || !ids.every((id) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))) {
+        ctx.addIssue({ code: 'custom', message: 'must be comma-separated Entra tenant ids (GUIDs)' });
+        return z.NEVER;
+      }
+      return ids;
+    }),
+  ),
 
   SERVICENOW_BASE_URL: optional(url(['http', 'https'])),
   SERVICENOW_OAUTH_CLIENT_ID: text,

@@ -1,0 +1,159 @@
+/**
+ * The one place botbuilder is used (the Bot Framework SDK is out of support since 31 December 2025; moving to
+ * the Microsoft 365 Agents SDK, `@microsoft/agents-hosting`, should touch this seam only): the `CloudAdapter`
+ * that authenticates inbound activities for real (../shared/notes/teams.md §1) and, later, sends.
+ *
+ * Inbound: the channel's JWT must come from the configured issuer, be signed (RS256/384/512) by a key of the
+ * JWKS the OpenID metadata names, that key's endorsements must include the activity's channel (`msteams`), the
+ * audience must be our app id and the `serviceurl` claim the activity's. botbuilder answers some forgeries with
+ * a 500 (a wrong key under a known `kid`, HS256, `alg: none`: jsonwebtoken's errors are not its
+ * `AuthenticationError`), so `authenticate` turns every failure of the token into a refusal with a reason, and
+ * only a failure of our own logic stays an error.
+ *
+ * Configuration, all-or-nothing (notes §3): once any endpoint is overridden botbuilder fills in no default for
+ * the others, so every one is always set here, from BOTFRAMEWORK_* or the public cloud's values.
+ */
+import { type Activity, CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
+import type { Config } from '../../config.ts';
+
+/** Why an inbound activity was refused: the label of `teams_auth_failures_total`, and the error code's suffix. */
+export const TEAMS_AUTH_FAILURES = [
+  'missing_token',
+  'invalid_token',
+  'invalid_signature',
+  'invalid_algorithm',
+  'unsigned_token',
+  'expired_token',
+  'token_not_yet_valid',
+  'wrong_issuer',
+  'wrong_audience',
+  'unknown_signing_key',
+  'not_endorsed',
+  'service_url_mismatch',
+  'skill_token',
+] as const;
+export type TeamsAuthFailure = (typeof TEAMS_AUTH_FAILURES)[number];
+
+export const PUBLIC_CLOUD = {
+  openIdMetadataUrl: 'https://login.botframework.com/v1/.well-known/openidconfiguration',
+  tokenIssuer: 'https://api.botframework.com',
+  loginUrl: 'https://login.microsoftonline.com',
+  oauthScope: 'https://api.botframework.com',
+  emulatorOpenIdMetadataUrl: 'https://login.microsoftonline.com/botframework.com/v2.0/.well-known/openid-configuration',
+  oauthUrl: 'https://api.botframework.com',
+  callerId: 'urn:botframework:azure',
+} as const;
+
+export interface TeamsAuthSettings {
+  appId: string;
+  appPassword: string | undefined;
+  appType: 'SingleTenant' | 'MultiTenant' | 'UserAssignedMSI';
+  tenantId: string | undefined;
+  openIdMetadataUrl: string;
+  tokenIssuer: string;
+  /** The authority base; the tenant (MICROSOFT_APP_TENANT_ID, or `botframework.com` for MultiTenant) is appended. */
+  loginUrl: string;
+  oauthScope: string;
+}
+
+/** The settings from the configuration (the public cloud's endpoints where unset); undefined without an app id. */
+export function teamsAuthSettings(config: Config): TeamsAuthSettings | undefined {
+  if (!config.MICROSOFT_APP_ID) return undefined;
+  return {
+    appId: config.MICROSOFT_APP_ID,
+    appPassword: config.MICROSOFT_APP_PASSWORD,
+    appType: config.MICROSOFT_APP_TYPE ?? 'SingleTenant',
+    tenantId: config.MICROSOFT_APP_TENANT_ID,
+    openIdMetadataUrl: config.BOTFRAMEWORK_OPENID_METADATA_URL ?? PUBLIC_CLOUD.openIdMetadataUrl,
+    tokenIssuer: config.BOTFRAMEWORK_TOKEN_ISSUER ?? PUBLIC_CLOUD.tokenIssuer,
+    loginUrl: (config.BOTFRAMEWORK_LOGIN_URL ?? PUBLIC_CLOUD.loginUrl).replace(/\/+$/, ''),
+    oauthScope: config.BOTFRAMEWORK_OAUTH_SCOPE ?? PUBLIC_CLOUD.oauthScope,
+  };
+}
+
+export interface TeamsAdapter {
+  /**
+   * Authenticates an activity's `Authorization` header with botbuilder and runs `logic` in its turn. Resolves
+   * with the invoke response (for invokes) or a refusal; rejects only when `logic` fails.
+   */
+  process(authorization: string, activity: Record<string, unknown>, logic: (turn: TurnContext) => Promise<void>): Promise<{ ok: true; invokeResponse: { status: number; body?: unknown } | undefined } | { ok: false; reason: TeamsAuthFailure }>;
+}
+
+export function createTeamsAdapter(settings: TeamsAuthSettings): TeamsAdapter {
+  const tenant = settings.appType === 'MultiTenant' ? 'botframework.com' : (settings.tenantId ?? 'botframework.com');
+  const auth = new ConfigurationBotFrameworkAuthentication({
+    MicrosoftAppId: settings.appId,
+    ...(settings.appPassword ? { MicrosoftAppPassword: settings.appPassword } : {}),
+    MicrosoftAppType: settings.appType,
+    ...(settings.tenantId ? { MicrosoftAppTenantId: settings.tenantId } : {}),
+    ToBotFromChannelOpenIdMetadataUrl: settings.openIdMetadataUrl,
+    ToBotFromChannelTokenIssuer: settings.tokenIssuer,
+    ToChannelFromBotLoginUrl: `${settings.loginUrl}/${tenant}`,
+    ToChannelFromBotOAuthScope: settings.oauthScope,
+    ToBotFromEmulatorOpenIdMetadataUrl: PUBLIC_CLOUD.emulatorOpenIdMetadataUrl,
+    OAuthUrl: PUBLIC_CLOUD.oauthUrl,
+    CallerId: PUBLIC_CLOUD.callerId,
+  });
+  const adapter = new ProjectxCloudAdapter(auth);
+  return {
+    async process(authorization, activity, logic) {
+      if (!authorization.trim()) return { ok: false, reason: 'missing_token' };
+      // Our logic's failure must not be mistaken for a refusal of the token: it is carried out separately.
+      let failure: { error: unknown } | undefined;
+      try {
+        const invokeResponse = await adapter.run(authorization, activity as unknown as Activity, async (turn) => {
+          try {
+            await logic(turn);
+          } catch (error) {
+            failure = { error };
+          }
+        });
+        if (failure) throw failure.error;
+        return { ok: true, invokeResponse: invokeResponse ? { status: invokeResponse.status, ...(invokeResponse.body === undefined ? {} : { body: invokeResponse.body }) } : undefined };
+      } catch (error) {
+        if (failure) throw failure.error;
+        const reason = authFailureReason(error);
+        if (reason) return { ok: false, reason };
+        throw error;
+      }
+    },
+  };
+}
+
+/**
+ * `CloudAdapter.process` wants a Node/Express response and answers errors itself (a 500 for some forgeries, the
+ * error printed to the console); its protected `processActivity` is the same authentication and turn without
+ * the HTTP part, so our Hono route keeps the answer.
+ */
+class ProjectxCloudAdapter extends CloudAdapter {
+  run(authorization: string, activity: Activity, logic: (turn: TurnContext) => Promise<void>) {
+    return this.processActivity(authorization, activity, logic);
+  }
+}
+
+/**
+ * The reason a token was refused, from botbuilder's `AuthenticationError` (its messages, notes §1) or
+ * jsonwebtoken's errors (which botbuilder does not wrap); undefined for anything else.
+ */
+export function authFailureReason(error: unknown): TeamsAuthFailure | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const message = error.message;
+  if (error.name === 'TokenExpiredError' || /expired/i.test(message)) return 'expired_token';
+  if (error.name === 'NotBeforeError') return 'token_not_yet_valid';
+  if (error.name === 'JsonWebTokenError') {
+    if (/invalid signature/.test(message)) return 'invalid_signature';
+    if (/invalid algorithm/.test(message)) return 'invalid_algorithm';
+    if (/signature is required/.test(message)) return 'unsigned_token';
+    return 'invalid_token';
+  }
+  const isAuthenticationError = error.name === 'AuthenticationError' || (error as { statusCode?: unknown }).statusCode === 401;
+  if (!isAuthenticationError) return undefined;
+  if (/Unauthorized Access/i.test(message)) return 'missing_token';
+  if (/Invalid AppId/i.test(message)) return 'wrong_audience';
+  if (/ServiceUrl/i.test(message)) return 'service_url_mismatch';
+  if (/endorsement/i.test(message)) return 'not_endorsed';
+  if (/Signing Key could not be retrieved/i.test(message)) return 'unknown_signing_key';
+  if (/SkillValidation/i.test(message)) return 'skill_token';
+  if (/No valid identity|issuer/i.test(message)) return 'wrong_issuer';
+  return 'invalid_token';
+}
