@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { storable, storableDeep } from '../../db/storable.ts';
 import { DENY_REASON_VIEW, EVIDENCE_VIEW } from './modals.ts';
 
 type Body = Record<string, unknown>;
@@ -33,20 +34,6 @@ export interface Delivery {
 }
 
 export type PayloadCheck = { ok: true; delivery: Delivery | undefined; skip?: 'rate_limited' } | { ok: false; delivery: Delivery; refusal: Refusal };
-
-/** Can PostgreSQL store it as text: no NUL, and well-formed UTF-16 (a lone surrogate has no UTF-8 form). */
-export function storable(value: string): boolean {
-  return !value.includes('\u0000') && value.isWellFormed();
-}
-
-/** Every string in a parsed body (keys too) is storable; an unreasonably deep body is not. */
-export function storableDeep(value: unknown, depth = 0): boolean {
-  if (depth > 64) return false;
-  if (typeof value === 'string') return storable(value);
-  if (Array.isArray(value)) return value.every((item) => storableDeep(item, depth + 1));
-  if (value !== null && typeof value === 'object') return Object.entries(value).every(([key, item]) => storable(key) && storableDeep(item, depth + 1));
-  return true;
-}
 
 const id = z.string().min(1).max(255);
 /** Slack sends absent optional ids as empty strings in places (a command's `enterprise_id=`). */
@@ -171,7 +158,7 @@ export function checkPayload(body: Body, rawBody: Uint8Array): PayloadCheck {
     return { ok: false, delivery, refusal: { code, message, answer } };
   };
 
-  if (!storableDeep(body)) return refuse('unstorable_text', 'the request holds a NUL character or broken Unicode, which cannot be stored');
+  if (!storableDeep(body, 64)) return refuse('unstorable_text', 'the request holds a NUL character or broken Unicode, which cannot be stored');
   if (type === 'app_rate_limited') return { ok: true, delivery: undefined, skip: 'rate_limited' };
   let schema: z.ZodType | undefined;
   if (isCommand) schema = slashCommand;

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { CONTROL_ID } from '../../domain/controls.ts';
 import { MAX_EVIDENCE_BYTES } from '../evidence-stores/ingest.ts';
 import type { WebhookScheme } from '../../db/schema.ts';
+import { storableDeep } from '../../db/storable.ts';
 
 export const ACTIONS = ['create_task', 'attach_evidence', 'comment_task', 'notify'] as const;
 export type ActionName = (typeof ACTIONS)[number];
@@ -87,7 +88,7 @@ export function interpret(input: { scheme: WebhookScheme; mapping: Mapping; body
   if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return { ok: false, reason: 'invalid_json', message: 'the body is not a JSON object' };
   // PostgreSQL text and jsonb take neither NUL nor lone surrogates (JSON can spell both as escapes): such a
   // payload is refused here, as unfit, rather than failing the transaction it would be stored in.
-  if (!safely(() => storableText(payload))) return { ok: false, reason: 'invalid_json', message: 'the body contains a NUL character or invalid Unicode' };
+  if (!safely(() => storableDeep(payload))) return { ok: false, reason: 'invalid_json', message: 'the body contains a NUL character or invalid Unicode' };
   const body = payload as Record<string, unknown>;
   // Event types are echoed into the delivery's record and the error message: bounded.
   const candidates = eventTypes(input.scheme, body, input.headers).map((type) => type.slice(0, 200));
@@ -115,13 +116,6 @@ function safely(check: () => boolean): boolean {
   }
 }
 
-/** True when every string (and key) in the value can be stored in PostgreSQL text and jsonb. */
-function storableText(value: unknown): boolean {
-  if (typeof value === 'string') return !value.includes('\u0000') && value.isWellFormed();
-  if (Array.isArray(value)) return value.every(storableText);
-  if (value !== null && typeof value === 'object') return Object.entries(value).every(([key, item]) => storableText(key) && storableText(item));
-  return true;
-}
 
 /** Candidate event types, most specific first (GitHub: `issues.opened`, then `issues`). */
 function eventTypes(scheme: WebhookScheme, body: Record<string, unknown>, headers: Record<string, string>): string[] {
