@@ -1,7 +1,7 @@
 /**
  * The one place botbuilder is used (the Bot Framework SDK is out of support since 31 December 2025; moving to
  * the Microsoft 365 Agents SDK, `@microsoft/agents-hosting`, should touch this seam only): the `CloudAdapter`
- * that authenticates inbound activities for real (../shared/notes/teams.md §1) and, later, sends.
+ * that authenticates inbound activities for real (../shared/notes/teams.md §1) and sends (§2, §3).
  *
  * Inbound: the channel's JWT must come from the configured issuer, be signed (RS256/384/512) by a key of the
  * JWKS the OpenID metadata names, that key's endorsements must include the activity's channel (`msteams`), the
@@ -12,8 +12,18 @@
  *
  * Configuration, all-or-nothing (notes §3): once any endpoint is overridden botbuilder fills in no default for
  * the others, so every one is always set here, from BOTFRAMEWORK_* or the public cloud's values.
+ *
+ * Outbound: with an app password, the token for the Bot Connector comes from our own MSAL
+ * `ConfidentialClientApplication` (client credentials, authority `BOTFRAMEWORK_LOGIN_URL/<tenant>`, scope
+ * `BOTFRAMEWORK_OAUTH_SCOPE/.default`) through botframework-connector's `MsalServiceClientCredentialsFactory`.
+ * botbuilder's default factory cannot reach any authority but Microsoft's: MSAL asks
+ * `login.microsoftonline.com` for instance discovery unless the authority's host is in `knownAuthorities`, so that
+ * is set whenever the login URL is not the public cloud's (a sovereign cloud, or a test's fake Entra ID over https,
+ * whose certificate the test passes as `outboundCa`; in production the system CAs or NODE_EXTRA_CA_CERTS apply).
  */
-import { type Activity, CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
+import { ConfidentialClientApplication, type Configuration as MsalConfiguration } from '@azure/msal-node';
+import { type Activity, CloudAdapter, ConfigurationBotFrameworkAuthentication, type ConversationReference, type TurnContext } from 'botbuilder';
+import { MsalServiceClientCredentialsFactory } from 'botframework-connector';
 import type { Config } from '../../config.ts';
 
 /** Why an inbound activity was refused: the label of `teams_auth_failures_total`, and the error code's suffix. */
@@ -71,16 +81,81 @@ export function teamsAuthSettings(config: Config): TeamsAuthSettings | undefined
   };
 }
 
+/** Where a proactive message goes: what `TurnContext.getConversationReference(activity)` gave when it was stored. */
+export type TeamsConversationReference = Partial<ConversationReference>;
+
+/** A send that failed before reaching Teams because Entra ID refused or could not give the bot a token. */
+export class TeamsOutboundError extends Error {
+  readonly code: 'teams_token_refused';
+  constructor(code: TeamsOutboundError['code'], message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = 'TeamsOutboundError';
+    this.code = code;
+  }
+}
+
+export interface TeamsAdapterOptions {
+  /** PEM of a CA to trust for the Entra ID authority only (tests' self-signed fake); production leaves it unset. */
+  outboundCa?: string;
+}
+
 export interface TeamsAdapter {
   /**
    * Authenticates an activity's `Authorization` header with botbuilder and runs `logic` in its turn. Resolves
    * with the invoke response (for invokes) or a refusal; rejects only when `logic` fails.
    */
   process(authorization: string, activity: Record<string, unknown>, logic: (turn: TurnContext) => Promise<void>): Promise<{ ok: true; invokeResponse: { status: number; body?: unknown } | undefined } | { ok: false; reason: TeamsAuthFailure }>;
+  /**
+   * Runs `logic` in a turn of a stored conversation, outside any inbound activity (a proactive message), as our
+   * app. Rejects when `logic` fails (a `TeamsOutboundError` when no token could be had).
+   */
+  continueConversation(reference: TeamsConversationReference, logic: (turn: TurnContext) => Promise<void>): Promise<void>;
 }
 
-export function createTeamsAdapter(settings: TeamsAuthSettings): TeamsAdapter {
+/** The MSAL client the outbound token comes from, or undefined where botbuilder's own factory applies (no password, MSI). */
+function outboundClient(settings: TeamsAuthSettings, tenant: string, options: TeamsAdapterOptions): ConfidentialClientApplication | undefined {
+  if (!settings.appPassword || settings.appType === 'UserAssignedMSI') return undefined;
+  const config: MsalConfiguration = {
+    auth: {
+      clientId: settings.appId,
+      clientSecret: settings.appPassword,
+      authority: `${settings.loginUrl}/${tenant}`,
+      ...(settings.loginUrl === PUBLIC_CLOUD.loginUrl ? {} : { knownAuthorities: [new URL(settings.loginUrl).host] }),
+    },
+    ...(options.outboundCa ? { system: { customAgentOptions: { ca: options.outboundCa } } } : {}),
+  };
+  return new ConfidentialClientApplication(config);
+}
+
+/**
+ * The same msal-node 2.16.3 class, typed from its CommonJS declarations (which botframework-connector, a CommonJS
+ * package, sees) while we import its ES module declarations: only the private members' declarations differ.
+ */
+type MsalFactoryClient = ConstructorParameters<typeof MsalServiceClientCredentialsFactory>[1];
+
+/** MSAL's errors (`ServerError`, `ClientAuthError`…) carry an `errorCode`: the token was not had. */
+function outboundFailure(error: unknown): unknown {
+  const errorCode = error instanceof Error ? (error as { errorCode?: unknown }).errorCode : undefined;
+  if (typeof errorCode !== 'string' || !errorCode) return error;
+  return new TeamsOutboundError('teams_token_refused', `Entra ID gave the bot no token for the Bot Connector (${errorCode}): check MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD, MICROSOFT_APP_TENANT_ID and BOTFRAMEWORK_LOGIN_URL`, { cause: error });
+}
+
+/** Runs `logic`, keeping its failure apart from botbuilder's (and from an `onTurnError` that would swallow it). */
+function guarded(logic: (turn: TurnContext) => Promise<void>) {
+  const state: { failure?: { error: unknown } } = {};
+  const run = async (turn: TurnContext) => {
+    try {
+      await logic(turn);
+    } catch (error) {
+      state.failure = { error: outboundFailure(error) };
+    }
+  };
+  return { run, state };
+}
+
+export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAdapterOptions = {}): TeamsAdapter {
   const tenant = settings.appType === 'MultiTenant' ? 'botframework.com' : (settings.tenantId ?? 'botframework.com');
+  const client = outboundClient(settings, tenant, options);
   const auth = new ConfigurationBotFrameworkAuthentication({
     MicrosoftAppId: settings.appId,
     ...(settings.appPassword ? { MicrosoftAppPassword: settings.appPassword } : {}),
@@ -93,29 +168,28 @@ export function createTeamsAdapter(settings: TeamsAuthSettings): TeamsAdapter {
     ToBotFromEmulatorOpenIdMetadataUrl: PUBLIC_CLOUD.emulatorOpenIdMetadataUrl,
     OAuthUrl: PUBLIC_CLOUD.oauthUrl,
     CallerId: PUBLIC_CLOUD.callerId,
-  });
+  }, client ? new MsalServiceClientCredentialsFactory(settings.appId, client as unknown as MsalFactoryClient) : undefined);
   const adapter = new ProjectxCloudAdapter(auth);
   return {
     async process(authorization, activity, logic) {
       if (!authorization.trim()) return { ok: false, reason: 'missing_token' };
       // Our logic's failure must not be mistaken for a refusal of the token: it is carried out separately.
-      let failure: { error: unknown } | undefined;
+      const { run, state } = guarded(logic);
       try {
-        const invokeResponse = await adapter.run(authorization, activity as unknown as Activity, async (turn) => {
-          try {
-            await logic(turn);
-          } catch (error) {
-            failure = { error };
-          }
-        });
-        if (failure) throw failure.error;
+        const invokeResponse = await adapter.run(authorization, activity as unknown as Activity, run);
+        if (state.failure) throw state.failure.error;
         return { ok: true, invokeResponse: invokeResponse ? { status: invokeResponse.status, ...(invokeResponse.body === undefined ? {} : { body: invokeResponse.body }) } : undefined };
       } catch (error) {
-        if (failure) throw failure.error;
+        if (state.failure) throw state.failure.error;
         const reason = authFailureReason(error);
         if (reason) return { ok: false, reason };
         throw error;
       }
+    },
+    async continueConversation(reference, logic) {
+      const { run, state } = guarded(logic);
+      await adapter.continueConversationAsync(settings.appId, reference, run);
+      if (state.failure) throw state.failure.error;
     },
   };
 }
