@@ -23,7 +23,7 @@ const SERVICE_URL = 'http://127.0.0.1:9/teams/';
 
 /** Microsoft's documented personal-chat message (test/fixtures), addressed to our app and service URL. */
 function personalMessage(): Record<string, unknown> {
-  const activity = JSON.parse(readFileSync(new URL('../../../../shared/fixtures/teams_message_personal_docs.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+  const activity = JSON.parse(readFileSync(new URL('../../fixtures/teams/teams_message_personal_docs.json', import.meta.url), 'utf8')) as Record<string, unknown>;
   return { ...activity, id: `act-${randomUUID()}`, serviceUrl: SERVICE_URL, recipient: { id: `28:${APP_ID}`, name: 'ProjectX' } };
 }
 

@@ -47,7 +47,7 @@ describe('Adaptive Cards from the message model', () => {
   it('shapes a click as Teams sends it: the invoke value carries the verb and data the button was given', () => {
     const card = toAdaptiveCard(renderTask(task));
     const approve = card.body.flatMap((element) => (element.type === 'ActionSet' ? (element.actions as Record<string, unknown>[]) : [])).find((action) => action.verb === 'approve')!;
-    // What Teams posts back for an Action.Execute (test/fixtures/teams_invoke_adaptiveCard_action_sdk_test.json): type, verb, data.
+    // What Teams posts back for an Action.Execute (test/fixtures/teams/teams_invoke_adaptiveCard_action_sdk_test.json): type, verb, data.
     const invokeValue = { action: { type: approve.type, verb: approve.verb, data: approve.data }, trigger: 'manual' };
     expect(invokeValue).toEqual({ action: { type: 'Action.Execute', verb: 'approve', data: { value: '42' } }, trigger: 'manual' });
     expect(cardAttachment(card)).toEqual({ contentType: ADAPTIVE_CARD_CONTENT_TYPE, content: card });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { commandText, conversationKind, teamsIdentity } from '../../../src/bot/teams/commands.ts';
 import { activityTenant } from '../../../src/bot/teams/inbound.ts';
 
-const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../../../shared/fixtures/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
+const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/teams/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
 
 describe('Teams messages as commands', () => {
   it('strips the bot\'s mention in a channel message (the docs\' payload, addressed to us)', () => {

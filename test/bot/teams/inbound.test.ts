@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activityTenant, allowedTenants, recordTeamsActivity, settleTeamsActivity, teamsDeliveryId } from '../../../src/bot/teams/inbound.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 
-const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../../../shared/fixtures/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
+const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/teams/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
 const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 
 describe('Teams activities recorded once', () => {

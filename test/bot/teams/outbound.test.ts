@@ -68,7 +68,7 @@ describe('Teams: outbound tokens from Entra ID and sends to the Bot Connector', 
 
   /** Microsoft's documented personal-chat message, addressed to this app and sent from the fake connector's service URL. */
   function personalMessage(appId: string): PersonalMessage {
-    const activity = JSON.parse(readFileSync(new URL('../../../../shared/fixtures/teams_message_personal_docs.json', import.meta.url), 'utf8')) as PersonalMessage;
+    const activity = JSON.parse(readFileSync(new URL('../../fixtures/teams/teams_message_personal_docs.json', import.meta.url), 'utf8')) as PersonalMessage;
     return { ...activity, id: `act-${randomUUID()}`, serviceUrl: connector.serviceUrl, recipient: { id: `28:${appId}`, name: 'ProjectX' }, conversation: { ...activity.conversation, id: `a:${randomUUID()}` } };
   }
 

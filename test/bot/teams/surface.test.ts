@@ -12,7 +12,7 @@ import { DENY_WITH_REASON, type TeamsTurn, handleTeamsTurn } from '../../../src/
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 
-const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../../../shared/fixtures/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
+const fixture = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/teams/${name}`, import.meta.url), 'utf8')) as Record<string, unknown>;
 
 describe('Teams turns on the command layer', () => {
   let fx: DomainFixture;
