@@ -68,7 +68,8 @@ export interface SlackAuthorizeDeps {
 
 /**
  * Bolt's `authorize`: the installation serving the workspace (its own, or its enterprise's org-wide one) if the
- * workspace is allowed; else the single-workspace token; else nothing. Never calls Slack. Installations are
+ * workspace is allowed; else the single-workspace token (when SLACK_ALLOWED_WORKSPACES is set, for listed
+ * workspaces only); else nothing. Never calls Slack. Installations are
  * looked up only when multi-workspace installs are configured (SLACK_CLIENT_ID and SLACK_CLIENT_SECRET).
  *
  * @example
@@ -82,14 +83,18 @@ export function createSlackAuthorize(deps: SlackAuthorizeDeps): (source: Workspa
     // does not look one up on every request (bench/slack-ack: that lookup was ~40% of a command's CPU).
     const installs = deps.keyring && deps.config.SLACK_CLIENT_ID && deps.config.SLACK_CLIENT_SECRET ? deps.keyring : undefined;
     const installation = installs ? await findInstallation(deps.db, installs, { enterpriseId: source.enterpriseId, teamId: source.teamId }) : undefined;
+    const refuse = async (): Promise<never> => {
+      const refusal = new SlackWorkspaceNotAllowed(ids);
+      await refusals.record(ids, source.userId, refusal.message);
+      throw refusal;
+    };
     if (installation) {
-      if (installation.installLinkId === null && !isListed(deps.config.SLACK_ALLOWED_WORKSPACES, source)) {
-        const refusal = new SlackWorkspaceNotAllowed(ids);
-        await refusals.record(ids, source.userId, refusal.message);
-        throw refusal;
-      }
+      if (installation.installLinkId === null && !isListed(deps.config.SLACK_ALLOWED_WORKSPACES, source)) return refuse();
       return { botToken: installation.botToken, ...(installation.botUserId ? { botUserId: installation.botUserId } : {}), ...ids };
     }
+    // With a list, the single-workspace token serves listed workspaces only: another workspace's request would
+    // otherwise run our listeners under it (commands are answered from the database, not with the token).
+    if (deps.config.SLACK_ALLOWED_WORKSPACES && !isListed(deps.config.SLACK_ALLOWED_WORKSPACES, source)) return refuse();
     if (deps.config.SLACK_BOT_TOKEN) return { botToken: deps.config.SLACK_BOT_TOKEN, ...ids };
     throw new Error(`no Slack installation for ${source.enterpriseId ?? source.teamId ?? 'this workspace'}`);
   };

@@ -186,6 +186,14 @@ describe('Slack workspaces allowed to install and to be served', () => {
       const authorize = createSlackAuthorize({ config: { SLACK_BOT_TOKEN: undefined, SLACK_CLIENT_ID: '1111.2222', SLACK_CLIENT_SECRET: 'client-secret-for-tests', SLACK_ALLOWED_WORKSPACES: ['TLISTED'] }, db: fx.tdb.db, keyring, clock: fx.clock, logger: logs.logger });
       await expect(authorize({ teamId: 'TGONE' })).rejects.toMatchObject({ code: 'slack_workspace_not_allowed', name: 'SlackWorkspaceNotAllowed' });
       await expect(authorize({ teamId: 'TLISTED' })).resolves.toMatchObject({ botToken: 'xoxb-tlisted-token', teamId: 'TLISTED' });
+
+      // With SLACK_BOT_TOKEN as well, a workspace with no installation is not served by that token unless listed.
+      const withToken = createSlackAuthorize({ config: { SLACK_BOT_TOKEN: 'xoxb-single-workspace', SLACK_CLIENT_ID: '1111.2222', SLACK_CLIENT_SECRET: 'client-secret-for-tests', SLACK_ALLOWED_WORKSPACES: ['TLISTED', 'TSINGLE'] }, db: fx.tdb.db, keyring, clock: fx.clock, logger: logs.logger });
+      await expect(withToken({ teamId: 'TSTRANGER' })).rejects.toMatchObject({ code: 'slack_workspace_not_allowed' });
+      await expect(withToken({ teamId: 'TSINGLE' })).resolves.toMatchObject({ botToken: 'xoxb-single-workspace', teamId: 'TSINGLE' });
+      // Without a list (a single-workspace deployment), the token serves as before.
+      const single = createSlackAuthorize({ config: { SLACK_BOT_TOKEN: 'xoxb-single-workspace' }, db: fx.tdb.db, keyring, clock: fx.clock, logger: logs.logger });
+      await expect(single({ teamId: 'TANY' })).resolves.toMatchObject({ botToken: 'xoxb-single-workspace' });
     });
   });
 
