@@ -1,6 +1,14 @@
 /** Builders for signed Slack requests, shaped by the real payloads in test/fixtures/slack/. */
 import { readFileSync } from 'node:fs';
+import type { Hono } from 'hono';
 import { signSlackRequest } from '../../src/bot/slack/signature.ts';
+import { type SlackSurface, createSlackSurface } from '../../src/bot/slack/surface.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { Keyring } from '../../src/connectors/sdk/crypto.ts';
+import { createApp } from '../../src/http/app.ts';
+import type { Logger } from '../../src/logger.ts';
+import { type Metrics, createMetrics } from '../../src/metrics.ts';
+import type { DomainFixture } from './domain.ts';
 
 export const SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
 
@@ -90,4 +98,20 @@ export function denySubmissionBody(input: { userId: string; teamId: string; task
     state: { values: { reason: { reason_input: { type: 'plain_text_input', value: input.reason } } } },
   };
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}
+
+/**
+ * The Slack surface alone on a web app (no service, no jobs worked), over a domain fixture's database: what the
+ * receiver and listener tests post to. `env` adds to a single-workspace configuration (signing secret, bot
+ * token, an API URL that refuses connections).
+ */
+export function slackWebApp(fx: DomainFixture, options: { logger: Logger; env?: Record<string, string>; keyring?: Keyring }): { web: Hono; surface: SlackSurface; metrics: Metrics } {
+  const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: 'xoxb-test-token', SLACK_API_URL: 'http://127.0.0.1:9/api/', ...options.env });
+  if (!config.ok) throw new Error(config.problems.join('; '));
+  const metrics = createMetrics({ defaultMetrics: false });
+  const web = createApp({ logger: options.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
+  const surface = createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, keyring: options.keyring, logger: options.logger, metrics, integrations: () => Promise.resolve([]) });
+  if (!surface) throw new Error('the Slack surface is not configured');
+  surface.mount(web);
+  return { web, surface, metrics };
 }

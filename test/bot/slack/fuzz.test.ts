@@ -10,15 +10,11 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.ts';
-import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
 import type { HonoSlackReceiver } from '../../../src/bot/slack/receiver.ts';
-import { createApp } from '../../../src/http/app.ts';
-import { createMetrics } from '../../../src/metrics.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, evidenceSubmissionBody, jsonFixture, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { blockActionsBody, denySubmissionBody, evidenceSubmissionBody, jsonFixture, signedRequest, slackWebApp, slashCommandBody } from '../../support/slack.ts';
 
 const SEED = 20261207;
 
@@ -35,13 +31,9 @@ describe('Slack request fuzzing', () => {
   beforeAll(async () => {
     fx = await domainFixture();
     fx.clock.set(new Date());
-    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: 'xoxb-test-token', SLACK_API_URL: 'http://127.0.0.1:9/api/' });
-    if (!config.ok) throw new Error(config.problems.join('; '));
-    const metrics = createMetrics({ defaultMetrics: false });
-    web = createApp({ logger: logs.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
-    const surface = createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!;
-    surface.mount(web);
-    receiver = surface.receiver;
+    const app = slackWebApp(fx, { logger: logs.logger });
+    web = app.web;
+    receiver = app.surface.receiver;
   });
   afterAll(() => fx.close());
 

@@ -11,17 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_ATTEMPTS, type HonoSlackReceiver } from '../../../src/bot/slack/receiver.ts';
 import { slackVerb } from '../../../src/bot/slack/cli.ts';
 import { sealBody, unsealBody } from '../../../src/bot/slack/sealing.ts';
-import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
-import { loadConfig } from '../../../src/config.ts';
 import { Keyring, isEnvelope } from '../../../src/connectors/sdk/crypto.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
-import { createApp } from '../../../src/http/app.ts';
-import { createMetrics, type Metrics } from '../../../src/metrics.ts';
+import type { Metrics } from '../../../src/metrics.ts';
 import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
 import { operatorContext, runOperator } from '../../support/operator.ts';
-import { SIGNING_SECRET, evidenceSubmissionBody, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { evidenceSubmissionBody, signedRequest, slackWebApp, slashCommandBody } from '../../support/slack.ts';
 
 const keyring = new Keyring([{ id: 'k1', key: Buffer.alloc(32, 7) }]);
 
@@ -37,13 +34,9 @@ describe('Slack deliveries at rest and after a crash', () => {
     fx = await domainFixture();
     fx.clock.set(new Date());
     fake = await startFakeSlack();
-    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: 'xoxb-test-token', SLACK_API_URL: fake.apiUrl, SLACK_REDELIVER_AFTER_SECONDS: '30' });
-    if (!config.ok) throw new Error(config.problems.join('; '));
-    metrics = createMetrics({ defaultMetrics: false });
-    web = createApp({ logger: logs.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
-    const surface = createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, keyring, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!;
-    surface.mount(web);
-    receiver = surface.receiver;
+    const app = slackWebApp(fx, { logger: logs.logger, keyring, env: { SLACK_API_URL: fake.apiUrl, SLACK_REDELIVER_AFTER_SECONDS: '30' } });
+    ({ web, metrics } = app);
+    receiver = app.surface.receiver;
   });
   afterAll(async () => {
     await fake?.close();

@@ -5,15 +5,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { sql } from 'kysely';
-import { loadConfig } from '../../../src/config.ts';
-import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
-import { createApp } from '../../../src/http/app.ts';
 import { SIGNATURE_FAILURES } from '../../../src/http/signature-failures.ts';
-import { createMetrics, type Metrics } from '../../../src/metrics.ts';
+import type { Metrics } from '../../../src/metrics.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, jsonFixture, signedRequest, slashCommandBody } from '../../support/slack.ts';
+import { SIGNING_SECRET, blockActionsBody, denySubmissionBody, jsonFixture, signedRequest, slackWebApp, slashCommandBody } from '../../support/slack.ts';
 
 describe('POST /slack/events', () => {
   let fx: DomainFixture;
@@ -24,11 +21,7 @@ describe('POST /slack/events', () => {
   beforeAll(async () => {
     fx = await domainFixture();
     fx.clock.set(new Date());
-    const config = loadConfig({ SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: 'xoxb-test-token', SLACK_API_URL: 'http://127.0.0.1:9/api/' });
-    if (!config.ok) throw new Error(config.problems.join('; '));
-    metrics = createMetrics({ defaultMetrics: false });
-    web = createApp({ logger: logs.logger, metrics, readiness: [], bodyLimitBytes: 1 << 20 });
-    createSlackSurface({ config: config.config, domain: fx.deps, jobs: fx.jobs, logger: logs.logger, metrics, integrations: () => Promise.resolve([]) })!.mount(web);
+    ({ web, metrics } = slackWebApp(fx, { logger: logs.logger }));
   });
   afterAll(() => fx.close());
 
