@@ -409,6 +409,38 @@ export interface SlackMessagesTable {
   created_at: Timestamp;
 }
 
+export interface TeamsConversationsTable {
+  conversation_id: string;
+  tenant_id: string;
+  kind: 'personal' | 'groupChat' | 'channel';
+  team_id: string | null;
+  channel_name: string | null;
+  user_aad_object_id: string | null;
+  /** The botbuilder conversation reference (JSON), what a proactive send continues. */
+  reference: ColumnType<unknown, string, string>;
+  active: Generated<boolean>;
+  inactive_reason: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface TeamsMessagesTable {
+  id: Generated<string>;
+  message_key: string;
+  conversation_id: string;
+  status: 'posting' | 'posted' | 'unknown';
+  activity_id: string | null;
+  subject_kind: string | null;
+  subject_id: string | null;
+  attempt_started_at: Timestamp;
+  created_at: Timestamp;
+}
+
+export interface TeamsSendLogTable {
+  conversation_id: string;
+  sent_at: Timestamp;
+}
+
 export interface SlackChannelPacingTable {
   channel: string;
   next_at: Timestamp;
@@ -516,6 +548,9 @@ export interface Database {
   slack_install_links: SlackInstallLinksTable;
   slack_messages: SlackMessagesTable;
   slack_channel_pacing: SlackChannelPacingTable;
+  teams_conversations: TeamsConversationsTable;
+  teams_messages: TeamsMessagesTable;
+  teams_send_log: TeamsSendLogTable;
   webhook_partners: WebhookPartnersTable;
   webhook_partner_secrets: WebhookPartnerSecretsTable;
   webhook_subscriptions: WebhookSubscriptionsTable;

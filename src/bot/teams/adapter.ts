@@ -22,7 +22,7 @@
  * whose certificate the test passes as `outboundCa`; in production the system CAs or NODE_EXTRA_CA_CERTS apply).
  */
 import { ConfidentialClientApplication, type Configuration as MsalConfiguration } from '@azure/msal-node';
-import { type Activity, CloudAdapter, ConfigurationBotFrameworkAuthentication, type ConversationReference, type TurnContext } from 'botbuilder';
+import { type Activity, CloudAdapter, ConfigurationBotFrameworkAuthentication, type ConversationReference, TeamsInfo, TurnContext } from 'botbuilder';
 import { MsalServiceClientCredentialsFactory } from 'botframework-connector';
 import type { Config } from '../../config.ts';
 
@@ -94,6 +94,40 @@ export class TeamsOutboundError extends Error {
   }
 }
 
+/**
+ * A send, update or roster lookup the Bot Connector refused or never answered. `status` is Teams' HTTP status
+ * (undefined when no answer came: the request may or may not have reached Teams); `code` is Teams' error code
+ * (`MessageWritesBlocked` for a blocked or uninstalled bot), `retryAfterSeconds` its `Retry-After`.
+ */
+export class TeamsSendError extends Error {
+  readonly status: number | undefined;
+  readonly code: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, details: { status: number | undefined; code: string | undefined; retryAfterSeconds: number | undefined }, options: { cause: unknown }) {
+    super(message, options);
+    this.name = 'TeamsSendError';
+    this.status = details.status;
+    this.code = details.code;
+    this.retryAfterSeconds = details.retryAfterSeconds;
+  }
+}
+
+/** What the bot sends: text (notifications, screen readers) and Adaptive Card attachments. */
+export interface TeamsOutgoing {
+  text: string;
+  attachments: { contentType: string; content: unknown }[];
+}
+
+/** A roster entry as `TeamsInfo.getMember` gives it (Teams' REST payload says `objectId`, the SDK's type `aadObjectId`). */
+export interface TeamsMemberInfo {
+  id: string;
+  objectId: string | undefined;
+  email: string | undefined;
+  userPrincipalName: string | undefined;
+  userRole: string | undefined;
+  tenantId: string | undefined;
+}
+
 export interface TeamsAdapterOptions {
   /** PEM of a CA to trust for the Entra ID authority only (tests' self-signed fake); production leaves it unset. */
   outboundCa?: string;
@@ -110,6 +144,21 @@ export interface TeamsAdapter {
    * app. Rejects when `logic` fails (a `TeamsOutboundError` when no token could be had).
    */
   continueConversation(reference: TeamsConversationReference, logic: (turn: TurnContext) => Promise<void>): Promise<void>;
+  /**
+   * Posts a message to a stored conversation (proactively, `continueConversationAsync`); resolves with the
+   * activity id Teams gave it. Exactly one request: the SDK's own retries are removed (a lost response must
+   * not become a second post; our jobs retry). Rejects with `TeamsSendError` or `TeamsOutboundError`.
+   */
+  send(reference: TeamsConversationReference, message: TeamsOutgoing): Promise<{ id: string }>;
+  /** Replaces a message the bot posted (`PUT …/activities/{id}`); one request, failures as for `send`. */
+  update(reference: TeamsConversationReference, activityId: string, message: TeamsOutgoing): Promise<void>;
+  /** A member of the conversation's roster (`GET …/members/{id}`), or undefined when Teams does not know them. */
+  member(reference: TeamsConversationReference, memberId: string): Promise<TeamsMemberInfo | undefined>;
+}
+
+/** Where a reply to `activity` goes, and what a proactive message later continues. */
+export function referenceOf(activity: Record<string, unknown>): TeamsConversationReference {
+  return TurnContext.getConversationReference(activity as Partial<Activity>);
 }
 
 /** The MSAL client the outbound token comes from, or undefined where botbuilder's own factory applies (no password, MSI). */
@@ -191,7 +240,69 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
       await adapter.continueConversationAsync(settings.appId, reference, run);
       if (state.failure) throw state.failure.error;
     },
+    async send(reference, message) {
+      let id: string | undefined;
+      await this.continueConversation(reference, async (turn) => {
+        withoutRetries(turn);
+        const sent = await turn.sendActivity({ type: 'message', text: message.text, attachments: message.attachments }).catch(sendFailure);
+        id = sent?.id;
+      });
+      if (!id) throw new TeamsSendError('Teams accepted the message but gave no activity id', { status: undefined, code: 'no_activity_id', retryAfterSeconds: undefined }, { cause: undefined });
+      return { id };
+    },
+    async update(reference, activityId, message) {
+      await this.continueConversation(reference, async (turn) => {
+        withoutRetries(turn);
+        await turn.updateActivity({ type: 'message', id: activityId, text: message.text, attachments: message.attachments }).catch(sendFailure);
+      });
+    },
+    async member(reference, memberId) {
+      let found: TeamsMemberInfo | undefined;
+      await this.continueConversation(reference, async (turn) => {
+        withoutRetries(turn);
+        const member = await TeamsInfo.getMember(turn, memberId).catch((error: unknown) => {
+          if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;
+          return sendFailure(error);
+        });
+        if (!member) return;
+        const raw = member as unknown as Record<string, unknown>;
+        const text = (key: string) => (typeof raw[key] === 'string' && raw[key] ? (raw[key] as string) : undefined);
+        found = { id: member.id, objectId: text('aadObjectId') ?? text('objectId'), email: text('email'), userPrincipalName: text('userPrincipalName'), userRole: text('userRole'), tenantId: text('tenantId') };
+      });
+      return found;
+    },
   };
+}
+
+/**
+ * Removes the retry phase from the turn's Bot Connector client: its default policy re-sends on a 5xx, on a
+ * network error and on a 429 with Retry-After, so a lost response would become a second post. Our jobs retry,
+ * knowing what was posted.
+ */
+function withoutRetries(turn: TurnContext): void {
+  const connector = turn.turnState.get(turn.adapter.ConnectorClientKey) as { client?: { pipeline?: { removePolicy(options: { phase: 'Retry' }): unknown } } } | undefined;
+  if (!connector?.client?.pipeline) throw new Error('the turn has no Bot Connector client whose retries can be turned off');
+  connector.client.pipeline.removePolicy({ phase: 'Retry' });
+}
+
+/** The Bot Connector's refusal (a RestError with a status) or a request that got no answer, as a TeamsSendError. */
+function sendFailure(error: unknown): never {
+  if (error instanceof TeamsSendError || error instanceof TeamsOutboundError) throw error;
+  const errorCode = error instanceof Error ? (error as { errorCode?: unknown }).errorCode : undefined;
+  if (typeof errorCode === 'string' && errorCode) throw outboundFailure(error);
+  const status = typeof (error as { statusCode?: unknown })?.statusCode === 'number' ? (error as { statusCode: number }).statusCode : undefined;
+  const response = (error as { response?: { headers?: { get?(name: string): string | undefined }; bodyAsText?: string } })?.response;
+  const retryAfter = response?.headers?.get?.('retry-after');
+  let code: string | undefined;
+  try {
+    const body = JSON.parse(response?.bodyAsText ?? '') as { error?: { code?: unknown } };
+    code = typeof body.error?.code === 'string' ? body.error.code : undefined;
+  } catch {
+    code = undefined;
+  }
+  const seconds = retryAfter === undefined ? undefined : /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) : Math.max(0, Math.ceil((Date.parse(retryAfter) - Date.now()) / 1000));
+  const message = status === undefined ? `the Bot Connector did not answer (${error instanceof Error ? error.message : 'no response'})` : `the Bot Connector answered HTTP ${status}${code ? ` ${code}` : ''}`;
+  throw new TeamsSendError(message, { status, code, retryAfterSeconds: seconds !== undefined && Number.isFinite(seconds) ? seconds : undefined }, { cause: error });
 }
 
 /**

@@ -18,6 +18,7 @@ import * as connectorPushes from './20261122_1200_connector_pushes.ts';
 import * as subscriptionUrlsEmailBodies from './20261207_1000_subscription_urls_email_bodies.ts';
 import * as slackInstallLinks from './20261207_1100_slack_install_links.ts';
 import * as slackInboundSealed from './20261207_1200_slack_inbound_sealed.ts';
+import * as teams from './20261207_1300_teams.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -35,4 +36,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1000_subscription_urls_email_bodies': subscriptionUrlsEmailBodies,
   '20261207_1100_slack_install_links': slackInstallLinks,
   '20261207_1200_slack_inbound_sealed': slackInboundSealed,
+  '20261207_1300_teams': teams,
 };

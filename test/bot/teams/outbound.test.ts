@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { Hono } from 'hono';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type TeamsConversationReference, createTeamsAdapter, teamsAuthSettings } from '../../../src/bot/teams/adapter.ts';
+import { type TeamsConversationReference, createTeamsAdapter, referenceOf, teamsAuthSettings } from '../../../src/bot/teams/adapter.ts';
 import { createTeamsRoute } from '../../../src/bot/teams/route.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { createMetrics } from '../../../src/metrics.ts';
@@ -127,6 +127,36 @@ describe('Teams: outbound tokens from Entra ID and sends to the Bot Connector', 
     // (`POST …/activities/{that id}`), as it does against the real service.
     expect(callsFor(activity.conversation.id)).toEqual([expect.objectContaining({ method: 'POST', path: expect.stringMatching(new RegExp(`^/v3/conversations/${activity.conversation.id}/activities(/[^/]+)?$`)), status: 201, appId, body: expect.objectContaining({ type: 'message', text: 'a task needs your decision' }) })]);
     expect(entra.issued(appId)).toBe(1);
+  });
+
+  it('send, update and roster lookups: one request each, refusals as TeamsSendError with status, code and Retry-After (the SDK does not retry)', async () => {
+    const { appId, adapter, activity } = await bot(SECRET);
+    const reference = referenceOf({ ...activity, recipient: { id: `28:${appId}`, name: 'ProjectX' } });
+    const message = { text: 'T-1 needs a decision', attachments: [{ contentType: 'application/vnd.microsoft.card.adaptive', content: { type: 'AdaptiveCard', version: '1.5', body: [] } }] };
+    const conversation = activity.conversation.id;
+
+    const sent = await adapter.send(reference, message);
+    expect(connector.posted.filter((post) => post.conversationId === conversation).map((post) => post.id)).toEqual([sent.id]);
+    await adapter.update(reference, sent.id, { ...message, text: 'T-1 approved' });
+    expect(callsFor(conversation).at(-1)).toMatchObject({ method: 'PUT', path: `/v3/conversations/${conversation}/activities/${sent.id}`, status: 200, body: { type: 'message', text: 'T-1 approved', id: sent.id } });
+
+    connector.addMember(conversation, { id: '29:megan', objectId: '7faf8ab2-3d56-4244-b585-20c8a42ed2b8', email: 'megan@contoso.example', userPrincipalName: 'megan@contoso.example', tenantId: TENANT_ID, userRole: 'user' });
+    expect(await adapter.member(reference, '29:megan')).toEqual({ id: '29:megan', objectId: '7faf8ab2-3d56-4244-b585-20c8a42ed2b8', email: 'megan@contoso.example', userPrincipalName: 'megan@contoso.example', userRole: 'user', tenantId: TENANT_ID });
+    expect(await adapter.member(reference, '29:nobody')).toBeUndefined();
+
+    const before = callsFor(conversation).length;
+    connector.failNext(1, { status: 429, retryAfterSeconds: 3 });
+    await expect(adapter.send(reference, message)).rejects.toMatchObject({ name: 'TeamsSendError', status: 429, code: 'TooManyRequests', retryAfterSeconds: 3 });
+    connector.failNext(1, { status: 403 });
+    await expect(adapter.send(reference, message)).rejects.toMatchObject({ name: 'TeamsSendError', status: 403, code: 'MessageWritesBlocked' });
+    connector.failNext(1, { status: 502 });
+    await expect(adapter.update(reference, sent.id, message)).rejects.toMatchObject({ name: 'TeamsSendError', status: 502 });
+    connector.failNext(1, { lost: true });
+    await expect(adapter.send(reference, message)).rejects.toMatchObject({ name: 'TeamsSendError', status: undefined });
+    // Each failure was one request: botbuilder's pipeline would have retried the 429 (it has Retry-After), the 502 and the lost one.
+    expect(callsFor(conversation).slice(before).map((call) => call.status)).toEqual([429, 403, 502, -1]);
+    // The lost one did arrive: the caller must not post it again blindly (src/bot/teams/sender.ts).
+    expect(connector.posted.filter((post) => post.conversationId === conversation)).toHaveLength(2);
   });
 
   it('the fake connector takes only tokens the fake Entra ID signed for a trusted app and the scope, and injects faults', async () => {

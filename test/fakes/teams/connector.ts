@@ -12,7 +12,8 @@
  *
  * Every call must carry `Authorization: Bearer <token>` issued by the fake Entra ID with `aud` = the scope and
  * `appid` = a trusted app id, else 401. Calls are recorded (refused ones too); `failNext` makes the next calls
- * answer 429 (with or without `Retry-After`), 403 `MessageWritesBlocked`, 412 or 502.
+ * answer 429 (with or without `Retry-After`), 403 `MessageWritesBlocked`, 412, 502 or 504, or carry the call out
+ * and drop the connection before answering (a lost response). `posted` lists the messages that really arrived.
  */
 import { randomUUID } from 'node:crypto';
 import { type Server, createServer } from 'node:http';
@@ -33,7 +34,10 @@ export type ConnectorFault =
   | { status: 429; retryAfterSeconds?: number }
   | { status: 403 }
   | { status: 412 }
-  | { status: 502 };
+  | { status: 502 }
+  | { status: 504 }
+  /** The call is carried out (a sent message is posted) but the connection drops before any answer. */
+  | { lost: true };
 
 export interface TeamsMember {
   id: string;
@@ -51,6 +55,8 @@ export interface FakeConnector {
   /** `http://127.0.0.1:<port>/amer/`: what activities carry as `serviceUrl`. */
   readonly serviceUrl: string;
   readonly calls: ConnectorCall[];
+  /** Messages posted (sent, not updated), in order: what people in the conversation would see. */
+  readonly posted: { conversationId: string; id: string; body: unknown }[];
   /** Accepts tokens issued to this app id. */
   trust(appId: string): void;
   /** Puts a member in a conversation's roster. */
@@ -67,6 +73,7 @@ const FAULT_BODIES: Record<ConnectorFault['status'], { code: string; message: st
   403: { code: 'MessageWritesBlocked', message: 'Thread is blocked from message writes.' },
   412: { code: 'PreconditionFailed', message: 'Precondition failed, please try again.' },
   502: { code: 'ServiceError', message: 'Bad gateway.' },
+  504: { code: 'GatewayTimeout', message: 'Gateway timeout.' },
 };
 
 const isActivity = (body: unknown): boolean => body !== null && typeof body === 'object' && !Array.isArray(body) && typeof (body as { type?: unknown }).type === 'string' && (body as { type: string }).type.length > 0;
@@ -76,6 +83,7 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
   const rosters = new Map<string, Map<string, TeamsMember>>();
   const faults: ConnectorFault[] = [];
   const calls: ConnectorCall[] = [];
+  const posted: FakeConnector['posted'] = [];
   let origin = '';
 
   const server: Server = createServer((req, res) => {
@@ -109,7 +117,7 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
       if (!raw.startsWith(`${PREFIX}/`)) return error(404, 'NotFound', `no route ${method} ${raw}`);
 
       const fault = faults.shift();
-      if (fault) {
+      if (fault && !('lost' in fault)) {
         const { code, message } = FAULT_BODIES[fault.status];
         const headers: Record<string, string> = fault.status === 429 && fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
         return error(fault.status, code, message, headers);
@@ -129,7 +137,14 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
         // POST sends (or replies to `itemId`); PUT updates `itemId`.
         if (method !== 'POST' && !(method === 'PUT' && itemId !== undefined)) return error(405, 'MethodNotAllowed', `${method} is not allowed here`);
         if (!isActivity(body)) return error(400, 'BadArgument', 'the activity needs a type');
-        return answer(method === 'PUT' ? 200 : 201, { id: method === 'PUT' ? itemId : `1:${randomUUID()}` });
+        const id = method === 'PUT' ? itemId! : `1:${randomUUID()}`;
+        if (method === 'POST') posted.push({ conversationId, id, body });
+        if (fault) {
+          call.status = -1;
+          req.socket.destroy();
+          return;
+        }
+        return answer(method === 'PUT' ? 200 : 201, { id });
       }
       if (collection === 'members' && itemId !== undefined && method === 'GET') {
         const member = rosters.get(conversationId)?.get(itemId);
@@ -144,6 +159,7 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
   return {
     serviceUrl: `${origin}${PREFIX}/`,
     calls,
+    posted,
     trust(appId) {
       trusted.add(appId);
     },
