@@ -7,6 +7,7 @@
 import { sql } from 'kysely';
 import { consoleModule } from './bot/console/module.ts';
 import { slackModule } from './bot/slack/module.ts';
+import { teamsModule } from './bot/teams/module.ts';
 import { coreVerbs } from './cli/verbs/index.ts';
 import { emailModule } from './connectors/email/module.ts';
 import { evidenceStoresModule } from './connectors/evidence-stores/module.ts';
@@ -69,4 +70,4 @@ export function coreReadiness(db: Db, jobs: Pick<JobRuntime, 'boss'>): Readiness
   ];
 }
 
-export const modules: readonly ServiceModule[] = [coreModule, consoleModule, evidenceStoresModule, slackModule, webhookBridgeModule, emailModule, connectorFrameworkModule, servicenowModule];
+export const modules: readonly ServiceModule[] = [coreModule, consoleModule, evidenceStoresModule, slackModule, teamsModule, webhookBridgeModule, emailModule, connectorFrameworkModule, servicenowModule];

@@ -123,6 +123,9 @@ describe('every module wired into a running service (role all, everything config
       SERVICENOW_OAUTH_CLIENT_SECRET: 'client_password',
       SERVICENOW_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
       GENERIC_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
+      MICROSOFT_APP_ID: '00000000-0000-4000-8000-0000000000aa',
+      MICROSOFT_APP_PASSWORD: 'teams-app-password',
+      MICROSOFT_APP_TENANT_ID: '72f988bf-86f1-41af-91ab-2d7cd011db47',
     });
     if (!config.ok) throw new Error(config.problems.join('; '));
     service = await startService({ config: config.config, role: 'all', logger: captureLogs({ level: 'fatal' }).logger });

@@ -38,9 +38,15 @@ export function renderTask(task: Task, options: { buttons?: boolean; names?: Rec
   return { text: `${task.ref} ${task.title} (${task.state.replace('_', ' ')})`, blocks };
 }
 
+/** Acknowledge, on an incident nobody has acknowledged: the same as `ack <number>`. */
+export function ackButton(incident: Pick<Incident, 'number'>): Button {
+  return { actionId: 'ack', label: 'Acknowledge', value: incident.number, style: 'primary' };
+}
+
+/** An incident card; an open one nobody acknowledged carries Acknowledge. */
 export function renderIncident(incident: Incident, acknowledgedByName?: string): Message {
   const ack = incident.acknowledgedAt ? `acknowledged by ${acknowledgedByName ?? 'someone'} at ${formatTime(incident.acknowledgedAt)}` : 'not acknowledged';
-  return {
+  const message: Message = {
     text: `${incident.number} (P${incident.priority}) ${incident.shortDescription}: ${ack}`,
     blocks: [
       { type: 'header', text: `${incident.number} ${incident.shortDescription}` },
@@ -56,6 +62,8 @@ export function renderIncident(incident: Incident, acknowledgedByName?: string):
       },
     ],
   };
+  if (!incident.acknowledgedAt && !['resolved', 'closed', 'cancelled'].includes(incident.state)) message.blocks.push({ type: 'actions', buttons: [ackButton(incident)] });
+  return message;
 }
 
 /** The notification for a domain event. */

@@ -19,11 +19,6 @@ export interface NotBuilt {
 }
 
 export const NOT_BUILT: readonly NotBuilt[] = [
-  {
-    id: 'teams',
-    title: 'Microsoft Teams',
-    variables: ['MICROSOFT_APP_ID', 'MICROSOFT_APP_PASSWORD', 'MICROSOFT_APP_TYPE', 'MICROSOFT_APP_TENANT_ID', 'BOTFRAMEWORK_OPENID_METADATA_URL', 'BOTFRAMEWORK_TOKEN_ISSUER', 'BOTFRAMEWORK_LOGIN_URL', 'BOTFRAMEWORK_OAUTH_SCOPE', 'TEAMS_ALLOWED_TENANTS'],
-  },
   { id: 'jira', title: 'Jira', variables: ['JIRA_BASE_URL', 'JIRA_OAUTH_CLIENT_ID', 'JIRA_OAUTH_CLIENT_SECRET', 'JIRA_WEBHOOK_SECRET', 'JIRA_AUTH_MODE', 'JIRA_PAT', 'JIRA_USER_EMAIL'] },
   { id: 'onetrust', title: 'OneTrust', variables: ['ONETRUST_BASE_URL', 'ONETRUST_API_TOKEN', 'ONETRUST_REGION', 'ONETRUST_TIMEOUT_SECONDS'] },
   { id: 'evidence-s3', title: 'Evidence store: S3', variables: ['EVIDENCE_S3_BUCKET', 'AWS_ROLE_ARN', 'AWS_EXTERNAL_ID'] },

@@ -61,3 +61,13 @@ export async function probeDatabase(url: string, timeoutMs = 10_000): Promise<vo
     await client.end().catch(() => undefined);
   }
 }
+
+/**
+ * A failure that says nothing about the request: the database or the queue is unavailable, a serialization
+ * conflict or deadlock, a full write queue. The request may succeed when retried.
+ */
+export function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return /^(08|53|57P|40001|40P01)/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'batcher_full'].includes(code);
+}

@@ -436,6 +436,14 @@ export interface TeamsMessagesTable {
   created_at: Timestamp;
 }
 
+export interface TeamsUsersTable {
+  tenant_id: string;
+  aad_object_id: string;
+  /** The Teams user id (`29:…`) a card's refresh.userIds names. */
+  mri: string;
+  updated_at: Timestamp;
+}
+
 export interface TeamsSendLogTable {
   conversation_id: string;
   sent_at: Timestamp;
@@ -551,6 +559,7 @@ export interface Database {
   teams_conversations: TeamsConversationsTable;
   teams_messages: TeamsMessagesTable;
   teams_send_log: TeamsSendLogTable;
+  teams_users: TeamsUsersTable;
   webhook_partners: WebhookPartnersTable;
   webhook_partner_secrets: WebhookPartnerSecretsTable;
   webhook_subscriptions: WebhookSubscriptionsTable;

@@ -5,6 +5,7 @@
  */
 import { auditRefusal } from '../../domain/audit.ts';
 import { can } from '../../domain/permissions.ts';
+import { normalizeIncidentNumber } from '../../domain/incidents.ts';
 import { parseTaskRef } from '../../domain/tasks.ts';
 import { type Reply, okReply, refusedReply, textMessage } from '../message.ts';
 import type { CommandContext } from './context.ts';
@@ -29,9 +30,10 @@ export async function runCommand(ctx: CommandContext, text: string): Promise<Rep
 
 /**
  * A button press. `approve` decides at once; `deny` asks the surface for a reason first (the reason form then
- * calls `runCommand` with `deny <id> <reason>`).
+ * calls `runCommand` with `deny <id> <reason>`); `ack` acknowledges the incident it names.
  */
 export async function runAction(ctx: CommandContext, actionId: string, value: string): Promise<Reply> {
+  if (actionId === 'ack' && normalizeIncidentNumber(value)) return runCommand(ctx, `ack ${normalizeIncidentNumber(value)}`);
   const taskId = parseTaskRef(value);
   if ((actionId === 'approve' || actionId === 'deny') && taskId) {
     if (actionId === 'approve') return runCommand(ctx, `approve ${taskId}`);

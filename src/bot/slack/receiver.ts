@@ -27,6 +27,7 @@ import { Batcher } from '../../db/batcher.ts';
 import { STALLED_AFTER_MS } from '../../db/inbound-review.ts';
 import type { Database, InboundEventStatus, InboundEventsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/database.ts';
+import { isTransient } from '../../db/connect.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
 import { errorBody } from '../../http/errors.ts';
 import type { Logger } from '../../logger.ts';
@@ -80,16 +81,6 @@ const SETTLE_ATTEMPTS = 7;
 
 /** The Bolt error code of a failed `authorize` (no installation, or a workspace that is not allowed). */
 const AUTHORIZATION_ERROR = 'slack_bolt_authorization_error';
-
-/**
- * A failure that says nothing about the request: the database or the queue is unavailable, a serialization
- * conflict or deadlock, a full write queue. The request may succeed when retried.
- */
-export function isTransient(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return false;
-  return /^(08|53|57P|40001|40P01)/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'batcher_full'].includes(code);
-}
 
 export class HonoSlackReceiver implements Receiver {
   readonly #options: SlackReceiverOptions;

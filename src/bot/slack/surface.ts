@@ -129,7 +129,7 @@ export function createSlackSurface(deps: SlackSurfaceDeps): SlackSurface | undef
     }
   });
 
-  for (const actionId of ['approve', 'deny'] as const) {
+  for (const actionId of ['approve', 'deny', 'ack'] as const) {
     app.action(actionId, async ({ ack, body, action, respond, client }) => {
       await ack();
       const value = 'value' in action && typeof action.value === 'string' ? action.value : '';

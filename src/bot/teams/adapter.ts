@@ -129,16 +129,20 @@ export interface TeamsMemberInfo {
 }
 
 export interface TeamsAdapterOptions {
-  /** PEM of a CA to trust for the Entra ID authority only (tests' self-signed fake); production leaves it unset. */
-  outboundCa?: string;
+  /**
+   * PEM of the CAs to trust for the Entra ID authority (MSAL's own agent): the module passes the public roots
+   * plus NODE_EXTRA_CA_CERTS' file when that is set (a sovereign cloud's or a test's CA); unset: Node's defaults.
+   */
+  outboundCa?: string | string[];
 }
 
 export interface TeamsAdapter {
   /**
-   * Authenticates an activity's `Authorization` header with botbuilder and runs `logic` in its turn. Resolves
-   * with the invoke response (for invokes) or a refusal; rejects only when `logic` fails.
+   * Authenticates an activity's `Authorization` header with botbuilder and, once it is, runs `logic` on the
+   * activity in its turn. Resolves with what `logic` returned, or a refusal of the token; rejects only when
+   * `logic` fails.
    */
-  process(authorization: string, activity: Record<string, unknown>, logic: (turn: TurnContext) => Promise<void>): Promise<{ ok: true; invokeResponse: { status: number; body?: unknown } | undefined } | { ok: false; reason: TeamsAuthFailure }>;
+  process<T>(authorization: string, activity: Record<string, unknown>, logic: (activity: Record<string, unknown>) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; reason: TeamsAuthFailure }>;
   /**
    * Runs `logic` in a turn of a stored conversation, outside any inbound activity (a proactive message), as our
    * app. Rejects when `logic` fails (a `TeamsOutboundError` when no token could be had).
@@ -220,18 +224,21 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
   }, client ? new MsalServiceClientCredentialsFactory(settings.appId, client as unknown as MsalFactoryClient) : undefined);
   const adapter = new ProjectxCloudAdapter(auth);
   return {
-    async process(authorization, activity, logic) {
-      if (!authorization.trim()) return { ok: false, reason: 'missing_token' };
+    async process<T>(authorization: string, activity: Record<string, unknown>, logic: (activity: Record<string, unknown>) => Promise<T>) {
+      if (!authorization.trim()) return { ok: false as const, reason: 'missing_token' as const };
       // Our logic's failure must not be mistaken for a refusal of the token: it is carried out separately.
-      const { run, state } = guarded(logic);
+      const result: { value?: T } = {};
+      const { run, state } = guarded(async (turn) => {
+        result.value = await logic(turn.activity as unknown as Record<string, unknown>);
+      });
       try {
-        const invokeResponse = await adapter.run(authorization, activity as unknown as Activity, run);
+        await adapter.run(authorization, activity as unknown as Activity, run);
         if (state.failure) throw state.failure.error;
-        return { ok: true, invokeResponse: invokeResponse ? { status: invokeResponse.status, ...(invokeResponse.body === undefined ? {} : { body: invokeResponse.body }) } : undefined };
+        return { ok: true as const, value: result.value as T };
       } catch (error) {
         if (state.failure) throw state.failure.error;
         const reason = authFailureReason(error);
-        if (reason) return { ok: false, reason };
+        if (reason) return { ok: false as const, reason };
         throw error;
       }
     },

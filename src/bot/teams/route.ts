@@ -2,8 +2,9 @@
  * `POST /api/messages`: where the Bot Framework channel delivers Teams activities. The body must be a JSON
  * activity with a `type` (else 400); the `Authorization` header is authenticated by botbuilder's CloudAdapter
  * (src/bot/teams/adapter.ts). Every refusal answers 401 in our error envelope with the reason as its code, is
- * counted in `teams_auth_failures_total{reason}` and logged with the reason only (never the token). An invoke
- * is answered with what its handler returned; anything else with 200.
+ * counted in `teams_auth_failures_total{reason}` and logged with the reason only (never the token). An
+ * authenticated activity is answered with what the surface's logic returns (src/bot/teams/module.ts). Should
+ * that logic throw anyway, the answer is 503 `processing_failed` (logged), never a 500: the channel may retry.
  */
 import { Hono } from 'hono';
 import { Counter } from 'prom-client';
@@ -35,8 +36,14 @@ export interface TeamsRouteDeps {
   adapter: TeamsAdapter;
   logger: Logger;
   metrics: Metrics;
-  /** Runs an authenticated activity (the surface). */
-  logic: Parameters<TeamsAdapter['process']>[2];
+  /** Runs an authenticated activity (the surface): the HTTP status and JSON body to answer with (none: empty). */
+  logic: (activity: Record<string, unknown>) => Promise<TeamsAnswer>;
+}
+
+export interface TeamsAnswer {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
 }
 
 export function createTeamsRoute(deps: TeamsRouteDeps): Hono {
@@ -53,15 +60,21 @@ export function createTeamsRoute(deps: TeamsRouteDeps): Hono {
     if (activity === null || typeof activity !== 'object' || Array.isArray(activity) || typeof (activity as { type?: unknown }).type !== 'string') {
       return c.json(errorBody('malformed_activity', 'the request body is not a Bot Framework activity (an object with a type)'), 400);
     }
-    const result = await deps.adapter.process(c.req.header('authorization') ?? '', activity as Record<string, unknown>, deps.logic);
+    let result: Awaited<ReturnType<TeamsAdapter['process']>>;
+    try {
+      result = await deps.adapter.process(c.req.header('authorization') ?? '', activity as Record<string, unknown>, deps.logic);
+    } catch (error) {
+      deps.logger.error({ err: error }, 'teams activity could not be processed');
+      return c.json(errorBody('processing_failed', 'the activity could not be processed; try again'), 503, { 'retry-after': '5' });
+    }
     if (!result.ok) {
       failures.inc({ reason: result.reason });
       deps.logger.warn({ reason: result.reason, path: c.req.path }, 'teams activity refused: Bot Framework authentication failed');
       return c.json(errorBody(result.reason, MESSAGES[result.reason]), 401);
     }
-    const invoke = result.invokeResponse;
-    if (!invoke) return c.body(null, 200);
-    return invoke.body === undefined ? c.body(null, invoke.status as 200) : c.json(invoke.body as object, invoke.status as 200);
+    const answer = result.value as TeamsAnswer;
+    for (const [name, value] of Object.entries(answer.headers ?? {})) c.header(name, value);
+    return answer.body === undefined ? c.body(null, answer.status as 200) : c.json(answer.body as object, answer.status as 200);
   });
   return routes;
 }

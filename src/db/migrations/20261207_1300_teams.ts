@@ -1,7 +1,8 @@
 /**
  * Microsoft Teams: the conversations the bot may write to (a conversation reference stored on install, on the
  * bot being added, or on any activity), the messages it posted (idempotent by message key and conversation,
- * with the activity id that later updates use), and a short log of sends per conversation for pacing (Teams
+ * with the activity id that later updates use), the Teams user ids (MRIs, `29:…`) seen for Entra users (a card's
+ * `refresh.userIds` names approvers by them), and a short log of sends per conversation for pacing (Teams
  * allows a bot 7 messages a second and 60 in 30 seconds per conversation).
  * Frozen in time: never import application code here.
  */
@@ -40,6 +41,14 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await db.schema.createIndex('teams_messages_subject_idx').on('teams_messages').columns(['subject_kind', 'subject_id']).execute();
   await db.schema
+    .createTable('teams_users')
+    .addColumn('tenant_id', 'text', (col) => col.notNull())
+    .addColumn('aad_object_id', 'text', (col) => col.notNull())
+    .addColumn('mri', 'text', (col) => col.notNull())
+    .addColumn('updated_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
+    .addPrimaryKeyConstraint('teams_users_pkey', ['tenant_id', 'aad_object_id'])
+    .execute();
+  await db.schema
     .createTable('teams_send_log')
     .addColumn('conversation_id', 'text', (col) => col.notNull())
     .addColumn('sent_at', 'timestamptz', (col) => col.notNull())
@@ -49,6 +58,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('teams_send_log').execute();
+  await db.schema.dropTable('teams_users').execute();
   await db.schema.dropTable('teams_messages').execute();
   await db.schema.dropTable('teams_conversations').execute();
 }

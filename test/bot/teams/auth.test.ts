@@ -41,9 +41,9 @@ describe('Teams: Bot Framework authentication of POST /api/messages', () => {
     const settings = teamsAuthSettings(config.config)!;
     metrics = createMetrics({ defaultMetrics: false });
     web = new Hono();
-    web.route('/', createTeamsRoute({ adapter: createTeamsAdapter(settings), logger: logs.logger, metrics, logic: (turn) => {
-        reached.push(turn.activity as unknown as Record<string, unknown>);
-        return Promise.resolve();
+    web.route('/', createTeamsRoute({ adapter: createTeamsAdapter(settings), logger: logs.logger, metrics, logic: (activity) => {
+        reached.push(activity);
+        return Promise.resolve({ status: 200 });
       } }));
   });
   afterAll(() => channel?.close());

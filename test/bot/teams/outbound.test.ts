@@ -74,11 +74,12 @@ describe('Teams: outbound tokens from Entra ID and sends to the Bot Connector', 
 
   const callsFor = (conversationId: string) => connector.calls.filter((call) => call.path.startsWith(`/v3/conversations/${conversationId}/`));
 
-  it('replies in the turn with a token the fake Entra ID issued for our app (MSAL over https, no discovery)', async () => {
+  it('replies to an authenticated activity with a token the fake Entra ID issued for our app (MSAL over https, no discovery)', async () => {
     const { appId, adapter, activity, authorization } = await bot(SECRET);
     const web = new Hono();
-    web.route('/', createTeamsRoute({ adapter, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), logic: async (turn) => {
-        await turn.sendActivity('pong');
+    web.route('/', createTeamsRoute({ adapter, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), logic: async (received) => {
+        await adapter.send(referenceOf(received), { text: 'pong', attachments: [] });
+        return { status: 200 };
       } }));
 
     const res = await web.request('/api/messages', { method: 'POST', body: JSON.stringify(activity), headers: { 'content-type': 'application/json', authorization } });
@@ -86,7 +87,8 @@ describe('Teams: outbound tokens from Entra ID and sends to the Bot Connector', 
     expect(res.status).toBe(200);
     const calls = callsFor(activity.conversation.id);
     expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatchObject({ method: 'POST', path: `/v3/conversations/${activity.conversation.id}/activities/${activity.id}`, status: 201, appId, body: { type: 'message', text: 'pong', replyToId: activity.id } });
+    // A send continues the conversation (botbuilder addresses it as a reply to its continuation activity).
+    expect(calls[0]).toMatchObject({ method: 'POST', path: expect.stringMatching(new RegExp(`^/v3/conversations/${activity.conversation.id}/activities(/[^/]+)?$`)), status: 201, appId, body: { type: 'message', text: 'pong' } });
     // MSAL read the tenant's metadata from the fake (knownAuthorities: no instance discovery) and asked for the Bot Framework scope.
     expect(entra.requests).toContainEqual(expect.objectContaining({ method: 'GET', path: `/${TENANT_ID}/v2.0/.well-known/openid-configuration`, status: 200 }));
     const tokenRequests = entra.requests.filter((request) => request.form?.client_id === appId);
@@ -97,9 +99,7 @@ describe('Teams: outbound tokens from Entra ID and sends to the Bot Connector', 
   it('fails the reply with a coded error when Entra ID refuses the app password, and nothing reaches the connector', async () => {
     const { appId, adapter, activity, authorization } = await bot('a-wrong-app-password');
 
-    const failure = adapter.process(authorization, activity, async (turn) => {
-      await turn.sendActivity('pong');
-    });
+    const failure = adapter.process(authorization, activity, (received) => adapter.send(referenceOf(received), { text: 'pong', attachments: [] }));
 
     await expect(failure).rejects.toMatchObject({ name: 'TeamsOutboundError', code: 'teams_token_refused', message: expect.stringContaining('invalid_client') });
     expect(entra.requests.filter((request) => request.form?.client_id === appId)).toEqual([expect.objectContaining({ status: 401 })]);

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdaptiveCard } from '../../../src/bot/teams/cards.ts';
 import { activityTenant } from '../../../src/bot/teams/inbound.ts';
-import { DENY_WITH_REASON, type TeamsTurn, handleTeamsTurn } from '../../../src/bot/teams/surface.ts';
+import { DENY_WITH_REASON, handleTeamsTurn } from '../../../src/bot/teams/surface.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 
@@ -22,12 +22,9 @@ describe('Teams turns on the command layer', () => {
   afterAll(() => fx?.close());
 
   const deps = () => ({ domain: fx.deps, integrations: () => Promise.resolve([]) });
-  /** A turn that keeps what the bot sent (the adapter provides the real one). */
-  const turnFor = (activity: Record<string, unknown>) => {
-    const sent: { text: string; card: AdaptiveCard }[] = [];
-    const turn: TeamsTurn = { activity, send: (reply) => Promise.resolve(void sent.push(reply)) };
-    return { turn, sent };
-  };
+  /** Runs a turn: the invoke's answer, and the reply a job would send. */
+  const run = (activity: Record<string, unknown>) => handleTeamsTurn(deps(), activity, tenant);
+  const answer = async (activity: Record<string, unknown>) => (await run(activity)).invoke;
   const personal = fixture('teams_message_personal_docs.json');
   const tenant = activityTenant(personal)!;
   const as = (objectId: string, extra: Record<string, unknown>) => ({ ...personal, from: { id: `29:${objectId}`, name: 'Someone', aadObjectId: objectId }, ...extra });
@@ -44,40 +41,38 @@ describe('Teams turns on the command layer', () => {
 
   it('answers a message with a card from the message model, and tells an unlinked person how to link', async () => {
     const { objectId } = await linked({ roles: ['viewer'] });
-    const { turn, sent } = turnFor(as(objectId, { text: 'help' }));
-    expect(await handleTeamsTurn(deps(), turn, tenant)).toBeUndefined();
-    expect(sent).toHaveLength(1);
-    expect(sent[0]!.card.type).toBe('AdaptiveCard');
-    expect(sent[0]!.text).toMatch(/ProjectX commands/);
-    const stranger = turnFor(as(crypto.randomUUID(), { text: 'tasks' }));
-    await handleTeamsTurn(deps(), stranger.turn, tenant);
-    expect(stranger.sent[0]!.text).toMatch(/not linked/);
+    const outcome = await run(as(objectId, { text: 'help' }));
+    expect(outcome.invoke).toBeUndefined();
+    expect(outcome.reply!.card.type).toBe('AdaptiveCard');
+    expect(outcome.reply!.text).toMatch(/ProjectX commands/);
+    const stranger = await run(as(crypto.randomUUID(), { text: 'tasks' }));
+    expect(stranger).toMatchObject({ unlinked: true, reply: { text: expect.stringMatching(/not linked/) } });
   });
 
   it('decides an approval from an Approve click by the domain policy, and refuses a second decision with a message', async () => {
     const requester = await linked({ roles: ['contributor'] });
     const approver = await linked({ roles: ['approver'] });
     const task = await fx.task({ type: 'approval', requesterId: requester.user.id, policy: { approverUserIds: [approver.user.id] } });
-    const answer = await handleTeamsTurn(deps(), turnFor(clickFrom(approver.objectId, 'approve', { value: task.id })).turn, tenant);
-    expect(answer).toMatchObject({ status: 200, body: { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive' } });
+    const approved = await answer(clickFrom(approver.objectId, 'approve', { value: task.id }));
+    expect(approved).toMatchObject({ status: 200, body: { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive' } });
     const decisions = await fx.tdb.db.selectFrom('approval_decisions').select(['decision', 'user_id', 'surface']).where('task_id', '=', task.id).execute();
     expect(decisions).toEqual([{ decision: 'approve', user_id: approver.user.id, surface: 'teams' }]);
     // The requester cannot approve their own task: a message, audited by the command layer.
-    const self = await handleTeamsTurn(deps(), turnFor(clickFrom(requester.objectId, 'approve', { value: task.id })).turn, tenant);
+    const self = await answer(clickFrom(requester.objectId, 'approve', { value: task.id }));
     expect(self).toMatchObject({ status: 200, body: { type: 'application/vnd.microsoft.activity.message', value: expect.any(String) } });
   });
 
   it('asks for a reason on Deny with a required input, and denies with the reason given', async () => {
     const approver = await linked({ roles: ['approver'] });
     const task = await fx.task({ type: 'approval', policy: { approverUserIds: [approver.user.id] } });
-    const asked = await handleTeamsTurn(deps(), turnFor(clickFrom(approver.objectId, 'deny', { value: task.id })).turn, tenant);
+    const asked = await answer(clickFrom(approver.objectId, 'deny', { value: task.id }));
     const card = asked!.body.value as AdaptiveCard;
     expect(card.body).toContainEqual(expect.objectContaining({ type: 'Input.Text', id: 'reason', isRequired: true }));
     expect(card.actions).toEqual([{ type: 'Action.Execute', title: 'Deny', verb: DENY_WITH_REASON, data: { taskId: task.id }, style: 'destructive' }]);
     // Teams sends the card's data with the inputs' values merged in.
-    const empty = await handleTeamsTurn(deps(), turnFor(clickFrom(approver.objectId, DENY_WITH_REASON, { taskId: task.id, reason: '  ' })).turn, tenant);
+    const empty = await answer(clickFrom(approver.objectId, DENY_WITH_REASON, { taskId: task.id, reason: '  ' }));
     expect(JSON.stringify(empty!.body.value)).toContain('A denial needs a reason.');
-    await handleTeamsTurn(deps(), turnFor(clickFrom(approver.objectId, DENY_WITH_REASON, { taskId: task.id, reason: 'not in scope' })).turn, tenant);
+    await answer(clickFrom(approver.objectId, DENY_WITH_REASON, { taskId: task.id, reason: 'not in scope' }));
     const decisions = await fx.tdb.db.selectFrom('approval_decisions').select(['decision', 'reason']).where('task_id', '=', task.id).execute();
     expect(decisions).toEqual([{ decision: 'deny', reason: 'not in scope' }]);
   });
@@ -85,12 +80,11 @@ describe('Teams turns on the command layer', () => {
   it('takes the Action.Submit fallback (a message with the button\'s data) like the click, and refuses other invoke actions', async () => {
     const approver = await linked({ roles: ['approver'] });
     const task = await fx.task({ type: 'approval', policy: { approverUserIds: [approver.user.id] } });
-    const { turn, sent } = turnFor(as(approver.objectId, { text: undefined, value: { verb: 'approve', value: task.id } }));
-    await handleTeamsTurn(deps(), turn, tenant);
-    expect(sent).toHaveLength(1);
+    const outcome = await run(as(approver.objectId, { text: undefined, value: { verb: 'approve', value: task.id } }));
+    expect(outcome.reply?.card.type).toBe('AdaptiveCard');
     expect(await fx.tdb.db.selectFrom('approval_decisions').select('decision').where('task_id', '=', task.id).execute()).toEqual([{ decision: 'approve' }]);
     const submit = clickFrom(approver.objectId, 'approve', {});
     (submit.value as { action: { type: string } }).action.type = 'Action.Submit';
-    expect(await handleTeamsTurn(deps(), turnFor(submit).turn, tenant)).toMatchObject({ status: 400, body: { value: { code: 'NotSupported' } } });
+    expect(await answer(submit)).toMatchObject({ status: 400, body: { value: { code: 'NotSupported' } } });
   });
 });

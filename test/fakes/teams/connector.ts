@@ -68,7 +68,7 @@ export interface FakeConnector {
 
 const PREFIX = '/amer';
 
-const FAULT_BODIES: Record<ConnectorFault['status'], { code: string; message: string }> = {
+const FAULT_BODIES: Record<Extract<ConnectorFault, { status: number }>['status'], { code: string; message: string }> = {
   429: { code: 'TooManyRequests', message: 'Too many requests.' },
   403: { code: 'MessageWritesBlocked', message: 'Thread is blocked from message writes.' },
   412: { code: 'PreconditionFailed', message: 'Precondition failed, please try again.' },

@@ -1,0 +1,80 @@
+/**
+ * Replies to Teams activities, sent by jobs (the request path only touches the database): a turn's reply card is
+ * written on its delivery (`inbound_events.result`) in the transaction that marks it processed, with an
+ * inbound outbox row naming it; the outbox relays staged deliveries to `teams.replies`, which enqueues one
+ * `teams.reply` per delivery, its job id the delivery's (a second relay enqueues nothing twice). Each reply is
+ * posted through the sender under the key `reply:<delivery id>`, so a retried job never posts it twice.
+ */
+import { z } from 'zod';
+import type { Db } from '../../db/database.ts';
+import { type JobContext, defineJob } from '../../jobs/define-job.ts';
+import type { AdaptiveCard } from './cards.ts';
+import type { TeamsJobDeps } from './job-deps.ts';
+
+export interface StagedResult {
+  /** The reply to send in the activity's conversation. */
+  reply?: { text: string; card: AdaptiveCard };
+  /** An invoke's answer, given again to a redelivery of the same invoke. */
+  invoke?: { status: number; body: unknown };
+}
+
+/**
+ * Marks a delivery processed with its result and, when there is a reply, stages it, in one transaction; false
+ * when the delivery was no longer 'received' (nothing written).
+ */
+export async function settleWithResult(db: Db, inboundId: string, result: StagedResult, now: Date): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const marked = await trx
+      .updateTable('inbound_events')
+      .set({ status: 'processed', processed_at: now, result: JSON.stringify(result) })
+      .where('id', '=', inboundId)
+      .where('status', '=', 'received')
+      .executeTakeFirst();
+    if (marked.numUpdatedRows === 0n) return false;
+    if (result.reply) await trx.insertInto('inbound_job_outbox').values({ job_name: teamsReplies.name, inbound_ids: [inboundId] }).execute();
+    return true;
+  });
+}
+
+/** Staged replies (relayed by the inbound outbox, up to 100 at once) become one `teams.reply` job each. */
+export const teamsReplies = defineJob({
+  name: 'teams.replies',
+  schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
+  handler: async ({ inboundIds }, { deps }: JobContext<TeamsJobDeps>) => {
+    let enqueued = 0;
+    for (const inboundId of inboundIds) if (await deps.jobs.enqueue(teamsReply, { inboundId }, { id: inboundId })) enqueued++;
+    return { replies: inboundIds.length, enqueued };
+  },
+});
+
+const replySchema = z.object({ text: z.string(), card: z.looseObject({ type: z.literal('AdaptiveCard') }) });
+
+export const teamsReply = defineJob({
+  name: 'teams.reply',
+  schema: z.object({ inboundId: z.uuid() }),
+  policy: { retryDelaySeconds: 10, retryLimit: 6 },
+  handler: async ({ inboundId }, { deps, logger }: JobContext<TeamsJobDeps>) => {
+    if (!deps.teams) throw Object.assign(new Error('Teams cannot send from this worker (MICROSOFT_APP_PASSWORD is not set)'), { code: 'teams_not_configured' });
+    const row = await deps.db.selectFrom('inbound_events').select(['body', 'result']).where('id', '=', inboundId).where('source', '=', 'teams').executeTakeFirst();
+    const reply = replySchema.safeParse((row?.result as StagedResult | null)?.reply);
+    if (!row || !reply.success) {
+      logger.error({ inboundId }, 'a staged Teams reply holds no card; skipped');
+      return { skipped: true };
+    }
+    const activity = JSON.parse(Buffer.from(row.body).toString('utf8')) as { conversation?: { id?: unknown } };
+    const conversationId = typeof activity.conversation?.id === 'string' ? activity.conversation.id : '';
+    const posted = await deps.teams.sender.post({ key: `reply:${inboundId}`, conversationId, text: reply.data.text, card: reply.data.card as unknown as AdaptiveCard });
+    if (posted.ok) return { posted: posted.value.posted };
+    const { refusal } = posted;
+    if (refusal.retryAfterSeconds !== undefined) {
+      // Paced or rate-limited: a new job for then (this one completes; nothing sleeps).
+      await deps.jobs.enqueue(teamsReply, { inboundId }, { startAfter: refusal.retryAfterSeconds });
+      return { deferredSeconds: refusal.retryAfterSeconds };
+    }
+    if (refusal.permanent) {
+      logger.warn({ inboundId, code: refusal.code }, 'a Teams reply cannot be delivered');
+      return { undeliverable: refusal.code };
+    }
+    throw Object.assign(new Error(refusal.message), { code: refusal.code });
+  },
+});
