@@ -61,8 +61,8 @@ export interface FakeConnector {
   trust(appId: string): void;
   /** Puts a member in a conversation's roster. */
   addMember(conversationId: string, member: TeamsMember): void;
-  /** The next `count` calls (after authentication) answer this fault. */
-  failNext(count: number, fault: ConnectorFault): void;
+  /** The next `count` calls (after authentication; to `conversationId` only, when given) answer this fault. */
+  failNext(count: number, fault: ConnectorFault, conversationId?: string): void;
   close(): Promise<void>;
 }
 
@@ -81,7 +81,7 @@ const isActivity = (body: unknown): boolean => body !== null && typeof body === 
 export async function startFakeConnector(options: { entra: FakeEntra; scope: string }): Promise<FakeConnector> {
   const trusted = new Set<string>();
   const rosters = new Map<string, Map<string, TeamsMember>>();
-  const faults: ConnectorFault[] = [];
+  const faults: { fault: ConnectorFault; conversationId: string | undefined }[] = [];
   const calls: ConnectorCall[] = [];
   const posted: FakeConnector['posted'] = [];
   let origin = '';
@@ -116,7 +116,9 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
       call.appId = verified.claims.appid;
       if (!raw.startsWith(`${PREFIX}/`)) return error(404, 'NotFound', `no route ${method} ${raw}`);
 
-      const fault = faults.shift();
+      const target = call.path.split('/')[3];
+      const index = faults.findIndex((entry) => entry.conversationId === undefined || entry.conversationId === target);
+      const fault = index >= 0 ? faults.splice(index, 1)[0]!.fault : undefined;
       if (fault && !('lost' in fault)) {
         const { code, message } = FAULT_BODIES[fault.status];
         const headers: Record<string, string> = fault.status === 429 && fault.retryAfterSeconds !== undefined ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
@@ -168,8 +170,8 @@ export async function startFakeConnector(options: { entra: FakeEntra; scope: str
       roster.set(member.id, member);
       rosters.set(conversationId, roster);
     },
-    failNext(count, fault) {
-      for (let i = 0; i < count; i++) faults.push(fault);
+    failNext(count, fault, conversationId) {
+      for (let i = 0; i < count; i++) faults.push({ fault, conversationId });
     },
     close: () => new Promise<void>((resolve, reject) => {
       server.closeAllConnections();
