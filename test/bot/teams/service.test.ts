@@ -53,6 +53,20 @@ describe('Teams in the running service', () => {
     expect(env.posted(chat)).toHaveLength(1);
   });
 
+  it('gives a redelivered click the answer the first delivery got, with no second effect', async () => {
+    const task = await createTask(env.service.domain, CLI_ACTOR, { type: 'approval', title: 'Redelivered click', policy: { approverUserIds: [megan.userId!] } });
+    if (!task.ok) throw new Error(task.refusal.message);
+    const click = env.click(megan, 'approve', { value: task.value.id });
+    const first = await env.post(click);
+    const again = await env.post(click);
+    expect([first.status, again.status]).toEqual([200, 200]);
+    const [a, b] = [await first.json(), await again.json()];
+    expect(b).toEqual(a);
+    expect(JSON.stringify(a)).toMatch(/Approved by Megan Bowen/);
+    expect(await env.tdb.db.selectFrom('approval_decisions').select('decision').where('task_id', '=', task.value.id).execute()).toEqual([{ decision: 'approve' }]);
+    expect(await (await fetch(`${env.service.http.url}/metrics`)).text()).toMatch(/teams_duplicate_activities_total [1-9]/);
+  });
+
   it('refuses every forged, expired or misaddressed token with 401 before anything is recorded or run', async () => {
     const cases: BadSigning[] = ['forged_signature', 'unknown_kid', 'hs256', 'alg_none', 'expired', 'wrong_audience', 'wrong_issuer', 'wrong_service_url', 'webchat_only_key', 'skill_token', 'not_yet_valid'];
     for (const bad of cases) {
