@@ -5,10 +5,12 @@
  * app is installed (`installationUpdate` add), when the bot is added to a team, channel or chat
  * (`conversationUpdate` naming the bot in `membersAdded`), and on the first activity from a conversation not
  * stored yet; an uninstall (`installationUpdate` remove, or the bot in `membersRemoved`) marks it inactive, as
- * a 403 from Teams does (src/bot/teams/sender.ts). A later install makes it active again.
+ * a 403 from Teams does (src/bot/teams/sender.ts). A later install, or anyone writing to the bot there again,
+ * makes it active again; a new service URL (Teams may move a conversation) replaces the stored reference.
  *
  * People's Teams ids (`29:…`, what `refresh.userIds` names) are kept by Entra object id and tenant.
  */
+import { sql } from 'kysely';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/database.ts';
 import { storable } from '../../db/storable.ts';
@@ -37,9 +39,10 @@ export function membershipChange(activity: Activity): 'added' | 'removed' | unde
 const clip = (value: string | undefined, max: number) => (value && storable(value) ? value.slice(0, max) : null);
 
 /**
- * Stores (or refreshes) the activity's conversation reference. `active` false marks it inactive (the bot was
- * removed); an ordinary activity (`active` undefined) stores a conversation not seen yet and leaves a known one
- * as it is (one indexed insert that does nothing, on the request path).
+ * Stores (or refreshes) the activity's conversation reference. `active` true: the bot was added (stored and
+ * active); false: it was removed (inactive); undefined (an ordinary activity): stores a conversation not seen
+ * yet, and otherwise writes nothing unless it was inactive or its service URL changed (one indexed insert that
+ * does nothing, on the request path).
  */
 export async function storeConversation(deps: { db: Db; clock: Clock }, activity: Activity, tenant: string, active?: boolean): Promise<void> {
   const conversationId = str(field(activity.conversation, 'id'));
@@ -61,15 +64,17 @@ export async function storeConversation(deps: { db: Db; clock: Clock }, activity
   await deps.db
     .insertInto('teams_conversations')
     .values(values)
-    .onConflict((oc) =>
-      active === undefined
-        ? oc.column('conversation_id').doNothing()
-        : oc.column('conversation_id').doUpdateSet(
-            active
-              ? { reference: values.reference, active: true, inactive_reason: null, updated_at: now, ...(values.channel_name ? { channel_name: values.channel_name } : {}), ...(values.team_id ? { team_id: values.team_id } : {}) }
-              : { active: false, inactive_reason: values.inactive_reason, updated_at: now },
-          ),
-    )
+    .onConflict((oc) => {
+      const target = oc.column('conversation_id');
+      if (active === false) return target.doUpdateSet({ active: false, inactive_reason: values.inactive_reason, updated_at: now });
+      const refreshed = { reference: values.reference, active: true, inactive_reason: null, updated_at: now, ...(values.channel_name ? { channel_name: values.channel_name } : {}), ...(values.team_id ? { team_id: values.team_id } : {}) };
+      if (active === true) return target.doUpdateSet(refreshed);
+      // An ordinary activity writes only when something changed: the conversation was marked inactive (someone
+      // writes to the bot again after blocking it), or Teams now serves it from another service URL.
+      return target
+        .doUpdateSet(refreshed)
+        .where((eb) => eb.or([eb('teams_conversations.active', '=', false), eb(sql`teams_conversations.reference->>'serviceUrl'`, 'is distinct from', sql`excluded.reference->>'serviceUrl'`)]));
+    })
     .execute();
 }
 

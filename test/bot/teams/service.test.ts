@@ -166,5 +166,11 @@ describe('Teams in the running service', () => {
     const added = { ...removed, id: `f:${randomUUID()}`, membersRemoved: undefined, membersAdded: [{ id: `28:${env.appId}` }] };
     expect((await env.post(added)).status).toBe(200);
     expect(await env.tdb.db.selectFrom('teams_conversations').select(['active']).where('conversation_id', '=', channel).executeTakeFirst()).toEqual({ active: true });
+    // Blocked (a 403 marked it inactive), then someone writes there again: active again, from the new service URL.
+    await env.tdb.db.updateTable('teams_conversations').set({ active: false, inactive_reason: 'Teams answered 403 MessageWritesBlocked' }).where('conversation_id', '=', channel).execute();
+    const moved = { ...env.message(megan, 'help', { conversationId: channel, kind: 'channel' }), serviceUrl: `${env.connector.serviceUrl}moved/` };
+    expect((await env.post(moved)).status).toBe(200);
+    const row = await env.tdb.db.selectFrom('teams_conversations').select(['active', 'reference']).where('conversation_id', '=', channel).executeTakeFirstOrThrow();
+    expect([row.active, (row.reference as { serviceUrl: string }).serviceUrl]).toEqual([true, `${env.connector.serviceUrl}moved/`]);
   });
 });
