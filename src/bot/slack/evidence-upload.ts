@@ -2,12 +2,11 @@
  * Evidence uploaded in the Slack modal: for each file, `files.info` with the bot token, then its
  * `url_private_download` (refused unless the host is Slack's, or `SLACK_API_URL`'s in tests), streamed through
  * the evidence ingest (type by content, 10 MB limit, SHA-256 while storing) and recorded against the control or
- * task; the uploader gets a DM with each file's hash, or why it was refused.
+ * task by the download shared with Teams (src/bot/evidence-files.ts); the uploader gets a DM with each file's
+ * hash, or why it was refused.
  */
 import { z } from 'zod';
-import { Readable } from 'node:stream';
-import { fetch } from 'undici';
-import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
+import { ingestEvidenceFile } from '../evidence-files.ts';
 import { findUserById } from '../../domain/users.ts';
 import type { Db } from '../../db/database.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
@@ -106,31 +105,22 @@ export const slackEvidenceUpload = defineJob({
         lines.push(`• ${name}: Slack did not give us the file`);
         continue;
       }
-      if ((file.size ?? 0) > MAX_EVIDENCE_BYTES) {
-        lines.push(`• ${name}: refused, larger than the ${formatBytes(MAX_EVIDENCE_BYTES)} limit`);
-        continue;
-      }
-      if (!isSlackFileUrl(url, deps.config.SLACK_API_URL)) {
-        logger.warn({ fileId }, 'refused to download a Slack file from a host that is not Slack');
-        lines.push(`• ${name}: refused, the download address is not Slack's`);
-        continue;
-      }
-      const response = await fetch(url, { headers: { authorization: `Bearer ${botToken}` }, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
-      if (response.status !== 200 || !response.body) {
-        await response.body?.cancel();
-        throw Object.assign(new Error(`downloading ${fileId} answered HTTP ${response.status}`), { code: 'slack_download_failed' });
-      }
-      const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidenceStore, actor, {
-        content: Readable.fromWeb(response.body),
-        fileName: name,
-        source: 'slack',
-        controlIds: payload.controlId ? [payload.controlId] : [],
-        taskIds: payload.taskId ? [payload.taskId] : [],
-      });
       lines.push(
-        result.ok
-          ? `• ${name}: stored, SHA-256 \`${result.value.sha256}\`${result.value.stored ? '' : ' (identical content was already stored)'}`
-          : `• ${name}: refused, ${result.refusal.message}`,
+        await ingestEvidenceFile(
+          { ...deps, logger },
+          {
+            name,
+            url,
+            allowed: (target) => isSlackFileUrl(target.href, deps.config.SLACK_API_URL),
+            notAllowed: "the download address is not Slack's",
+            headers: { authorization: `Bearer ${botToken}` },
+            declaredBytes: file.size,
+            actor,
+            source: 'slack',
+            controlId: payload.controlId,
+            taskId: payload.taskId,
+          },
+        ),
       );
     }
     const target = payload.controlId ? `control ${payload.controlId}` : `task T-${payload.taskId ?? '?'}`;
