@@ -189,6 +189,25 @@ const schema = z.object({
       return ids;
     }),
   ),
+  /**
+   * Hosts (`host` or `host:port`) evidence files sent in Teams may be downloaded from besides the tenants'
+   * SharePoint and OneDrive hosts (src/bot/teams/evidence-upload.ts), over http or https: a private deployment's
+   * file host, or a test server.
+   */
+  TEAMS_FILE_HOSTS: optional(
+    z.string().transform((value, ctx) => {
+      const hosts = value.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+      const valid = (host: string) => {
+        const match = /^([a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/.exec(host);
+        return match !== null && (match[2] === undefined || (Number(match[2]) >= 1 && Number(match[2]) <= 65535));
+      };
+      if (hosts.length === 0 || !hosts.every(valid)) {
+        ctx.addIssue({ code: 'custom', message: 'must be comma-separated hosts with an optional port, no scheme or path (e.g. files.example.com,127.0.0.1:8080)' });
+        return z.NEVER;
+      }
+      return hosts;
+    }),
+  ),
 
   SERVICENOW_BASE_URL: optional(url(['http', 'https'])),
   SERVICENOW_OAUTH_CLIENT_ID: text,
