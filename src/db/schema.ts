@@ -444,6 +444,15 @@ export interface TeamsUsersTable {
   updated_at: Timestamp;
 }
 
+/** The control or task a person named for the evidence files they send next (per tenant and Entra object id). */
+export interface TeamsEvidenceTargetsTable {
+  tenant_id: string;
+  aad_object_id: string;
+  control_id: string | null;
+  task_id: string | null;
+  named_at: Timestamp;
+}
+
 export interface TeamsSendLogTable {
   conversation_id: string;
   sent_at: Timestamp;
@@ -557,6 +566,7 @@ export interface Database {
   slack_messages: SlackMessagesTable;
   slack_channel_pacing: SlackChannelPacingTable;
   teams_conversations: TeamsConversationsTable;
+  teams_evidence_targets: TeamsEvidenceTargetsTable;
   teams_messages: TeamsMessagesTable;
   teams_send_log: TeamsSendLogTable;
   teams_users: TeamsUsersTable;

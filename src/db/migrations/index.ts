@@ -19,6 +19,7 @@ import * as subscriptionUrlsEmailBodies from './20261207_1000_subscription_urls_
 import * as slackInstallLinks from './20261207_1100_slack_install_links.ts';
 import * as slackInboundSealed from './20261207_1200_slack_inbound_sealed.ts';
 import * as teams from './20261207_1300_teams.ts';
+import * as teamsEvidence from './20261207_1400_teams_evidence.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -37,4 +38,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1100_slack_install_links': slackInstallLinks,
   '20261207_1200_slack_inbound_sealed': slackInboundSealed,
   '20261207_1300_teams': teams,
+  '20261207_1400_teams_evidence': teamsEvidence,
 };
