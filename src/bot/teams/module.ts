@@ -8,13 +8,15 @@
  *    id remembered;
  * 3. the turn runs on the command layer with database work only (src/bot/teams/surface.ts): an invoke is
  *    answered from it inside Teams' time limit; a reply (a message's answer, the welcome card on install) is
- *    staged with the delivery and sent by a job; an unlinked person's roster lookup is queued.
+ *    staged with the delivery and sent by a job, as are evidence files' uploads (src/bot/teams/evidence*.ts);
+ *    an unlinked person's roster lookup is queued.
  *
  * A failure answers 503 with Retry-After when the database is unreachable (the channel retries), else 200 with
  * the delivery marked failed for an operator (an invoke gets a message saying so, with a reference); never 500.
  *
  * Worker role (with an app password): the sender (paced, idempotent), the notifier and re-renderer for routed
- * notifications and card updates, and the jobs that send replies and link people by the roster.
+ * notifications and card updates, and the jobs that send replies, download evidence files and link people by
+ * the roster.
  */
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
@@ -27,12 +29,13 @@ import { toAdaptiveCard } from './cards.ts';
 import { conversationKind, teamsIdentity } from './commands.ts';
 import { createUserMemory, membershipChange, storeConversation } from './conversations.ts';
 import { activityTenant, allowedTenants, recordTeamsActivity, settleTeamsActivity, teamsDeliveryId } from './inbound.ts';
+import { settleWithEvidence, teamsEvidenceSubmissions, teamsEvidenceUpload } from './evidence-upload.ts';
 import { teamsLinkByRoster } from './link-by-roster.ts';
 import { createTeamsNotifier, createTeamsRerenderer } from './notifier.ts';
 import { type StagedResult, settleWithResult, teamsReplies, teamsReply } from './replies.ts';
 import { TEAMS_MESSAGES_PATH, type TeamsAnswer, createTeamsRoute } from './route.ts';
 import { TeamsSender } from './sender.ts';
-import { handleTeamsTurn } from './surface.ts';
+import { type TurnOutcome, handleTeamsTurn } from './surface.ts';
 import { welcomeMessage } from './welcome.ts';
 
 const OK: TeamsAnswer = { status: 200 };
@@ -57,8 +60,8 @@ export const teamsModule = defineModule({
     ['MICROSOFT_APP_ID', 'MICROSOFT_APP_TYPE', 'MICROSOFT_APP_TENANT_ID'],
   ],
   routes: [{ method: 'POST', path: TEAMS_MESSAGES_PATH }],
-  jobs: [teamsReplies, teamsReply, teamsLinkByRoster],
-  stagedJobs: [teamsReplies],
+  jobs: [teamsReplies, teamsReply, teamsLinkByRoster, teamsEvidenceSubmissions, teamsEvidenceUpload],
+  stagedJobs: [teamsReplies, teamsEvidenceSubmissions],
   metrics: ['teams_auth_failures_total', 'teams_refused_activities_total', 'teams_duplicate_activities_total', 'teams_send_outcome_unknown_total'],
   start(ctx) {
     const { config, logger, db, clock, metrics } = ctx;
@@ -99,17 +102,20 @@ export const teamsModule = defineModule({
         await storeConversation({ db, clock }, activity, tenant, change === undefined ? undefined : change === 'added');
         await remember(activity, tenant);
         const result: StagedResult = {};
+        let outcome: TurnOutcome = {};
         if (change === 'added') {
           const welcome = welcomeMessage(conversationKind(activity));
           result.reply = { text: welcome.text, card: toAdaptiveCard(welcome) };
         } else if (change === undefined) {
-          const outcome = await handleTeamsTurn(surfaceDeps, activity, tenant);
+          outcome = await handleTeamsTurn(surfaceDeps, activity, tenant, { inboundId: delivery.inboundId });
           if (outcome.reply) result.reply = outcome.reply;
           if (outcome.invoke) result.invoke = outcome.invoke;
           if (outcome.unlinked) await queueRosterLookup(activity, tenant);
         }
-        await settleWithResult(db, delivery.inboundId, result, clock.now());
-        if (result.reply) ctx.outbox.poke();
+        // Files sent as evidence are written with the delivery, their upload staged with it once its target is known.
+        if (outcome.evidence) await settleWithEvidence(db, delivery.inboundId, result, outcome.evidence, clock.now());
+        else await settleWithResult(db, delivery.inboundId, result, clock.now());
+        if (result.reply || outcome.evidence || outcome.staged) ctx.outbox.poke();
         return result.invoke ?? OK;
       } catch (error) {
         const code = isTransient(error) ? 'storage_unavailable' : 'processing_failed';

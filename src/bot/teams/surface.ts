@@ -26,6 +26,8 @@ import { renderHome } from '../home.ts';
 import type { Message, Reply } from '../message.ts';
 import { ADAPTIVE_CARD_CONTENT_TYPE, type AdaptiveCard, cardText, toAdaptiveCard } from './cards.ts';
 import { commandText, conversationKind, teamsIdentity } from './commands.ts';
+import { EVIDENCE_TARGET_VERB, chooseEvidenceTarget, evidenceTurn } from './evidence.ts';
+import type { TeamsEvidence } from './evidence-upload.ts';
 import { REFRESH_VERB, subjectCard } from './notifier.ts';
 
 type Activity = Record<string, unknown>;
@@ -50,11 +52,17 @@ export interface TeamsReply {
   card: AdaptiveCard;
 }
 
-/** What a turn decided: the invoke's answer, and/or a reply to send; `unlinked`: the asker is not linked yet. */
+/**
+ * What a turn decided: the invoke's answer, and/or a reply to send; `unlinked`: the asker is not linked yet;
+ * `evidence`: files to keep on the delivery (and to stage for upload when they have a target), written with it;
+ * `staged`: the turn itself staged work in the outbox (a chosen evidence target), to relay soon.
+ */
 export interface TurnOutcome {
   invoke?: InvokeAnswer;
   reply?: TeamsReply;
   unlinked?: boolean;
+  evidence?: TeamsEvidence;
+  staged?: boolean;
 }
 
 export const DENY_WITH_REASON = 'deny_with_reason';
@@ -63,19 +71,24 @@ const REASON_INPUT = 'reason';
 const str = (value: unknown) => (typeof value === 'string' ? value : undefined);
 const field = (value: unknown, key: string) => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined);
 
-export async function handleTeamsTurn(deps: TeamsSurfaceDeps, activity: Activity, tenant: string | undefined): Promise<TurnOutcome> {
+/** `delivery`: the activity's recorded delivery (a card waiting for an evidence target names it). */
+export async function handleTeamsTurn(deps: TeamsSurfaceDeps, activity: Activity, tenant: string | undefined, delivery?: { inboundId: string }): Promise<TurnOutcome> {
   const ctx = await contextFor(deps, activity, tenant);
   const unlinked = ctx.actor.identity !== undefined && ctx.actor.user === undefined;
-  const outcome = await turn(deps, ctx, activity);
+  const outcome = await turn(deps, ctx, activity, delivery?.inboundId);
   return unlinked ? { ...outcome, unlinked } : outcome;
 }
 
-async function turn(deps: TeamsSurfaceDeps, ctx: CommandContext, activity: Activity): Promise<TurnOutcome> {
+async function turn(deps: TeamsSurfaceDeps, ctx: CommandContext, activity: Activity, inboundId: string | undefined): Promise<TurnOutcome> {
   if (activity.type === 'invoke' && activity.name === 'adaptiveCard/action') {
     const action = field(activity.value, 'action');
     if (str(field(action, 'type')) !== 'Action.Execute') return { invoke: { status: 400, body: { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: 'NotSupported', message: 'only Action.Execute is supported' } } } };
     const verb = str(field(action, 'verb')) ?? '';
     if (verb === REFRESH_VERB) return { invoke: cardAnswer(await refreshView(ctx, field(action, 'data'))) };
+    if (verb === EVIDENCE_TARGET_VERB) {
+      const chosen = await chooseEvidenceTarget(ctx, field(action, 'data'));
+      return chosen.staged ? { invoke: answerClick(chosen.answer), staged: true } : { invoke: answerClick(chosen.answer) };
+    }
     return { invoke: answerClick(await click(ctx, verb, field(action, 'data'))) };
   }
   if (activity.type !== 'message') return {};
@@ -85,6 +98,9 @@ async function turn(deps: TeamsSurfaceDeps, ctx: CommandContext, activity: Activ
     const answer = await click(ctx, str(field(submitted, 'verb'))!, submitted);
     return { reply: answer.kind === 'card' ? { text: answer.text, card: answer.card } : { text: answer.text, card: toAdaptiveCard({ text: answer.text, blocks: [{ type: 'section', text: answer.text }] }) } };
   }
+  // Files in a personal chat, or the `evidence` verb anywhere (src/bot/teams/evidence.ts).
+  const evidence = await evidenceTurn(ctx, activity, commandText(activity, deps.botId), inboundId);
+  if (evidence) return evidence.evidence ? { reply: evidence.reply, evidence: evidence.evidence } : { reply: evidence.reply };
   const text = commandText(activity, deps.botId) || 'help';
   // `tasks` in a personal chat is the home: approvals with buttons, my tasks, urgent incidents, health.
   if (conversationKind(activity) === 'personal' && ctx.actor.user && isPlainTasks(text)) {
