@@ -73,7 +73,7 @@ describe('Teams through the real binary (web + worker)', () => {
   });
 
   const post = (activity: Record<string, unknown>) =>
-    fetch(`${web.url}/api/messages`, { method: 'POST', body: JSON.stringify(activity), headers: { 'content-type': 'application/json', authorization: channel.authorization(activity as { serviceUrl: string }) } });
+    fetch(`${web.url}/api/messages`, { method: 'POST', body: JSON.stringify(activity), headers: { 'content-type': 'application/json', authorization: channel.authorization(activity) } });
   const from = (activity: Record<string, unknown>): Record<string, unknown> => ({
     ...activity,
     id: randomUUID(),

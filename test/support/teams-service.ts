@@ -113,7 +113,7 @@ export async function startTeamsService(logger: Logger, options: { env?: Record<
     place ? { id: place.conversationId, conversationType: place.kind, isGroup: true } : { id: personalChat(from), conversationType: 'personal' };
 
   const post = (activity: Activity, bad?: BadSigning) =>
-    fetch(`${service.http.url}/api/messages`, { method: 'POST', body: JSON.stringify(activity), headers: { 'content-type': 'application/json', authorization: channel.authorization(activity as { serviceUrl?: string }, bad) } });
+    fetch(`${service.http.url}/api/messages`, { method: 'POST', body: JSON.stringify(activity), headers: { 'content-type': 'application/json', authorization: channel.authorization(activity, bad) } });
 
   const env: TeamsService = {
     tdb,

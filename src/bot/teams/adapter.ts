@@ -162,7 +162,7 @@ export interface TeamsAdapter {
 
 /** Where a reply to `activity` goes, and what a proactive message later continues. */
 export function referenceOf(activity: Record<string, unknown>): TeamsConversationReference {
-  return TurnContext.getConversationReference(activity as Partial<Activity>);
+  return TurnContext.getConversationReference(activity);
 }
 
 /** The MSAL client the outbound token comes from, or undefined where botbuilder's own factory applies (no password, MSI). */
@@ -273,7 +273,10 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
         });
         if (!member) return;
         const raw = member as unknown as Record<string, unknown>;
-        const text = (key: string) => (typeof raw[key] === 'string' && raw[key] ? (raw[key] as string) : undefined);
+        const text = (key: string) => {
+          const value = raw[key];
+          return typeof value === 'string' && value ? value : undefined;
+        };
         found = { id: member.id, objectId: text('aadObjectId') ?? text('objectId'), email: text('email'), userPrincipalName: text('userPrincipalName'), userRole: text('userRole'), tenantId: text('tenantId') };
       });
       return found;
@@ -287,7 +290,7 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
  * knowing what was posted.
  */
 function withoutRetries(turn: TurnContext): void {
-  const connector = turn.turnState.get(turn.adapter.ConnectorClientKey) as { client?: { pipeline?: { removePolicy(options: { phase: 'Retry' }): unknown } } } | undefined;
+  const connector = turn.turnState.get<{ client?: { pipeline?: { removePolicy(options: { phase: 'Retry' }): unknown } } } | undefined>(turn.adapter.ConnectorClientKey);
   if (!connector?.client?.pipeline) throw new Error('the turn has no Bot Connector client whose retries can be turned off');
   connector.client.pipeline.removePolicy({ phase: 'Retry' });
 }
