@@ -7,7 +7,7 @@
  *
  * Every service gets a fresh app id: botbuilder caches tokens and signing keys process-wide.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from '../../src/config.ts';
 import type { Role } from '../../src/db/schema.ts';
@@ -88,6 +88,8 @@ export async function startTeamsService(logger: Logger, options: { env?: Record<
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_BOT_TOKEN: slack.botToken,
     SLACK_API_URL: slack.apiUrl,
+    // Files' download addresses are kept sealed (src/bot/teams/sealing.ts).
+    PROJECTX_ENCRYPTION_KEY: `k1:${randomBytes(32).toString('base64')}`,
     MICROSOFT_APP_ID: appId,
     MICROSOFT_APP_PASSWORD: APP_PASSWORD,
     MICROSOFT_APP_TENANT_ID: TEAMS_TENANT,

@@ -23,6 +23,7 @@ import { type JobContext, defineJob } from '../../jobs/define-job.ts';
 import { ingestEvidenceFile } from '../evidence-files.ts';
 import { toAdaptiveCard } from './cards.ts';
 import type { TeamsJobDeps } from './job-deps.ts';
+import { unsealDownloadUrls } from './sealing.ts';
 import { type StagedResult, teamsReplies } from './replies.ts';
 
 export const TEAMS_FILE_CONTENT_TYPE = 'application/vnd.microsoft.teams.file.download.info';
@@ -44,9 +45,11 @@ export function isTeamsFileUrl(url: URL, extraHosts: readonly string[] | undefin
   return (url.protocol === 'https:' || url.protocol === 'http:') && (extraHosts ?? []).includes(url.host);
 }
 
+/** A file as the delivery keeps it: its download address is sealed with the delivery, by `index` (src/bot/teams/sealing.ts). */
 export const teamsFileSchema = z.object({
   name: z.string().trim().min(1).max(255),
-  downloadUrl: z.string().min(1).max(8192),
+  /** The attachment's index in the activity. */
+  index: z.number().int().min(0),
   fileType: z.string().max(32).optional(),
   uniqueId: z.string().max(200).optional(),
 });
@@ -129,7 +132,7 @@ export const teamsEvidenceUpload = defineJob({
   handler: async ({ inboundId }, { deps, logger }: JobContext<TeamsJobDeps>) => {
     const teams = deps.teams;
     if (!teams) throw Object.assign(new Error('Teams cannot send from this worker (MICROSOFT_APP_PASSWORD is not set)'), { code: 'teams_not_configured' });
-    const row = await deps.db.selectFrom('inbound_events').select('result').where('id', '=', inboundId).where('source', '=', 'teams').executeTakeFirst();
+    const row = await deps.db.selectFrom('inbound_events').select(['result', 'delivery_id', 'sealed']).where('id', '=', inboundId).where('source', '=', 'teams').executeTakeFirst();
     const parsed = teamsEvidenceSchema.safeParse((row?.result as EvidenceResult | null)?.evidence);
     if (!parsed.success || (!parsed.data.controlId && !parsed.data.taskId)) {
       logger.error({ inboundId }, 'a staged Teams evidence upload holds no files or no target; skipped');
@@ -141,14 +144,20 @@ export const teamsEvidenceUpload = defineJob({
       const user = await findUserById(deps.db, evidence.userId);
       if (!user) return { skipped: 'user gone' };
       const actor = { surface: 'teams' as const, user, identity: { surface: 'teams' as const, tenant: evidence.tenant, externalId: evidence.aadObjectId } };
+      const urls = unsealDownloadUrls(row?.sealed, row?.delivery_id ?? '', deps.keyring);
       const lines: string[] = [];
       for (const file of evidence.files) {
+        const url = urls[String(file.index)];
+        if (!url) {
+          lines.push(`• ${file.name}: refused, its download address could not be read (the encryption key changed); send it again`);
+          continue;
+        }
         lines.push(
           await ingestEvidenceFile(
             { ...deps, logger },
             {
               name: file.name,
-              url: file.downloadUrl,
+              url,
               allowed: (url) => isTeamsFileUrl(url, deps.config.TEAMS_FILE_HOSTS),
               notAllowed: "the download address is not your organisation's SharePoint or OneDrive",
               actor,

@@ -66,21 +66,23 @@ const files = (count: number) => (count === 1 ? '1 file' : `${count} files`);
 
 /** The file attachments of a message: none (undefined), the files, or why they cannot be taken. */
 export function evidenceFilesOf(activity: Activity): { ok: true; files: TeamsFile[] } | { ok: false; message: string } | undefined {
-  const attachments = Array.isArray(activity.attachments) ? activity.attachments : [];
-  const offered = attachments.filter((attachment) => str(field(attachment, 'contentType')) === TEAMS_FILE_CONTENT_TYPE);
+  const attachments: unknown[] = Array.isArray(activity.attachments) ? activity.attachments : [];
+  const indexes = attachments.flatMap((attachment, index) => (str(field(attachment, 'contentType')) === TEAMS_FILE_CONTENT_TYPE ? [index] : []));
+  const offered = indexes.map((index) => attachments[index]);
   if (offered.length === 0) return undefined;
   if (offered.length > MAX_TEAMS_EVIDENCE_FILES) return { ok: false, message: `At most ${MAX_TEAMS_EVIDENCE_FILES} files at a time; nothing was stored. Send them in smaller batches.` };
   const parsed = z.array(attachmentSchema).safeParse(offered);
   if (!parsed.success) return { ok: false, message: 'Teams did not send the files in a form I can read (a file without a name or a download address); nothing was stored. Attach them again.' };
-  return { ok: true, files: parsed.data.map(({ name, content }) => ({ name, downloadUrl: content.downloadUrl, ...(content.fileType ? { fileType: content.fileType } : {}), ...(content.uniqueId ? { uniqueId: content.uniqueId } : {}) })) };
+  return { ok: true, files: parsed.data.map(({ name, content }, position) => ({ name, index: indexes[position]!, ...(content.fileType ? { fileType: content.fileType } : {}), ...(content.uniqueId ? { uniqueId: content.uniqueId } : {}) })) };
 }
 
 /**
  * The evidence part of a message turn, or undefined when the message is not about evidence (no files in a
  * personal chat, and not the `evidence` verb). `text` is the message's command text (may be empty with files);
- * `inboundId` is the delivery the files stay on while the card waits for a choice.
+ * `inboundId` is the delivery the files stay on while the card waits for a choice; `keepsFiles`: the service has
+ * a keyring to seal the files' download addresses with (without one, files are refused).
  */
-export async function evidenceTurn(ctx: CommandContext, activity: Activity, text: string, inboundId: string | undefined): Promise<EvidenceOutcome | undefined> {
+export async function evidenceTurn(ctx: CommandContext, activity: Activity, text: string, inboundId: string | undefined, options: { keepsFiles: boolean }): Promise<EvidenceOutcome | undefined> {
   const personal = conversationKind(activity) === 'personal';
   const parsed = parseCommand(text);
   const asksEvidence = parsed.ok ? parsed.command.verb === 'evidence' : parsed.error.verb === 'evidence';
@@ -90,6 +92,8 @@ export async function evidenceTurn(ctx: CommandContext, activity: Activity, text
   const identity = ctx.actor.identity;
   // Unlinked, or without the role: the command layer's refusal (and its audit), whatever else the message says.
   if (!can(user, 'evidence.upload') || !user || !identity) return { reply: replyOf(await runCommand(ctx, 'evidence')) };
+  // The files' download addresses are bearer credentials, kept only encrypted (src/bot/teams/sealing.ts).
+  if (attached && !options.keepsFiles) return { reply: reply('This ProjectX service cannot take evidence files from Teams: it has no encryption key to keep their download addresses with (PROJECTX_ENCRYPTION_KEY). Nothing was stored; ask an admin.') };
 
   let target: Target | undefined;
   if (asksEvidence) {

@@ -83,10 +83,10 @@ export const teamsModule = defineModule({
     const duplicates = new Counter({ name: 'teams_duplicate_activities_total', help: 'Teams activities delivered again after they were recorded (no second effect)', registers: [metrics.registry] });
     const remember = createUserMemory(db, clock);
     const botId = `28:${settings.appId}`;
-    const surfaceDeps = { domain: ctx.domain, integrations: ctx.integrations, identities: ctx.identities, botId };
+    const surfaceDeps = { domain: ctx.domain, integrations: ctx.integrations, identities: ctx.identities, botId, keepsFiles: ctx.keyring !== undefined };
 
     const logic = async (activity: Record<string, unknown>): Promise<TeamsAnswer> => {
-      const delivery = await recordTeamsActivity({ db, clock, tenants }, activity);
+      const delivery = await recordTeamsActivity({ db, clock, tenants, keyring: ctx.keyring }, activity);
       if (delivery.kind === 'refused') {
         refused.inc({ code: delivery.code });
         logger.warn({ code: delivery.code, type: String(activity.type).slice(0, 64) }, 'teams activity refused');

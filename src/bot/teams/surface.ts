@@ -38,6 +38,8 @@ export interface TeamsSurfaceDeps {
   identities?: IdentityDirectory | undefined;
   /** The bot's own id in conversations (`28:<app id>`), whose mentions are stripped. */
   botId?: string | undefined;
+  /** Files' download addresses can be kept sealed (a keyring): without it, evidence files are refused. */
+  keepsFiles?: boolean;
 }
 
 /** An invoke's answer: HTTP status and body. */
@@ -99,7 +101,7 @@ async function turn(deps: TeamsSurfaceDeps, ctx: CommandContext, activity: Activ
     return { reply: answer.kind === 'card' ? { text: answer.text, card: answer.card } : { text: answer.text, card: toAdaptiveCard({ text: answer.text, blocks: [{ type: 'section', text: answer.text }] }) } };
   }
   // Files in a personal chat, or the `evidence` verb anywhere (src/bot/teams/evidence.ts).
-  const evidence = await evidenceTurn(ctx, activity, commandText(activity, deps.botId), inboundId);
+  const evidence = await evidenceTurn(ctx, activity, commandText(activity, deps.botId), inboundId, { keepsFiles: deps.keepsFiles ?? false });
   if (evidence) return evidence.evidence ? { reply: evidence.reply, evidence: evidence.evidence } : { reply: evidence.reply };
   const text = commandText(activity, deps.botId) || 'help';
   // `tasks` in a personal chat is the home: approvals with buttons, my tasks, urgent incidents, health.

@@ -127,6 +127,11 @@ describe('Teams evidence files', () => {
     // Refusals logged by host, never with the download URL's token.
     expect(logs.lines().filter((line) => line.host === 'evil.example.test' || line.redirectHost === 'evil.example.test')).toHaveLength(2);
     expect(logs.text()).not.toContain(TOKEN);
+    // Nor does any column hold it: the download addresses are sealed beside the delivery (AES-GCM), not in its body or result.
+    const stored = await env.tdb.db.selectFrom('inbound_events').select(['body', 'result', 'sealed']).where('source', '=', 'teams').execute();
+    expect(stored.some((row) => row.sealed !== null)).toBe(true);
+    for (const row of stored) expect(`${row.body.toString('utf8')} ${JSON.stringify(row.result)} ${JSON.stringify(row.sealed)}`).not.toContain(TOKEN);
+    expect(JSON.stringify(await env.tdb.db.selectFrom('inbound_job_outbox').selectAll().execute())).not.toContain(TOKEN);
     // The confirmation card carries the same lines.
     const card = env.posted(chat).find((post) => post.body.text === confirmation)!.body.attachments?.[0]?.content;
     expect(JSON.stringify(card)).toContain(sha(PDF));

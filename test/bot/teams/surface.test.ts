@@ -87,4 +87,12 @@ describe('Teams turns on the command layer', () => {
     (submit.value as { action: { type: string } }).action.type = 'Action.Submit';
     expect(await answer(submit)).toMatchObject({ status: 400, body: { value: { code: 'NotSupported' } } });
   });
+
+  it('refuses evidence files when the service cannot keep their download addresses sealed (no encryption key)', async () => {
+    const { objectId } = await linked({ roles: ['contributor'] });
+    const file = { contentType: 'application/vnd.microsoft.teams.file.download.info', name: 'policy.pdf', content: { downloadUrl: 'https://contoso.sharepoint.com/personal/x/_layouts/download.aspx?tempauth=secret', uniqueId: 'u1', fileType: 'pdf' } };
+    const outcome = await run(as(objectId, { text: 'evidence AC-2', attachments: [file] }));
+    expect(outcome.reply?.text).toMatch(/PROJECTX_ENCRYPTION_KEY/);
+    expect(outcome.evidence).toBeUndefined();
+  });
 });
