@@ -272,7 +272,10 @@ export type ConfigResult = { ok: true; config: Config } | { ok: false; problems:
  */
 export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
   const parsed = schema.safeParse(env);
-  if (parsed.success) return { ok: true, config: parsed.data };
+  if (parsed.success) {
+    const problems = inconsistencies(parsed.data);
+    return problems.length === 0 ? { ok: true, config: parsed.data } : { ok: false, problems };
+  }
   const problems = parsed.error.issues.map((issue) => {
     const variable = String(issue.path[0] ?? '(environment)');
     const raw = env[variable];
@@ -280,6 +283,15 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     return `${variable}: ${issue.message}${shown}`;
   });
   return { ok: false, problems: [...new Set(problems)] };
+}
+
+/** Variables that are each valid but do not go together. */
+function inconsistencies(config: Config): string[] {
+  const problems: string[] = [];
+  const type = config.MICROSOFT_APP_TYPE;
+  if (type === 'UserAssignedMSI' && config.MICROSOFT_APP_PASSWORD !== undefined) problems.push('MICROSOFT_APP_PASSWORD: must not be set with MICROSOFT_APP_TYPE=UserAssignedMSI (the managed identity signs the bot in)');
+  if ((type === 'SingleTenant' || type === 'UserAssignedMSI') && config.MICROSOFT_APP_ID !== undefined && config.MICROSOFT_APP_TENANT_ID === undefined) problems.push(`MICROSOFT_APP_TENANT_ID: is required with MICROSOFT_APP_TYPE=${type} (the bot's Entra tenant)`);
+  return problems;
 }
 
 function truncate(value: string): string {

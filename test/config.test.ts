@@ -81,6 +81,15 @@ describe('loadConfig', () => {
     expect(problems.map((problem) => problem.split(':')[0]).sort()).toEqual(['LOG_LEVEL', 'PORT', 'PUBLIC_URL']);
   });
 
+  it('refuses Teams settings that do not go together: a single-tenant or managed-identity bot without its tenant, a managed identity with a password', () => {
+    const app = '00000000-0000-4000-8000-0000000000aa';
+    const tenant = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+    expect(loadConfig({ MICROSOFT_APP_ID: app, MICROSOFT_APP_PASSWORD: 'app-password-1', MICROSOFT_APP_TYPE: 'SingleTenant' })).toEqual({ ok: false, problems: ["MICROSOFT_APP_TENANT_ID: is required with MICROSOFT_APP_TYPE=SingleTenant (the bot's Entra tenant)"] });
+    expect(loadConfig({ MICROSOFT_APP_ID: app, MICROSOFT_APP_PASSWORD: 'app-password-1', MICROSOFT_APP_TYPE: 'UserAssignedMSI', MICROSOFT_APP_TENANT_ID: tenant })).toEqual({ ok: false, problems: ['MICROSOFT_APP_PASSWORD: must not be set with MICROSOFT_APP_TYPE=UserAssignedMSI (the managed identity signs the bot in)'] });
+    expect(loadConfig({ MICROSOFT_APP_ID: app, MICROSOFT_APP_PASSWORD: 'app-password-1', MICROSOFT_APP_TYPE: 'MultiTenant' }).ok).toBe(true);
+    expect(loadConfig({ MICROSOFT_APP_ID: app, MICROSOFT_APP_TYPE: 'UserAssignedMSI', MICROSOFT_APP_TENANT_ID: tenant }).ok).toBe(true);
+  });
+
   it('parses a rotatable encryption key list, the first key current', () => {
     const k1 = Buffer.alloc(32, 1).toString('base64');
     const k0 = Buffer.alloc(32, 2).toString('base64');

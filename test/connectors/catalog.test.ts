@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsoleSession } from '../../src/bot/console/session.ts';
 import { loadConfig } from '../../src/config.ts';
-import { NOT_BUILT, describeIntegrations } from '../../src/connectors/catalog.ts';
+import { NOT_BUILT, describeIntegrations, halfConfigured } from '../../src/connectors/catalog.ts';
 import { integrationHealth } from '../../src/connectors/health.ts';
 import { type Service, startService } from '../../src/main.ts';
 import { modules } from '../../src/modules.ts';
@@ -15,8 +15,6 @@ import { captureLogs } from '../support/logs.ts';
 
 /** Every variable of every unbuilt integration, set to something valid. */
 const UNBUILT_ENV = {
-  MICROSOFT_APP_ID: '00000000-0000-0000-0000-000000000001',
-  MICROSOFT_APP_PASSWORD: 'a-teams-app-password',
   JIRA_BASE_URL: 'https://acme.atlassian.net',
   JIRA_PAT: 'a-jira-personal-token',
   ONETRUST_BASE_URL: 'https://app.onetrust.com',
@@ -32,6 +30,14 @@ function configFor(env: Record<string, string>) {
   if (!loaded.ok) throw new Error(loaded.problems.join('; '));
   return loaded.config;
 }
+
+describe('half-configured Teams', () => {
+  it('refuses an app id without a password (or managed identity) and a tenant, naming the ways to complete it', () => {
+    const problems = halfConfigured(configFor({ MICROSOFT_APP_ID: '00000000-0000-4000-8000-0000000000aa' }), modules);
+    expect(problems).toEqual([expect.stringMatching(/^Microsoft Teams is half configured: MICROSOFT_APP_ID is set, but MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID are missing \(or set MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TYPE, or MICROSOFT_APP_TYPE and MICROSOFT_APP_TENANT_ID\)$/)]);
+    expect(halfConfigured(configFor({ MICROSOFT_APP_ID: '00000000-0000-4000-8000-0000000000aa', MICROSOFT_APP_PASSWORD: 'app-password-1', MICROSOFT_APP_TENANT_ID: '72f988bf-86f1-41af-91ab-2d7cd011db47' }), modules)).toEqual([]);
+  });
+});
 
 describe('integration status', () => {
   it('calls every unbuilt integration not built, naming the variables it ignores', () => {
@@ -57,7 +63,7 @@ describe('integration status', () => {
       const session = new ConsoleSession({ domain: fx.deps, actor: { surface: 'console', user }, integrations: () => integrationHealth(fx.tdb.db, config, modules) });
       const { text } = await session.handle('status');
       for (const entry of NOT_BUILT) expect(text).toContain(`${entry.title}: not built in this version`);
-      expect(text).not.toMatch(/(Teams|Jira|OneTrust|S3|SharePoint|Google Drive)[^\n]*: (configured|healthy|unknown)/);
+      expect(text).not.toMatch(/(Jira|OneTrust|S3|SharePoint|Google Drive)[^\n]*: (configured|healthy|unknown)/);
       expect(text).toContain('Slack: not configured (set SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)');
       expect(text).toContain('Evidence store (local files): configured');
     });
@@ -79,7 +85,6 @@ describe('integration status', () => {
       service = await startService({ config: configFor({ ...UNBUILT_ENV, DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0' }), role: 'web', logger: logs.logger });
       const messages = logs.lines().map((line) => String(line.msg));
       expect(messages).toContain('Jira: not built in this version (JIRA_BASE_URL, JIRA_PAT ignored)');
-      expect(messages).toContain('Microsoft Teams: not built in this version (MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD ignored)');
       expect(messages).toContain('Evidence store: S3: not built in this version (EVIDENCE_S3_BUCKET ignored)');
       for (const entry of NOT_BUILT) expect(messages, entry.id).not.toContain(`${entry.title}: configured`);
     });
