@@ -156,4 +156,15 @@ describe('Teams and Slack: one decision, every message re-rendered', () => {
     expect(slackButtons(slackMessage('alerts-servicenow', 'INC0012345'))).toEqual([]);
     await expect.poll(() => verbsIn(env.latestCard(channel, card)), { timeout: 20_000 }).toEqual([]);
   });
+
+  it('ack from Slack re-renders the Teams alert card', async () => {
+    const created = await upsertIncident(env.service.domain, CLI_ACTOR, { sourceSystem: 'servicenow', externalId: 'sys-2', number: 'INC0012346', priority: 2, state: 'new', shortDescription: 'Login latency' });
+    if (!created.ok) throw new Error(created.refusal.message);
+    const card = await teamsMessage(channel, created.value.incident.id);
+    expect(verbsIn(env.latestCard(channel, card))).toEqual(['ack']);
+    const click = blockActionsBody({ actionId: 'ack', value: 'INC0012346', userId: 'WANN', teamId: env.slack.teamId, actionTs: '1700000003.000100', responseUrl: env.slack.responseUrl() });
+    expect((await fetch(`${env.service.http.url}/slack/events`, signedRequest(click))).status).toBe(200);
+    await expect.poll(() => JSON.stringify(env.latestCard(channel, card)), { timeout: 20_000 }).toMatch(/acknowledged by Ann Approver/);
+    expect(verbsIn(env.latestCard(channel, card))).toEqual([]);
+  });
 });

@@ -60,6 +60,20 @@ describe('Teams sending: routed notifications, rate limits, blocked conversation
     expect(env.posted(channel).filter((post) => post.body.text?.includes(second.ref))).toHaveLength(1);
   });
 
+  it('a 502 from Teams fails the delivery job (nothing swallows it), and its retry through the queue posts it once', async () => {
+    const channel = await routedChannel('Flaky');
+    env.connector.failNext(1, { status: 502 }, channel);
+    env.connector.failNext(1, { status: 412 }, channel);
+    const task = await newTask('Archive the old audit logs');
+    await expect.poll(async () => (await notification(task.id, channel))?.status, { timeout: 20_000 }).toBe('sent');
+    const attempts = env.connector.calls.filter((call) => call.method === 'POST' && call.path.startsWith(`/v3/conversations/${channel}/activities`) && JSON.stringify(call.body).includes(task.ref));
+    expect(attempts.map((call) => call.status)).toEqual([502, 412, 201]);
+    expect(env.posted(channel).filter((post) => post.body.text?.includes(task.ref))).toHaveLength(1);
+    // Each failed attempt failed its pg-boss job (retried by the queue), rather than completing it quietly.
+    const metrics = await (await fetch(`${env.service.http.url}/metrics`)).text();
+    expect(Number(/job_runs_total\{queue="notify.deliver",outcome="failed"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThanOrEqual(2);
+  });
+
   it('a 403 marks the conversation inactive and the notification goes by email; later ones go by email at once', async () => {
     const channel = await routedChannel('Uninstalled');
     env.connector.failNext(1, { status: 403 }, channel);
