@@ -5,6 +5,7 @@
  * `teams.reply` per delivery, its job id the delivery's (a second relay enqueues nothing twice). Each reply is
  * posted through the sender under the key `reply:<delivery id>`, so a retried job never posts it twice.
  */
+import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../../db/database.ts';
 import { type JobContext, defineJob } from '../../jobs/define-job.ts';
@@ -19,21 +20,23 @@ export interface StagedResult {
 }
 
 /**
- * Marks a delivery processed with its result and, when there is a reply, stages it, in one transaction; false
- * when the delivery was no longer 'received' (nothing written).
+ * Marks a delivery processed with its result and, when there is a reply, stages it, in one statement (the
+ * request path's last write: one round trip); false when the delivery was no longer 'received' (nothing written).
  */
 export async function settleWithResult(db: Db, inboundId: string, result: StagedResult, now: Date): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const marked = await trx
-      .updateTable('inbound_events')
-      .set({ status: 'processed', processed_at: now, result: JSON.stringify(result) })
-      .where('id', '=', inboundId)
-      .where('status', '=', 'received')
-      .executeTakeFirst();
-    if (marked.numUpdatedRows === 0n) return false;
-    if (result.reply) await trx.insertInto('inbound_job_outbox').values({ job_name: teamsReplies.name, inbound_ids: [inboundId] }).execute();
-    return true;
-  });
+  const json = JSON.stringify(result);
+  if (!result.reply) {
+    const marked = await db.updateTable('inbound_events').set({ status: 'processed', processed_at: now, result: json }).where('id', '=', inboundId).where('status', '=', 'received').executeTakeFirst();
+    return marked.numUpdatedRows > 0n;
+  }
+  const staged = await sql<{ id: string }>`
+    with marked as (
+      update inbound_events set status = 'processed', processed_at = ${now}, result = ${json}::jsonb
+       where id = ${inboundId}::uuid and status = 'received'
+      returning id)
+    insert into inbound_job_outbox (job_name, inbound_ids) select ${teamsReplies.name}, array[id] from marked
+    returning id`.execute(db);
+  return staged.rows.length > 0;
 }
 
 /** Staged replies (relayed by the inbound outbox, up to 100 at once) become one `teams.reply` job each. */
