@@ -92,15 +92,7 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
           .returning(['version', 'state'])
           .executeTakeFirst();
         if (!row) throw new LostRace();
-        await appendAudit(trx, {
-          actor,
-          action,
-          objectType: 'task',
-          objectId: task.ref,
-          outcome: 'success',
-          at: now,
-          detail: { approvals: approvalCount, quorum, final, state: nextState, ...(trimmedReason ? { reason: trimmedReason } : {}) },
-        });
+        // The event first: the audit append takes the tenant's chain lock, held until commit, so it comes last.
         const subject = { kind: 'task' as const, id: task.id, label: task.ref };
         const who = actor.user!.displayName;
         await deps.events.emit(
@@ -112,6 +104,15 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
             now,
           ),
         );
+        await appendAudit(trx, {
+          actor,
+          action,
+          objectType: 'task',
+          objectId: task.ref,
+          outcome: 'success',
+          at: now,
+          detail: { approvals: approvalCount, quorum, final, state: nextState, ...(trimmedReason ? { reason: trimmedReason } : {}) },
+        });
         return { task: { ...task, state: nextState, version: row.version, updatedAt: now }, decision, final, approvals: approvalCount, quorum };
       });
       return ok(outcome);

@@ -78,6 +78,35 @@ export async function storeConversation(deps: { db: Db; clock: Clock }, activity
     .execute();
 }
 
+/**
+ * `storeConversation` for the request path: an ordinary activity from a conversation this process stored (or
+ * found unchanged) within `ttlMs` with the same service URL writes nothing, saving a round trip per activity.
+ * A conversation another process marked inactive (a 403 seen by a worker) is made active again by the first
+ * activity after the entry expires, so at most `ttlMs` late. Membership changes always write.
+ */
+export function createConversationStore(deps: { db: Db; clock: Clock }, options: { ttlMs?: number; capacity?: number } = {}) {
+  const ttlMs = options.ttlMs ?? 60_000;
+  const capacity = options.capacity ?? 10_000;
+  const stored = new Map<string, { serviceUrl: string; at: number }>();
+  return async (activity: Activity, tenant: string, active?: boolean): Promise<void> => {
+    const conversationId = str(field(activity.conversation, 'id'));
+    const serviceUrl = str(activity.serviceUrl) ?? '';
+    const now = deps.clock.now().getTime();
+    if (active === undefined && conversationId) {
+      const known = stored.get(conversationId);
+      if (known && known.serviceUrl === serviceUrl && now - known.at < ttlMs) return;
+    }
+    await storeConversation(deps, activity, tenant, active);
+    if (!conversationId) return;
+    if (active === false) {
+      stored.delete(conversationId);
+      return;
+    }
+    if (stored.size >= capacity) stored.clear();
+    stored.set(conversationId, { serviceUrl, at: now });
+  };
+}
+
 /** Keeps the sender's Teams id by Entra object id (a seen pair is skipped in this process). */
 export function createUserMemory(db: Db, clock: Clock, capacity = 10_000) {
   const seen = new Set<string>();

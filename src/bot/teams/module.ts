@@ -27,7 +27,7 @@ import { isTransient } from '../../db/connect.ts';
 import { createTeamsAdapter, teamsAuthSettings } from './adapter.ts';
 import { toAdaptiveCard } from './cards.ts';
 import { conversationKind, teamsIdentity } from './commands.ts';
-import { createUserMemory, membershipChange, storeConversation } from './conversations.ts';
+import { createConversationStore, createUserMemory, membershipChange } from './conversations.ts';
 import { activityTenant, allowedTenants, recordTeamsActivity, settleTeamsActivity, teamsDeliveryId } from './inbound.ts';
 import { settleWithEvidence, teamsEvidenceSubmissions, teamsEvidenceUpload } from './evidence-upload.ts';
 import { teamsLinkByRoster } from './link-by-roster.ts';
@@ -82,6 +82,7 @@ export const teamsModule = defineModule({
     const refused = new Counter({ name: 'teams_refused_activities_total', help: 'Authenticated Teams activities refused (tenant not served, malformed), by code', labelNames: ['code'], registers: [metrics.registry] });
     const duplicates = new Counter({ name: 'teams_duplicate_activities_total', help: 'Teams activities delivered again after they were recorded (no second effect)', registers: [metrics.registry] });
     const remember = createUserMemory(db, clock);
+    const storeConversation = createConversationStore({ db, clock });
     const botId = `28:${settings.appId}`;
     const surfaceDeps = { domain: ctx.domain, integrations: ctx.integrations, identities: ctx.identities, botId, keepsFiles: ctx.keyring !== undefined };
 
@@ -99,7 +100,7 @@ export const teamsModule = defineModule({
       const tenant = activityTenant(activity)!;
       try {
         const change = membershipChange(activity);
-        await storeConversation({ db, clock }, activity, tenant, change === undefined ? undefined : change === 'added');
+        await storeConversation(activity, tenant, change === undefined ? undefined : change === 'added');
         await remember(activity, tenant);
         const result: StagedResult = {};
         let outcome: TurnOutcome = {};
