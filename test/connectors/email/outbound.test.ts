@@ -124,9 +124,11 @@ describe('email out, through the service', () => {
     await expect.poll(() => sink.messages.filter((sent) => sent.to[0] === 'auditor@example.test' && sent.mail.subject?.includes(task.ref)).length, { timeout: 20_000 }).toBe(1);
     const row = await env.tdb.db.selectFrom('notifications').selectAll().where('subject_id', '=', task.id).where('surface', '=', 'email').executeTakeFirstOrThrow();
     await expect.poll(async () => (await env.tdb.db.selectFrom('notifications').select('status').where('id', '=', row.id).executeTakeFirstOrThrow()).status, { timeout: 15_000 }).toBe('sent');
-    const [job] = await env.service.jobs.boss.findJobs(deliverEmailNotification.name, { data: { payload: { notificationId: row.id } } });
+    // The handler marks the row sent before it returns; pg-boss completes the job just after: wait for that.
+    const job = async () => (await env.service.jobs.boss.findJobs(deliverEmailNotification.name, { data: { payload: { notificationId: row.id } } }))[0];
+    await expect.poll(async () => (await job())?.state, { timeout: 15_000 }).toBe('completed');
     // fastJobs: the retry comes at once here; the 10-minute delay of the real policy is checked below.
-    expect(job).toMatchObject({ state: 'completed', retryCount: 2 });
+    expect(await job()).toMatchObject({ state: 'completed', retryCount: 2 });
     expect(logs.text()).toContain('Mailbox busy, try again later');
     expect(logs.text()).toContain('Authentication credentials invalid');
     expect(sink.logins.filter((login) => !login.accepted)).toEqual([{ username: USERNAME, accepted: false }]);
