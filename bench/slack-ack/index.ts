@@ -25,7 +25,6 @@
  * list), BENCH_TARGETS (bolt,projectx), BENCH_TEXT (help), BENCH_QUIET_WAIT_MS (10000: how long to wait for a
  * quiet machine before each step), BENCH_CPU_PROF (a directory: write a CPU profile of the projectx server).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -34,7 +33,8 @@ import { signSlackRequest } from '../../src/bot/slack/signature.ts';
 import type { Db } from '../../src/db/database.ts';
 import { createUser, linkIdentity } from '../../src/domain/users.ts';
 import { createLogger } from '../../src/logger.ts';
-import { type CpuUsage, benchmarkGroups, cpuUsage, sampleCpu } from '../lib/cpu.ts';
+import { type CpuUsage, cpuUsage, sampleCpu } from '../lib/cpu.ts';
+import { KNEE_P99_MS, type Ladder, NOISY_CORES, type Step, clean, clientNote, cpuShares, fmtKnee, groupsOf, noisy, revision as measuredRevision, runLadder, settle } from '../lib/ladder.ts';
 import { benchDatabase, durabilitySettings, withClient } from '../lib/database.ts';
 import { type RateResult, rateTable, runRate } from '../lib/rate.ts';
 import { type BenchServer, withForkedServer } from '../lib/server.ts';
@@ -43,10 +43,6 @@ const quick = process.env.BENCH_QUICK === '1';
 const stepMs = Number(process.env.BENCH_STEP_MS ?? (quick ? 1500 : 10_000));
 const sustainMs = Number(process.env.BENCH_SUSTAIN_MS ?? (quick ? 3000 : 30_000));
 const warmupMs = quick ? 1000 : 5000;
-const pauseMs = quick ? 300 : 1000;
-/** Before each step, wait (up to this long) until the server is idle and other processes use < NOISY_CORES. */
-const quietWaitMs = Number(process.env.BENCH_QUIET_WAIT_MS ?? (quick ? 2000 : 10_000));
-const NOISY_CORES = 0.3;
 const rates = (process.env.BENCH_RATES ?? (quick ? '250,1000,3000' : '250,500,750,1000,1250,1500,2000,3000,4000,5000,6000,8000,10000'))
   .split(',')
   .map(Number)
@@ -54,8 +50,6 @@ const rates = (process.env.BENCH_RATES ?? (quick ? '250,1000,3000' : '250,500,75
 const targets = (process.env.BENCH_TARGETS ?? 'bolt,projectx').split(',');
 const commandText = process.env.BENCH_TEXT ?? 'help';
 const SUSTAIN_RATE = 1000;
-const KNEE_P99_MS = 100;
-const STOP_P99_MS = 500;
 
 const SIGNING_SECRET = `bench-signing-secret-${randomBytes(8).toString('hex')}`;
 const runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -118,35 +112,7 @@ function withServer<T>(kind: 'bolt' | 'projectx', env: Record<string, string>, f
 
 type Server = BenchServer;
 
-interface Step {
-  label: string;
-  result: RateResult;
-  cpu: CpuUsage | undefined;
-  note?: string;
-}
-
-const clean = (r: RateResult) => r.errors === 0 && r.non2xx === 0;
-const passes = (r: RateResult) => clean(r) && r.p99ms < KNEE_P99_MS;
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sustainedMet = (r: RateResult) => r.p99ms < 50 && clean(r) && r.slow === 0 && r.throughput >= SUSTAIN_RATE * 0.98;
-const groupsOf = (server: Server) => benchmarkGroups({ server: server.pid });
-
-/**
- * Waits until the server has finished any backlog (it and PostgreSQL nearly idle) and the rest of this shared
- * machine is quiet, up to `quietWaitMs`; returns what "other" used in the last second when it gave up.
- */
-async function settle(server: Server): Promise<number | undefined> {
-  const deadline = performance.now() + quietWaitMs;
-  for (;;) {
-    const a = sampleCpu();
-    await pause(Math.min(pauseMs, 1000));
-    const b = sampleCpu();
-    if (!a || !b) return undefined;
-    const usage = cpuUsage(a, b, groupsOf(server));
-    const ours = (usage.groups.server ?? 0) + (usage.groups.postgres ?? 0);
-    if ((ours < 0.15 && usage.other < NOISY_CORES) || performance.now() > deadline) return usage.other < NOISY_CORES ? undefined : usage.other;
-  }
-}
 
 /** One step at a fixed rate, with the CPU it took; keeps the trigger_id of every 2xx answer in `acked`. */
 async function measure(server: Server, rate: number, durationMs: number, acked: string[]): Promise<{ result: RateResult; cpu: CpuUsage | undefined }> {
@@ -167,57 +133,20 @@ async function measure(server: Server, rate: number, durationMs: number, acked: 
 }
 
 const CPU_HEADERS = ['CPU cores: client / server / pg / other', 'server+pg CPU µs/cmd'];
-function cpuCells(step: Step): string[] {
-  const { cpu, result } = step;
-  if (!cpu) return ['n/a', 'n/a'];
-  const g = (name: string) => cpu.groups[name] ?? 0;
-  const perCommand = ((g('server') + g('postgres')) * cpu.seconds * 1e6) / Math.max(1, result.sent);
-  return [`${g('client').toFixed(2)} / ${g('server').toFixed(2)} / ${g('postgres').toFixed(2)} / ${cpu.other.toFixed(2)}`, perCommand.toFixed(0)];
-}
-/** Notes on the client's own health: requests it shed, or sending far behind schedule (it was short of CPU). */
-const clientNote = (r: RateResult) => [r.shed > 0 ? `${r.shed} shed by the client (too many waiting)` : '', r.sendLagMaxMs > 100 ? `client sent up to ${Math.round(r.sendLagMaxMs)} ms late` : ''].filter(Boolean).join('; ');
-const noisy = (cpu: CpuUsage | undefined) => (cpu && cpu.other >= NOISY_CORES ? `noisy: other processes used ${cpu.other.toFixed(2)} cores` : '');
+const cpuCells = (step: Step): string[] => cpuShares(step);
 
-/** Rising rates until p99 passes STOP_P99_MS, an error or non-2xx appears, or throughput falls behind. */
-async function ladder(server: Server, acked: string[]): Promise<{ steps: Step[]; knee: number; kneeCapped: boolean; sent: number }> {
-  const steps: Step[] = [];
-  let knee = 0;
-  let failed = false;
+/** The shared ladder (bench/lib/ladder.ts), counting what was sent and keeping each acked trigger_id. */
+async function ladder(server: Server, acked: string[]): Promise<Ladder & { sent: number }> {
   let sent = 0;
-  for (const rate of rates) {
-    let step: Step;
-    for (let attempt = 1; ; attempt++) {
-      await settle(server);
-      const { result, cpu } = await measure(server, rate, stepMs, acked);
-      sent += result.sent;
-      step = { label: `${rate}/s`, result, cpu };
-      console.error(`  ${rate}/s: p99 ${result.p99ms.toFixed(1)} ms, ${Math.round(result.throughput)}/s, errors ${result.errors}, non-2xx ${result.non2xx}${cpu ? `, other CPU ${cpu.other.toFixed(2)}` : ''}`);
-      // This machine is shared: a rung that fails while something else took the CPU is run once more.
-      if (passes(result) || !noisy(cpu) || attempt > 1) break;
-      steps.push({ ...step, note: [`${noisy(cpu)}; run again`, clientNote(result)].filter(Boolean).join('; ') });
-    }
-    const { result, cpu } = step;
-    const ok = passes(result);
-    if (ok && !failed) knee = rate;
-    if (!ok) failed = true;
-    const stop = result.p99ms > STOP_P99_MS || !clean(result) || result.throughput < rate * 0.9;
-    step.note = [ok ? '' : `over the knee (p99 ≥ ${KNEE_P99_MS} ms or errors)`, stop ? 'ladder stops' : '', noisy(cpu), clientNote(result)].filter(Boolean).join('; ');
-    steps.push(step);
-    if (stop) break;
-  }
-  return { steps, knee, kneeCapped: !failed, sent };
+  const run = await runLadder(server, rates, async (rate) => {
+    const step = await measure(server, rate, stepMs, acked);
+    sent += step.result.sent;
+    return step;
+  });
+  return { ...run, sent };
 }
 
-const fmtKnee = (knee: number, capped: boolean) => (capped ? `≥ ${knee}/s (never failed: the ladder's top)` : `${knee}/s`);
-
-const revision = (() => {
-  try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: import.meta.dirname, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    return `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', '../../src').length > 0 ? ' + uncommitted src changes' : ''}`;
-  } catch {
-    return 'unknown revision';
-  }
-})();
+const revision = measuredRevision();
 
 console.log(
   `\n### slack-ack (${revision}; open loop; ${quick ? 'QUICK smoke run, not a measurement; ' : ''}steps of ${stepMs / 1000} s, sustained ${sustainMs / 1000} s; command \`/projectx ${commandText}\`; loopback; node ${process.version}; client, servers and PostgreSQL share this machine's cores)\n`,
