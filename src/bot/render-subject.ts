@@ -7,13 +7,14 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { formatTime } from '../domain/approvals.ts';
 import { findIncidentsByNumber } from '../domain/incidents.ts';
-import { getTask } from '../domain/tasks.ts';
+import { type Task, getTask } from '../domain/tasks.ts';
 import type { Message } from './message.ts';
 import { renderIncident, renderTask } from './render.ts';
 
-export async function renderSubject(db: Kysely<Database>, subject: { kind: string; id: string }): Promise<Message | undefined> {
+/** `task`: the subject's task when the caller has just read it (not read again). */
+export async function renderSubject(db: Kysely<Database>, subject: { kind: string; id: string }, loaded?: { task: Task | undefined }): Promise<Message | undefined> {
   if (subject.kind === 'task') {
-    const task = await getTask(db, subject.id);
+    const task = loaded ? loaded.task : await getTask(db, subject.id);
     if (!task) return undefined;
     const ids = [task.assigneeId, task.requesterId].filter((id): id is string => id !== null);
     const names = Object.fromEntries((ids.length ? await db.selectFrom('users').select(['id', 'display_name']).where('id', 'in', ids).execute() : []).map((row) => [row.id, row.display_name]));

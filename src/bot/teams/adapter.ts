@@ -223,6 +223,11 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
     CallerId: PUBLIC_CLOUD.callerId,
   }, client ? new MsalServiceClientCredentialsFactory(settings.appId, client as unknown as MsalFactoryClient) : undefined);
   const adapter = new ProjectxCloudAdapter(auth);
+  const continueConversation: TeamsAdapter['continueConversation'] = async (reference, logic) => {
+    const { run, state } = guarded(logic);
+    await adapter.continueConversationAsync(settings.appId, reference, run);
+    if (state.failure) throw state.failure.error;
+  };
   return {
     async process<T>(authorization: string, activity: Record<string, unknown>, logic: (activity: Record<string, unknown>) => Promise<T>) {
       if (!authorization.trim()) return { ok: false as const, reason: 'missing_token' as const };
@@ -242,14 +247,10 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
         throw error;
       }
     },
-    async continueConversation(reference, logic) {
-      const { run, state } = guarded(logic);
-      await adapter.continueConversationAsync(settings.appId, reference, run);
-      if (state.failure) throw state.failure.error;
-    },
+    continueConversation,
     async send(reference, message) {
       let id: string | undefined;
-      await this.continueConversation(reference, async (turn) => {
+      await continueConversation(reference, async (turn) => {
         withoutRetries(turn);
         const sent = await turn.sendActivity({ type: 'message', text: message.text, attachments: message.attachments }).catch(sendFailure);
         id = sent?.id;
@@ -258,14 +259,14 @@ export function createTeamsAdapter(settings: TeamsAuthSettings, options: TeamsAd
       return { id };
     },
     async update(reference, activityId, message) {
-      await this.continueConversation(reference, async (turn) => {
+      await continueConversation(reference, async (turn) => {
         withoutRetries(turn);
         await turn.updateActivity({ type: 'message', id: activityId, text: message.text, attachments: message.attachments }).catch(sendFailure);
       });
     },
     async member(reference, memberId) {
       let found: TeamsMemberInfo | undefined;
-      await this.continueConversation(reference, async (turn) => {
+      await continueConversation(reference, async (turn) => {
         withoutRetries(turn);
         const member = await TeamsInfo.getMember(turn, memberId).catch((error: unknown) => {
           if ((error as { statusCode?: unknown }).statusCode === 404) return undefined;

@@ -24,7 +24,7 @@ import { ingestEvidenceFile } from '../evidence-files.ts';
 import { toAdaptiveCard } from './cards.ts';
 import type { TeamsJobDeps } from './job-deps.ts';
 import { unsealDownloadUrls } from './sealing.ts';
-import { type StagedResult, teamsReplies } from './replies.ts';
+import { type StagedResult, afterPost, fanOut, settleWithResult } from './replies.ts';
 
 export const TEAMS_FILE_CONTENT_TYPE = 'application/vnd.microsoft.teams.file.download.info';
 /** Files one message may carry as evidence (as many as Slack's form takes). */
@@ -78,14 +78,7 @@ export type EvidenceResult = StagedResult & { evidence?: TeamsEvidence };
  */
 export async function settleWithEvidence(db: Db, inboundId: string, result: StagedResult, evidence: TeamsEvidence, now: Date): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
-    const marked = await trx
-      .updateTable('inbound_events')
-      .set({ status: 'processed', processed_at: now, result: JSON.stringify({ ...result, evidence } satisfies EvidenceResult) })
-      .where('id', '=', inboundId)
-      .where('status', '=', 'received')
-      .executeTakeFirst();
-    if (marked.numUpdatedRows === 0n) return false;
-    if (result.reply) await trx.insertInto('inbound_job_outbox').values({ job_name: teamsReplies.name, inbound_ids: [inboundId] }).execute();
+    if (!(await settleWithResult(trx, inboundId, { ...result, evidence } satisfies EvidenceResult, now))) return false;
     if (evidence.controlId || evidence.taskId) {
       await trx.insertInto('inbound_job_outbox').values({ job_name: teamsEvidenceSubmissions.name, inbound_ids: [inboundId] }).execute();
       await trx.deleteFrom('teams_evidence_targets').where('tenant_id', '=', evidence.tenant).where('aad_object_id', '=', evidence.aadObjectId).execute();
@@ -114,16 +107,8 @@ export async function stageChosenTarget(db: Db, inboundId: string, controlId: st
   });
 }
 
-/** Staged uploads (relayed by the inbound outbox) become one `teams.evidence-upload` job each, its id the delivery's. */
-export const teamsEvidenceSubmissions = defineJob({
-  name: 'teams.evidence-submissions',
-  schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
-  handler: async ({ inboundIds }, { deps }: JobContext<TeamsJobDeps>) => {
-    let enqueued = 0;
-    for (const inboundId of inboundIds) if (await deps.jobs.enqueue(teamsEvidenceUpload, { inboundId }, { id: inboundId })) enqueued++;
-    return { uploads: inboundIds.length, enqueued };
-  },
-});
+/** Staged uploads become one `teams.evidence-upload` job each. */
+export const teamsEvidenceSubmissions = fanOut('teams.evidence-submissions', () => teamsEvidenceUpload);
 
 export const teamsEvidenceUpload = defineJob({
   name: 'teams.evidence-upload',
@@ -179,17 +164,8 @@ export const teamsEvidenceUpload = defineJob({
     }
     const card = toAdaptiveCard({ text: confirmation.text, blocks: confirmation.lines.map((line) => ({ type: 'section' as const, text: line })) });
     const posted = await teams.sender.post({ key: `evidence-confirmation:${inboundId}`, conversationId: evidence.conversationId, text: confirmation.text, card });
-    if (posted.ok) return { files: evidence.files.length, posted: posted.value.posted };
-    const { refusal } = posted;
-    if (refusal.retryAfterSeconds !== undefined) {
-      // Paced or rate-limited: a new job for then, which finds the confirmation and only posts it.
-      await deps.jobs.enqueue(teamsEvidenceUpload, { inboundId }, { startAfter: refusal.retryAfterSeconds });
-      return { files: evidence.files.length, deferredSeconds: refusal.retryAfterSeconds };
-    }
-    if (refusal.permanent) {
-      logger.warn({ inboundId, code: refusal.code }, 'a Teams evidence confirmation cannot be delivered');
-      return { files: evidence.files.length, undeliverable: refusal.code };
-    }
-    throw Object.assign(new Error(refusal.message), { code: refusal.code });
+    // Deferred: a new job for then, which finds the confirmation and only posts it.
+    const outcome = await afterPost(posted, { again: (startAfter: number): Promise<unknown> => deps.jobs.enqueue(teamsEvidenceUpload, { inboundId }, { startAfter }), logger, what: 'evidence confirmation', inboundId });
+    return { files: evidence.files.length, ...outcome };
   },
 });

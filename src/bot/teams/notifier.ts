@@ -14,7 +14,7 @@
  */
 import type { Db } from '../../db/database.ts';
 import { ok, refuse, type Result } from '../../domain/result.ts';
-import { eligibleApprovers, getTask } from '../../domain/tasks.ts';
+import { type Task, eligibleApprovers, getTask } from '../../domain/tasks.ts';
 import type { Logger } from '../../logger.ts';
 import type { Message } from '../message.ts';
 import type { Notifier, Rerenderer } from '../notifier.ts';
@@ -44,20 +44,45 @@ async function teamsUserIds(db: Db, userIds: readonly string[]): Promise<string[
  * task's Approve and Deny, refreshed per approver instead. The message is the fallback when the subject is gone.
  */
 export async function subjectCard(db: Db, subject: { kind: string; id: string }, audience: Audience, fallback?: Message): Promise<{ text: string; card: AdaptiveCard } | undefined> {
-  const message = (await renderSubject(db, subject)) ?? fallback;
+  const current = await currentSubject(db, subject, fallback);
+  if (!current) return undefined;
+  return audience === 'personal' || !current.pending ? personalCard(current.message) : sharedCard(db, current.message, current.pending, subject);
+}
+
+/**
+ * The card a viewer of a shared card gets when Teams asks for their own version (`refresh`): the buttons for a
+ * user who may decide the pending task (keeping the refresh, so their view follows the task), the status for
+ * anyone else. One read of the task and its approvers.
+ */
+export async function viewerCard(db: Db, subject: { kind: string; id: string }, userId: string | undefined): Promise<AdaptiveCard | undefined> {
+  const current = await currentSubject(db, subject);
+  if (!current) return undefined;
+  if (!current.pending) return personalCard(current.message).card;
+  const shared = await sharedCard(db, current.message, current.pending, subject);
+  const { task, approvers } = current.pending;
+  const decides = userId !== undefined && userId !== task.requesterId && userId !== task.assigneeId && approvers.includes(userId);
+  return decides ? { ...personalCard(current.message).card, ...(shared.card.refresh ? { refresh: shared.card.refresh } : {}) } : shared.card;
+}
+
+/** The subject rendered as it is now; for a task waiting for a decision, the task and its eligible approvers. */
+async function currentSubject(db: Db, subject: { kind: string; id: string }, fallback?: Message): Promise<{ message: Message; pending?: { task: Task; approvers: string[] } } | undefined> {
+  const task = subject.kind === 'task' ? await getTask(db, subject.id) : undefined;
+  const message = (await renderSubject(db, subject, subject.kind === 'task' ? { task } : undefined)) ?? fallback;
   if (!message) return undefined;
-  if (audience === 'shared' && subject.kind === 'task') {
-    const task = await getTask(db, subject.id);
-    if (task?.state === 'pending_approval') {
-      const approvers = await teamsUserIds(db, await eligibleApprovers(db, task));
-      const shared: Message = {
-        text: message.text,
-        blocks: [...message.blocks.filter((block) => block.type !== 'actions'), { type: 'context', text: `Approvers see Approve and Deny on this card, or type \`approve ${task.ref}\` to the bot.` }],
-      };
-      return { text: shared.text, card: toAdaptiveCard(shared, { refresh: { userIds: approvers, verb: REFRESH_VERB, data: { kind: subject.kind, id: subject.id } } }) };
-    }
-  }
-  return { text: message.text, card: toAdaptiveCard(message) };
+  if (task?.state !== 'pending_approval') return { message };
+  return { message, pending: { task, approvers: await eligibleApprovers(db, task) } };
+}
+
+const personalCard = (message: Message) => ({ text: message.text, card: toAdaptiveCard(message) });
+
+/** Status for everyone, `refresh.userIds` naming the approvers' Teams ids (at most 60). */
+async function sharedCard(db: Db, message: Message, pending: { task: Task; approvers: string[] }, subject: { kind: string; id: string }): Promise<{ text: string; card: AdaptiveCard }> {
+  const shared: Message = {
+    text: message.text,
+    blocks: [...message.blocks.filter((block) => block.type !== 'actions'), { type: 'context', text: `Approvers see Approve and Deny on this card, or type \`approve ${pending.task.ref}\` to the bot.` }],
+  };
+  const userIds = await teamsUserIds(db, pending.approvers);
+  return { text: shared.text, card: toAdaptiveCard(shared, { refresh: { userIds, verb: REFRESH_VERB, data: { kind: subject.kind, id: subject.id } } }) };
 }
 
 /** The audience of a stored conversation: one person, or many. */

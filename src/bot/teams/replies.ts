@@ -8,7 +8,9 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../../db/database.ts';
-import { type JobContext, defineJob } from '../../jobs/define-job.ts';
+import { type JobContext, type JobDefinition, defineJob } from '../../jobs/define-job.ts';
+import type { Result } from '../../domain/result.ts';
+import type { Logger } from '../../logger.ts';
 import type { AdaptiveCard } from './cards.ts';
 import type { TeamsJobDeps } from './job-deps.ts';
 
@@ -23,7 +25,7 @@ export interface StagedResult {
  * Marks a delivery processed with its result and, when there is a reply, stages it, in one statement (the
  * request path's last write: one round trip); false when the delivery was no longer 'received' (nothing written).
  */
-export async function settleWithResult(db: Db, inboundId: string, result: StagedResult, now: Date): Promise<boolean> {
+export async function settleWithResult(db: Db, inboundId: string, result: StagedResult & { evidence?: unknown }, now: Date): Promise<boolean> {
   const json = JSON.stringify(result);
   if (!result.reply) {
     const marked = await db.updateTable('inbound_events').set({ status: 'processed', processed_at: now, result: json }).where('id', '=', inboundId).where('status', '=', 'received').executeTakeFirst();
@@ -39,16 +41,45 @@ export async function settleWithResult(db: Db, inboundId: string, result: Staged
   return staged.rows.length > 0;
 }
 
-/** Staged replies (relayed by the inbound outbox, up to 100 at once) become one `teams.reply` job each. */
-export const teamsReplies = defineJob({
-  name: 'teams.replies',
-  schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
-  handler: async ({ inboundIds }, { deps }: JobContext<TeamsJobDeps>) => {
-    let enqueued = 0;
-    for (const inboundId of inboundIds) if (await deps.jobs.enqueue(teamsReply, { inboundId }, { id: inboundId })) enqueued++;
-    return { replies: inboundIds.length, enqueued };
-  },
-});
+/**
+ * An inbound job (relayed by the outbox, up to 100 deliveries at once) that turns each staged delivery into one
+ * job of `target`, its id the delivery's: a retry of this job, or a second relay, enqueues nothing twice.
+ */
+export function fanOut(name: string, target: () => JobDefinition<z.ZodType<{ inboundId: string }>, TeamsJobDeps>) {
+  return defineJob({
+    name,
+    schema: z.object({ inboundIds: z.array(z.uuid()).min(1).max(500) }),
+    handler: async ({ inboundIds }, { deps }: JobContext<TeamsJobDeps>) => {
+      let enqueued = 0;
+      for (const inboundId of inboundIds) if (await deps.jobs.enqueue(target(), { inboundId }, { id: inboundId })) enqueued++;
+      return { deliveries: inboundIds.length, enqueued };
+    },
+  });
+}
+
+/**
+ * What a job does with the sender's answer: done; deferred as a new job for when Teams or the pacing says
+ * (this one completes, nothing sleeps); given up for good (logged); or thrown for the queue to retry.
+ */
+export async function afterPost(
+  posted: Result<{ posted: boolean }>,
+  options: { again: (startAfter: number) => Promise<unknown>; logger: Logger; what: string; inboundId: string },
+): Promise<{ posted: boolean } | { deferredSeconds: number } | { undeliverable: string }> {
+  if (posted.ok) return { posted: posted.value.posted };
+  const { refusal } = posted;
+  if (refusal.retryAfterSeconds !== undefined) {
+    await options.again(refusal.retryAfterSeconds);
+    return { deferredSeconds: refusal.retryAfterSeconds };
+  }
+  if (refusal.permanent) {
+    options.logger.warn({ inboundId: options.inboundId, code: refusal.code }, `a Teams ${options.what} cannot be delivered`);
+    return { undeliverable: refusal.code };
+  }
+  throw Object.assign(new Error(refusal.message), { code: refusal.code });
+}
+
+/** Staged replies become one `teams.reply` job each. */
+export const teamsReplies = fanOut('teams.replies', () => teamsReply);
 
 const replySchema = z.object({ text: z.string(), card: z.looseObject({ type: z.literal('AdaptiveCard') }) });
 
@@ -67,17 +98,6 @@ export const teamsReply = defineJob({
     const activity = JSON.parse(Buffer.from(row.body).toString('utf8')) as { conversation?: { id?: unknown } };
     const conversationId = typeof activity.conversation?.id === 'string' ? activity.conversation.id : '';
     const posted = await deps.teams.sender.post({ key: `reply:${inboundId}`, conversationId, text: reply.data.text, card: reply.data.card as unknown as AdaptiveCard });
-    if (posted.ok) return { posted: posted.value.posted };
-    const { refusal } = posted;
-    if (refusal.retryAfterSeconds !== undefined) {
-      // Paced or rate-limited: a new job for then (this one completes; nothing sleeps).
-      await deps.jobs.enqueue(teamsReply, { inboundId }, { startAfter: refusal.retryAfterSeconds });
-      return { deferredSeconds: refusal.retryAfterSeconds };
-    }
-    if (refusal.permanent) {
-      logger.warn({ inboundId, code: refusal.code }, 'a Teams reply cannot be delivered');
-      return { undeliverable: refusal.code };
-    }
-    throw Object.assign(new Error(refusal.message), { code: refusal.code });
+    return afterPost(posted, { again: (startAfter: number): Promise<unknown> => deps.jobs.enqueue(teamsReply, { inboundId }, { startAfter }), logger, what: 'reply', inboundId });
   },
 });

@@ -17,7 +17,7 @@ import type { DomainDeps } from '../../domain/deps.ts';
 import type { IdentityDirectory } from '../../domain/identity-cache.ts';
 import { findIncidentsByNumber, normalizeIncidentNumber } from '../../domain/incidents.ts';
 import { can } from '../../domain/permissions.ts';
-import { eligibleApprovers, getTask, parseTaskRef } from '../../domain/tasks.ts';
+import { parseTaskRef } from '../../domain/tasks.ts';
 import { findUserByIdentity } from '../../domain/users.ts';
 import type { CommandContext, IntegrationHealth } from '../commands/context.ts';
 import { runAction, runCommand } from '../commands/dispatch.ts';
@@ -28,7 +28,7 @@ import { ADAPTIVE_CARD_CONTENT_TYPE, type AdaptiveCard, cardText, toAdaptiveCard
 import { commandText, conversationKind, teamsIdentity } from './commands.ts';
 import { EVIDENCE_TARGET_VERB, chooseEvidenceTarget, evidenceTurn } from './evidence.ts';
 import type { TeamsEvidence } from './evidence-upload.ts';
-import { REFRESH_VERB, subjectCard } from './notifier.ts';
+import { REFRESH_VERB, subjectCard, viewerCard } from './notifier.ts';
 
 type Activity = Record<string, unknown>;
 
@@ -165,17 +165,8 @@ async function refreshView(ctx: CommandContext, data: unknown): Promise<Adaptive
   const id = str(field(data, 'id'));
   if ((kind !== 'task' && kind !== 'incident') || !id || id.length > 64) return 'That card is out of date.';
   const user = ctx.actor.user;
-  const shared = await subjectCard(ctx.domain.db, { kind, id }, 'shared');
-  if (!shared) return 'That card is out of date.';
-  if (kind === 'task' && user && can(user, 'tasks.decide')) {
-    const task = await getTask(ctx.domain.db, id);
-    if (task?.state === 'pending_approval' && task.requesterId !== user.id && (await eligibleApprovers(ctx.domain.db, task)).includes(user.id)) {
-      const own = await subjectCard(ctx.domain.db, { kind, id }, 'personal');
-      // Keep the refresh, so the approver's view follows the task (decided: the buttons go).
-      if (own) return { ...own.card, ...(shared.card.refresh ? { refresh: shared.card.refresh } : {}) };
-    }
-  }
-  return shared.card;
+  const card = await viewerCard(ctx.domain.db, { kind, id }, user && can(user, 'tasks.decide') ? user.id : undefined);
+  return card ?? 'That card is out of date.';
 }
 
 function cardAnswer(card: AdaptiveCard | string): InvokeAnswer {
