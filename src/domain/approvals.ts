@@ -69,29 +69,33 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
     const approvers = await eligibleApprovers(deps.db, task);
     if (!approvers.includes(actor.user.id)) return refused('not_an_approver', `you are not an approver of ${task.ref}`);
     if (decision === 'deny' && !trimmedReason) return refused('reason_required', `a denial needs a reason: \`/projectx deny ${task.ref} <reason>\``);
-    const previous = await deps.db.selectFrom('approval_decisions').select(['decision', 'decided_at']).where('task_id', '=', task.id).where('user_id', '=', actor.user.id).executeTakeFirst();
-    if (previous) return refused('already_voted', `you already ${previous.decision === 'approve' ? 'approved' : 'denied'} ${task.ref} at ${formatTime(previous.decided_at)}`);
 
     try {
       const outcome = await deps.db.transaction().execute(async (trx) => {
-        await trx.insertInto('approval_decisions').values({ task_id: task.id, user_id: actor.user!.id, decision, reason: trimmedReason ?? null, surface: actor.surface, decided_at: now }).execute();
-        const { approvals } = await trx
-          .selectFrom('approval_decisions')
-          .select(sql<string>`count(*) filter (where decision = 'approve')`.as('approvals'))
-          .where('task_id', '=', task.id)
-          .executeTakeFirstOrThrow();
-        const approvalCount = Number(approvals);
+        // One statement: the decision row, the count of approvals with it, and the compare-and-set of the task's
+        // state and version (a deny vetoes; approvals finalize at the quorum). A lost race updates no row, and
+        // the decision row goes with the rolled-back transaction.
         const quorum = task.policy!.quorum;
-        const final = decision === 'deny' || approvalCount >= quorum;
-        const nextState: TaskState = decision === 'deny' ? 'denied' : final ? 'approved' : 'pending_approval';
-        const row = await trx
-          .updateTable('tasks')
-          .set({ state: nextState, version: task.version + 1, updated_at: now })
-          .where('id', '=', task.id)
-          .where('version', '=', task.version)
-          .returning(['version', 'state'])
-          .executeTakeFirst();
+        const { rows } = await sql<{ version: number; state: TaskState; approvals: string }>`
+          with inserted as (
+            insert into approval_decisions (task_id, user_id, decision, reason, surface, decided_at)
+            values (${task.id}, ${actor.user!.id}, ${decision}, ${trimmedReason ?? null}, ${actor.surface}, ${now})
+            returning decision),
+          tally as (
+            select (select count(*) from approval_decisions where task_id = ${task.id} and decision = 'approve')
+                 + (select count(*) from inserted where decision = 'approve') as approvals)
+          update tasks
+             set state = case when ${decision}::text = 'deny' then 'denied' when tally.approvals >= ${quorum} then 'approved' else 'pending_approval' end,
+                 version = ${task.version + 1},
+                 updated_at = ${now}
+            from tally
+           where tasks.id = ${task.id} and tasks.version = ${task.version}
+          returning tasks.version, tasks.state, tally.approvals`.execute(trx);
+        const row = rows[0];
         if (!row) throw new LostRace();
+        const approvalCount = Number(row.approvals);
+        const nextState = row.state;
+        const final = nextState !== 'pending_approval';
         // The event first: the audit append takes the tenant's chain lock, held until commit, so it comes last.
         const subject = { kind: 'task' as const, id: task.id, label: task.ref };
         const who = actor.user!.displayName;
@@ -117,9 +121,13 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
       });
       return ok(outcome);
     } catch (error) {
-      // Lost the compare-and-set (or raced our own earlier click on the unique (task, user) key): look again.
+      // Lost the compare-and-set, or this user has decided already (the unique (task, user) key): look again.
       const uniqueViolation = (error as { code?: string }).code === '23505';
       if (!(error instanceof LostRace) && !uniqueViolation) throw error;
+      if (uniqueViolation) {
+        const previous = await deps.db.selectFrom('approval_decisions').select(['decision', 'decided_at']).where('task_id', '=', task.id).where('user_id', '=', actor.user.id).executeTakeFirst();
+        if (previous) return refused('already_voted', `you already ${previous.decision === 'approve' ? 'approved' : 'denied'} ${task.ref} at ${formatTime(previous.decided_at)}`);
+      }
       if (attempt >= MAX_ATTEMPTS) return refused('conflict', `${task.ref} is being decided by others right now; look at it again`);
     }
   }

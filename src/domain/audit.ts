@@ -4,8 +4,8 @@
  * breaks its hash and deleting one breaks the sequence and the next row's link. `verifyAuditChain` walks it.
  *
  * The tenant's newest (seq, hash) is also kept in `audit_heads`, so deleting rows from the end is detected too.
- * Appends for one tenant are serialized by a transaction-scoped advisory lock (taken when the row is written,
- * held to commit), so the chain has no forks; callers append inside the transaction of the change they audit.
+ * Appends for one tenant are serialized by the lock on its head row (taken when the row is written, held to
+ * commit), so the chain has no forks; callers append inside the transaction of the change they audit.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
@@ -46,13 +46,23 @@ function chainHash(prevHash: string, fields: ChainFields): string {
   return createHash('sha256').update(`${prevHash}\n${canonicalize(fields) ?? ''}`).digest('hex');
 }
 
-/** Appends one row (inside the caller's transaction). Returns its sequence number. */
+/**
+ * Appends one row (inside the caller's transaction). Returns its sequence number. Two round trips: the first
+ * takes the tenant's head row (created at seq 0 on a tenant's first append) and holds its lock to commit, so
+ * appends for one tenant queue there and the chain has no forks; ON CONFLICT DO UPDATE reads the newest
+ * committed head even when it committed after this statement's snapshot (READ COMMITTED). The second writes
+ * the row and moves the head in one statement. Callers append last in their transaction: the lock is held
+ * from here to commit.
+ */
 export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Promise<number> {
   const tenant = entry.tenant ?? DEFAULT_TENANT;
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`audit:${tenant}`}, 0))`.execute(db);
-  const last = await db.selectFrom('audit_log').select(['seq', 'hash']).where('tenant', '=', tenant).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-  const seq = last ? Number(last.seq) + 1 : 1;
-  const prevHash = last?.hash ?? GENESIS;
+  const { rows } = await sql<{ seq: string; hash: string }>`
+    insert into audit_heads (tenant, seq, hash) values (${tenant}, 0, ${GENESIS})
+    on conflict (tenant) do update set tenant = excluded.tenant
+    returning seq, hash`.execute(db);
+  const head = rows[0]!;
+  const seq = Number(head.seq) + 1;
+  const prevHash = head.hash;
   const fields: ChainFields = {
     tenant,
     seq,
@@ -68,27 +78,29 @@ export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Prom
   };
   const hash = chainHash(prevHash, fields);
   await db
-    .insertInto('audit_log')
-    .values({
-      tenant,
-      seq,
-      at: entry.at,
-      actor: fields.actor,
-      surface: fields.surface,
-      action: fields.action,
-      object_type: fields.object_type,
-      object_id: fields.object_id,
-      outcome: entry.outcome,
-      detail: JSON.stringify(fields.detail),
-      correlation_id: fields.correlation_id,
-      prev_hash: prevHash,
-      hash,
-    })
-    .execute();
-  await db
-    .insertInto('audit_heads')
-    .values({ tenant, seq, hash })
-    .onConflict((oc) => oc.column('tenant').doUpdateSet({ seq, hash }))
+    .with('appended', (qc) =>
+      qc
+        .insertInto('audit_log')
+        .values({
+          tenant,
+          seq,
+          at: entry.at,
+          actor: fields.actor,
+          surface: fields.surface,
+          action: fields.action,
+          object_type: fields.object_type,
+          object_id: fields.object_id,
+          outcome: entry.outcome,
+          detail: JSON.stringify(fields.detail),
+          correlation_id: fields.correlation_id,
+          prev_hash: prevHash,
+          hash,
+        })
+        .returning('seq'),
+    )
+    .updateTable('audit_heads')
+    .set({ seq, hash })
+    .where('tenant', '=', tenant)
     .execute();
   return seq;
 }

@@ -11,6 +11,7 @@
  * reaches done only through approved.
  */
 import { type Kysely, type Selectable, sql } from 'kysely';
+import { jsonArrayFrom } from 'kysely/helpers/postgres';
 import { z } from 'zod';
 import type { Database, Role, TaskPriority, TaskState, TaskType, TasksTable } from '../db/schema.ts';
 import { type Actor, actorLabel, isOperator } from './actor.ts';
@@ -107,11 +108,17 @@ function toTask(row: Selectable<TasksTable>, links: TaskLink[]): Task {
   };
 }
 
+/** A task and its links, in one round trip. */
 export async function getTask(db: Kysely<Database>, id: string): Promise<Task | undefined> {
-  const row = await db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await db
+    .selectFrom('tasks')
+    .selectAll()
+    .select((eb) => jsonArrayFrom(eb.selectFrom('task_links').select(['kind', 'target', 'url']).whereRef('task_links.task_id', '=', 'tasks.id').orderBy('kind').orderBy('target')).as('links'))
+    .where('id', '=', id)
+    .executeTakeFirst();
   if (!row) return undefined;
-  const links = await db.selectFrom('task_links').select(['kind', 'target', 'url']).where('task_id', '=', id).orderBy('kind').orderBy('target').execute();
-  return toTask(row, links);
+  const { links, ...task } = row;
+  return toTask(task, links);
 }
 
 export async function listTasks(
