@@ -24,7 +24,8 @@ import { ingestEvidenceFile } from '../evidence-files.ts';
 import { toAdaptiveCard } from './cards.ts';
 import type { TeamsJobDeps } from './job-deps.ts';
 import { unsealDownloadUrls } from './sealing.ts';
-import { type StagedResult, afterPost, fanOut, settleWithResult } from './replies.ts';
+import { settleWithResult } from './inbound.ts';
+import { type StagedResult, afterPost, fanOut } from './replies.ts';
 
 export const TEAMS_FILE_CONTENT_TYPE = 'application/vnd.microsoft.teams.file.download.info';
 /** Files one message may carry as evidence (as many as Slack's form takes). */

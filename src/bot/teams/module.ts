@@ -28,11 +28,11 @@ import { createTeamsAdapter, teamsAuthSettings } from './adapter.ts';
 import { toAdaptiveCard } from './cards.ts';
 import { conversationKind, teamsIdentity } from './commands.ts';
 import { createConversationStore, createUserMemory, membershipChange } from './conversations.ts';
-import { activityTenant, allowedTenants, recordTeamsActivity, settleTeamsActivity, teamsDeliveryId } from './inbound.ts';
+import { activityTenant, allowedTenants, createTeamsInbox, settleTeamsActivity, teamsDeliveryId } from './inbound.ts';
 import { settleWithEvidence, teamsEvidenceSubmissions, teamsEvidenceUpload } from './evidence-upload.ts';
 import { teamsLinkByRoster } from './link-by-roster.ts';
 import { createTeamsNotifier, createTeamsRerenderer } from './notifier.ts';
-import { type StagedResult, settleWithResult, teamsReplies, teamsReply } from './replies.ts';
+import { type StagedResult, teamsReplies, teamsReply } from './replies.ts';
 import { TEAMS_MESSAGES_PATH, type TeamsAnswer, createTeamsRoute } from './route.ts';
 import { TeamsSender } from './sender.ts';
 import { type TurnOutcome, handleTeamsTurn } from './surface.ts';
@@ -83,11 +83,12 @@ export const teamsModule = defineModule({
     const duplicates = new Counter({ name: 'teams_duplicate_activities_total', help: 'Teams activities delivered again after they were recorded (no second effect)', registers: [metrics.registry] });
     const remember = createUserMemory(db, clock);
     const storeConversation = createConversationStore({ db, clock });
+    const inbox = createTeamsInbox({ db, clock, tenants, keyring: ctx.keyring, logger });
     const botId = `28:${settings.appId}`;
     const surfaceDeps = { domain: ctx.domain, integrations: ctx.integrations, identities: ctx.identities, botId, keepsFiles: ctx.keyring !== undefined };
 
     const logic = async (activity: Record<string, unknown>): Promise<TeamsAnswer> => {
-      const delivery = await recordTeamsActivity({ db, clock, tenants, keyring: ctx.keyring }, activity);
+      const delivery = await inbox.record(activity);
       if (delivery.kind === 'refused') {
         refused.inc({ code: delivery.code });
         logger.warn({ code: delivery.code, type: String(activity.type).slice(0, 64) }, 'teams activity refused');
@@ -115,7 +116,7 @@ export const teamsModule = defineModule({
         }
         // Files sent as evidence are written with the delivery, their upload staged with it once its target is known.
         if (outcome.evidence) await settleWithEvidence(db, delivery.inboundId, result, outcome.evidence, clock.now());
-        else await settleWithResult(db, delivery.inboundId, result, clock.now());
+        else await inbox.settle(delivery.inboundId, result);
         if (result.reply || outcome.evidence || outcome.staged) ctx.outbox.poke();
         return result.invoke ?? OK;
       } catch (error) {
@@ -147,7 +148,7 @@ export const teamsModule = defineModule({
         .catch((error: unknown) => logger.warn({ err: error }, 'could not queue the roster lookup'));
     }
 
-    return { ...parts, routes: createTeamsRoute({ adapter, logger, metrics, logic }) };
+    return { ...parts, routes: createTeamsRoute({ adapter, logger, metrics, logic }), stop: () => inbox.flush() };
   },
 });
 

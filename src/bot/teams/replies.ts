@@ -1,13 +1,11 @@
 /**
  * Replies to Teams activities, sent by jobs (the request path only touches the database): a turn's reply card is
- * written on its delivery (`inbound_events.result`) in the transaction that marks it processed, with an
- * inbound outbox row naming it; the outbox relays staged deliveries to `teams.replies`, which enqueues one
+ * written on its delivery (`inbound_events.result`) in the statement that marks it processed, with an
+ * inbound outbox row naming it (src/bot/teams/inbound.ts); the outbox relays staged deliveries to `teams.replies`, which enqueues one
  * `teams.reply` per delivery, its job id the delivery's (a second relay enqueues nothing twice). Each reply is
  * posted through the sender under the key `reply:<delivery id>`, so a retried job never posts it twice.
  */
-import { sql } from 'kysely';
 import { z } from 'zod';
-import type { Db } from '../../db/database.ts';
 import { type JobContext, type JobDefinition, defineJob } from '../../jobs/define-job.ts';
 import type { Result } from '../../domain/result.ts';
 import type { Logger } from '../../logger.ts';
@@ -19,26 +17,6 @@ export interface StagedResult {
   reply?: { text: string; card: AdaptiveCard };
   /** An invoke's answer, given again to a redelivery of the same invoke. */
   invoke?: { status: number; body: unknown };
-}
-
-/**
- * Marks a delivery processed with its result and, when there is a reply, stages it, in one statement (the
- * request path's last write: one round trip); false when the delivery was no longer 'received' (nothing written).
- */
-export async function settleWithResult(db: Db, inboundId: string, result: StagedResult & { evidence?: unknown }, now: Date): Promise<boolean> {
-  const json = JSON.stringify(result);
-  if (!result.reply) {
-    const marked = await db.updateTable('inbound_events').set({ status: 'processed', processed_at: now, result: json }).where('id', '=', inboundId).where('status', '=', 'received').executeTakeFirst();
-    return marked.numUpdatedRows > 0n;
-  }
-  const staged = await sql<{ id: string }>`
-    with marked as (
-      update inbound_events set status = 'processed', processed_at = ${now}, result = ${json}::jsonb
-       where id = ${inboundId}::uuid and status = 'received'
-      returning id)
-    insert into inbound_job_outbox (job_name, inbound_ids) select ${teamsReplies.name}, array[id] from marked
-    returning id`.execute(db);
-  return staged.rows.length > 0;
 }
 
 /**
