@@ -3,6 +3,8 @@
  * as Block Kit, Teams as Adaptive Cards, the console as text. Buttons carry an action id (`approve`, `deny`)
  * and a value (the task id); pressing one runs the same domain operation as the matching command.
  */
+import type { Task } from '../domain/tasks.ts';
+
 export interface Button {
   actionId: string;
   label: string;
@@ -35,6 +37,8 @@ export interface Reply {
   code?: string;
   message: Message;
   modal?: ModalRequest;
+  /** The task as the command left it (a decision), so a surface can show it without reading it again. */
+  task?: Task;
 }
 
 /**

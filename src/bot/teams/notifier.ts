@@ -43,8 +43,8 @@ async function teamsUserIds(db: Db, userIds: readonly string[]): Promise<string[
  * The card for a subject as one audience sees it: `personal` with its buttons; `shared` without a pending
  * task's Approve and Deny, refreshed per approver instead. The message is the fallback when the subject is gone.
  */
-export async function subjectCard(db: Db, subject: { kind: string; id: string }, audience: Audience, fallback?: Message): Promise<{ text: string; card: AdaptiveCard } | undefined> {
-  const current = await currentSubject(db, subject, fallback);
+export async function subjectCard(db: Db, subject: { kind: string; id: string }, audience: Audience, fallback?: Message, loaded?: { task: Task }): Promise<{ text: string; card: AdaptiveCard } | undefined> {
+  const current = await currentSubject(db, subject, fallback, loaded);
   if (!current) return undefined;
   return audience === 'personal' || !current.pending ? personalCard(current.message) : sharedCard(db, current.message, current.pending, subject);
 }
@@ -64,9 +64,12 @@ export async function viewerCard(db: Db, subject: { kind: string; id: string }, 
   return decides ? { ...personalCard(current.message).card, ...(shared.card.refresh ? { refresh: shared.card.refresh } : {}) } : shared.card;
 }
 
-/** The subject rendered as it is now; for a task waiting for a decision, the task and its eligible approvers. */
-async function currentSubject(db: Db, subject: { kind: string; id: string }, fallback?: Message): Promise<{ message: Message; pending?: { task: Task; approvers: string[] } } | undefined> {
-  const task = subject.kind === 'task' ? await getTask(db, subject.id) : undefined;
+/**
+ * The subject rendered as it is now; for a task waiting for a decision, the task and its eligible approvers.
+ * `loaded`: the task as a command just left it (read in the same request), not read again.
+ */
+async function currentSubject(db: Db, subject: { kind: string; id: string }, fallback?: Message, loaded?: { task: Task }): Promise<{ message: Message; pending?: { task: Task; approvers: string[] } } | undefined> {
+  const task = subject.kind !== 'task' ? undefined : loaded?.task.id === subject.id ? loaded.task : await getTask(db, subject.id);
   const message = (await renderSubject(db, subject, subject.kind === 'task' ? { task } : undefined)) ?? fallback;
   if (!message) return undefined;
   if (task?.state !== 'pending_approval') return { message };

@@ -139,7 +139,7 @@ async function click(ctx: CommandContext, verb: string, data: unknown): Promise<
 async function answerFor(ctx: CommandContext, reply: Reply, about: { kind: 'task' | 'incident'; value: string }): Promise<ClickAnswer> {
   if (reply.outcome !== 'ok') return { kind: 'message', text: reply.message.text };
   const subject = await subjectOf(ctx, about);
-  const view = subject ? await subjectCard(ctx.domain.db, subject, 'personal') : undefined;
+  const view = subject ? await subjectCard(ctx.domain.db, subject, 'personal', undefined, reply.task ? { task: reply.task } : undefined) : undefined;
   if (!view) return { kind: 'card', text: reply.message.text, card: toAdaptiveCard(reply.message) };
   view.card.body.push({ type: 'TextBlock', text: cardText(reply.message.text), wrap: true, isSubtle: true, size: 'Small' });
   return { kind: 'card', text: reply.message.text, card: view.card };
