@@ -18,7 +18,6 @@ import { releaseDatabase, resolveDatabase } from './db/connect.ts';
 import { type Db, createDatabase } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import type { DomainDeps } from './domain/deps.ts';
-import { createAuditedTransactions } from './domain/audited-transactions.ts';
 import { createIdentityCache } from './domain/identity-cache.ts';
 import { createApp } from './http/app.ts';
 import { type HttpServer, describeListen, startHttpServer } from './http/server.ts';
@@ -100,9 +99,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
 
     const keyring = await resolveKeyring({ keys: config.PROJECTX_ENCRYPTION_KEY, embedded: database.embedded !== undefined, dataDir: config.PROJECTX_DATA_DIR, logger });
     const events = createEventSink(jobs);
-    const audited = createAuditedTransactions(db, { logger });
-    cleanups.push({ name: 'audited changes', run: () => audited.flush() });
-    const domain: DomainDeps = { db, events, clock, audited };
+    const domain: DomainDeps = { db, events, clock };
     const web = role !== 'worker';
     const worker = role !== 'web';
     const identities = web ? await createIdentityCache({ db, connectionString: database.url, logger, metrics }) : undefined;

@@ -13,7 +13,6 @@ import { sql } from 'kysely';
 import type { TaskState } from '../db/schema.ts';
 import { type Actor, SYSTEM_ACTOR } from './actor.ts';
 import { appendAudit, auditRefusal } from './audit.ts';
-import { auditedTransaction } from './audited-transactions.ts';
 import type { DomainDeps } from './deps.ts';
 import { newEvent } from './events.ts';
 import { can } from './permissions.ts';
@@ -72,7 +71,7 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
     if (decision === 'deny' && !trimmedReason) return refused('reason_required', `a denial needs a reason: \`/projectx deny ${task.ref} <reason>\``);
 
     try {
-      const outcome = await auditedTransaction(deps, async (trx) => {
+      const outcome = await deps.db.transaction().execute(async (trx) => {
         // One statement: the decision row, the count of approvals with it, and the compare-and-set of the task's
         // state and version (a deny vetoes; approvals finalize at the quorum). A lost race updates no row, and
         // the decision row goes with the rolled-back transaction.

@@ -9,7 +9,6 @@ import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import type { Role } from '../../src/db/schema.ts';
 import { CLI_ACTOR } from '../../src/domain/actor.ts';
 import type { DomainDeps } from '../../src/domain/deps.ts';
-import { createAuditedTransactions } from '../../src/domain/audited-transactions.ts';
 import { createControl } from '../../src/domain/controls.ts';
 import { type CreateTaskInput, type Task, createTask } from '../../src/domain/tasks.ts';
 import { type User, createUser } from '../../src/domain/users.ts';
@@ -43,8 +42,7 @@ export async function domainFixture(): Promise<DomainFixture> {
     metrics: createMetrics({ defaultMetrics: false }),
     supervise: false,
   });
-  // As src/main.ts builds them: decisions are group-committed.
-  const deps: DomainDeps = { db: tdb.db, events: createEventSink(jobs), clock, audited: createAuditedTransactions(tdb.db) };
+  const deps: DomainDeps = { db: tdb.db, events: createEventSink(jobs), clock };
   const unique = () => randomBytes(4).toString('hex');
   return {
     tdb,
