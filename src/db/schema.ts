@@ -358,6 +358,8 @@ export interface AuditHeadsTable {
   tenant: string;
   seq: ColumnType<string, number | string, number | string>;
   hash: string;
+  /** The hash the head had before its last move: the newest row's link (null before migration 20261207_1500). */
+  prev_hash: string | null;
 }
 
 export interface SlackInstallationsTable {

@@ -4,12 +4,12 @@
  * breaks its hash and deleting one breaks the sequence and the next row's link. `verifyAuditChain` walks it.
  *
  * The tenant's newest (seq, hash) is also kept in `audit_heads`, so deleting rows from the end is detected too.
- * Appends for one tenant are serialized by the lock on its head row (taken when the row is written, held to
- * commit), so the chain has no forks; callers append inside the transaction of the change they audit.
+ * Appends for one tenant are serialized by the lock on its head row (taken by the append's one statement, held
+ * to commit), so the chain has no forks; callers append inside the transaction of the change they audit.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { currentContext } from '../logger.ts';
 import { type Actor, actorLabel } from './actor.ts';
@@ -47,25 +47,20 @@ function chainHash(prevHash: string, fields: ChainFields): string {
 }
 
 /**
- * Appends one row (inside the caller's transaction). Returns its sequence number. Two round trips: the first
- * takes the tenant's head row (created at seq 0 on a tenant's first append) and holds its lock to commit, so
- * appends for one tenant queue there and the chain has no forks; ON CONFLICT DO UPDATE reads the newest
- * committed head even when it committed after this statement's snapshot (READ COMMITTED). The second writes
- * the row and moves the head in one statement. Callers append last in their transaction: the lock is held
- * from here to commit.
+ * Appends one row (inside the caller's transaction), in one statement. Returns its sequence number.
+ *
+ * The statement moves the tenant's head row first (created on a tenant's first append): ON CONFLICT DO UPDATE
+ * works on the newest committed head even when it committed after this statement's snapshot, and it locks the
+ * head to commit, so appends for one tenant queue there and the chain has no forks. The new row's hash is
+ * computed there from the head's, by PostgreSQL's sha256 over the same text `chainHash` hashes: the row's
+ * canonical JSON is built here with its sequence number left out, and PostgreSQL puts the number in (canonical
+ * JSON writes an integer as its digits, as `bigint::text` does). `verifyAuditChain` checks it in JS. Callers
+ * append last in their transaction: the lock is held from here to commit.
  */
 export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Promise<number> {
   const tenant = entry.tenant ?? DEFAULT_TENANT;
-  const { rows } = await sql<{ seq: string; hash: string }>`
-    insert into audit_heads (tenant, seq, hash) values (${tenant}, 0, ${GENESIS})
-    on conflict (tenant) do update set tenant = excluded.tenant
-    returning seq, hash`.execute(db);
-  const head = rows[0]!;
-  const seq = Number(head.seq) + 1;
-  const prevHash = head.hash;
-  const fields: ChainFields = {
+  const fields: Omit<ChainFields, 'seq'> = {
     tenant,
-    seq,
     at: entry.at.toISOString(),
     actor: actorLabel(entry.actor),
     surface: entry.actor.surface,
@@ -76,33 +71,32 @@ export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Prom
     detail: entry.detail ?? {},
     correlation_id: currentContext().correlationId ?? null,
   };
-  const hash = chainHash(prevHash, fields);
-  await db
-    .with('appended', (qc) =>
-      qc
-        .insertInto('audit_log')
-        .values({
-          tenant,
-          seq,
-          at: entry.at,
-          actor: fields.actor,
-          surface: fields.surface,
-          action: fields.action,
-          object_type: fields.object_type,
-          object_id: fields.object_id,
-          outcome: entry.outcome,
-          detail: JSON.stringify(fields.detail),
-          correlation_id: fields.correlation_id,
-          prev_hash: prevHash,
-          hash,
-        })
-        .returning('seq'),
-    )
-    .updateTable('audit_heads')
-    .set({ seq, hash })
-    .where('tenant', '=', tenant)
-    .execute();
-  return seq;
+  const [before, after] = canonicalAround(fields);
+  const hashOf = (prev: RawBuilder<string>, seq: RawBuilder<string>) => sql<string>`encode(sha256(convert_to(${prev} || ${`\n${before}`} || ${seq} || ${after}, 'UTF8')), 'hex')`;
+  const { rows } = await sql<{ seq: string }>`
+    with head as (
+      insert into audit_heads as h (tenant, seq, hash, prev_hash)
+      values (${tenant}, 1, ${hashOf(sql`${GENESIS}::text`, sql`'1'`)}, ${GENESIS})
+      on conflict (tenant) do update
+        set seq = h.seq + 1, prev_hash = h.hash, hash = ${hashOf(sql`h.hash`, sql`(h.seq + 1)::text`)}
+      returning seq, hash, prev_hash)
+    insert into audit_log (tenant, seq, at, actor, surface, action, object_type, object_id, outcome, detail, correlation_id, prev_hash, hash)
+    select ${tenant}, head.seq, ${entry.at}, ${fields.actor}, ${fields.surface}, ${fields.action}, ${fields.object_type}, ${fields.object_id},
+           ${entry.outcome}, ${JSON.stringify(fields.detail)}::jsonb, ${fields.correlation_id}, head.prev_hash, head.hash
+      from head
+    returning seq`.execute(db);
+  return Number(rows[0]!.seq);
+}
+
+/**
+ * A row's canonical JSON (RFC 8785) split where its sequence number goes: keys are sorted, so `seq` is followed
+ * only by `surface` and `tenant`, whose string values cannot hold an unescaped quote; the last `"seq":0,"surface":`
+ * is therefore the row's own, whatever `detail` holds.
+ */
+function canonicalAround(fields: Omit<ChainFields, 'seq'>): [string, string] {
+  const canonical = canonicalize({ ...fields, seq: 0 }) ?? '';
+  const at = canonical.lastIndexOf('"seq":0,"surface":');
+  return [canonical.slice(0, at + '"seq":'.length), canonical.slice(at + '"seq":0'.length)];
 }
 
 /** Records a refusal in its own transaction (the refused change itself is rolled back or never started). */

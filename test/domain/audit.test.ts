@@ -35,7 +35,8 @@ describe('audit log', () => {
     await runWithContext({ correlationId: 'corr-audit-1' }, () => append('t-intact', 'one', { nested: { b: 2, a: [1, 'x'] }, unicode: 'ünïcødé ✓' }));
     await append('t-intact', 'two');
     await append('t-other', 'elsewhere');
-    await append('t-intact', 'three');
+    // What the row's canonical JSON is split around, inside `detail`, and text that JSON must escape.
+    await append('t-intact', 'three', { seq: 0, surface: 'x', nested: { seq: 0, surface: '"seq":0,"surface":' }, text: 'quote " backslash \\ newline \n tab \t emoji 🦉' });
     const report = await verifyAuditChain(fx.tdb.db, 't-intact');
     expect(report).toEqual({ tenant: 't-intact', rows: 3, breaks: [] });
     const rows = await fx.tdb.db.selectFrom('audit_log').select(['seq', 'correlation_id', 'prev_hash', 'hash']).where('tenant', '=', 't-intact').orderBy('seq').execute();
