@@ -362,6 +362,24 @@ export interface AuditHeadsTable {
   prev_hash: string | null;
 }
 
+/** Audit rows written by changes not yet committed; chained into `audit_log` at commit (src/domain/audit.ts). */
+export interface AuditPendingTable {
+  id: Generated<string>;
+  tenant: string;
+  at: Timestamp;
+  actor: string;
+  surface: string;
+  action: string;
+  object_type: string;
+  object_id: string | null;
+  outcome: 'success' | 'refused' | 'error';
+  detail: Json;
+  correlation_id: string | null;
+  /** The row's canonical JSON up to its sequence number, and from after it. */
+  canonical_before: string;
+  canonical_after: string;
+}
+
 export interface SlackInstallationsTable {
   id: Generated<string>;
   enterprise_id: Generated<string>;
@@ -563,6 +581,7 @@ export interface Database {
   notifications: NotificationsTable;
   audit_log: AuditLogTable;
   audit_heads: AuditHeadsTable;
+  audit_pending: AuditPendingTable;
   slack_installations: SlackInstallationsTable;
   slack_install_links: SlackInstallLinksTable;
   slack_messages: SlackMessagesTable;

@@ -4,12 +4,12 @@
  * breaks its hash and deleting one breaks the sequence and the next row's link. `verifyAuditChain` walks it.
  *
  * The tenant's newest (seq, hash) is also kept in `audit_heads`, so deleting rows from the end is detected too.
- * Appends for one tenant are serialized by the lock on its head row (taken by the append's one statement, held
- * to commit), so the chain has no forks; callers append inside the transaction of the change they audit.
+ * Callers append inside the transaction of the change they audit; the row is chained when it commits (a
+ * deferred trigger takes the tenant's head row, whose lock serializes the tenant's chain, only then).
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { type Kysely, type RawBuilder, sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { currentContext } from '../logger.ts';
 import { type Actor, actorLabel } from './actor.ts';
@@ -47,17 +47,14 @@ function chainHash(prevHash: string, fields: ChainFields): string {
 }
 
 /**
- * Appends one row (inside the caller's transaction), in one statement. Returns its sequence number.
- *
- * The statement moves the tenant's head row first (created on a tenant's first append): ON CONFLICT DO UPDATE
- * works on the newest committed head even when it committed after this statement's snapshot, and it locks the
- * head to commit, so appends for one tenant queue there and the chain has no forks. The new row's hash is
- * computed there from the head's, by PostgreSQL's sha256 over the same text `chainHash` hashes: the row's
- * canonical JSON is built here with its sequence number left out, and PostgreSQL puts the number in (canonical
- * JSON writes an integer as its digits, as `bigint::text` does). `verifyAuditChain` checks it in JS. Callers
- * append last in their transaction: the lock is held from here to commit.
+ * Appends one row (inside the caller's transaction): it is written to `audit_pending`, and chained into
+ * `audit_log` when the transaction commits, by a deferred trigger inside PostgreSQL that takes the tenant's
+ * head (its lock serializes the tenant's appends, so the chain has no forks) and puts the sequence number into
+ * the row's canonical JSON, built here, to hash it as `chainHash` does (migration 20261207_1500). No lock is
+ * taken here: a change's statements and round trips never wait on another's, only the commits' chaining does.
+ * Until commit the row is not in `audit_log`, and a rolled-back change leaves none.
  */
-export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Promise<number> {
+export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Promise<void> {
   const tenant = entry.tenant ?? DEFAULT_TENANT;
   const fields: Omit<ChainFields, 'seq'> = {
     tenant,
@@ -72,20 +69,23 @@ export async function appendAudit(db: Kysely<Database>, entry: AuditEntry): Prom
     correlation_id: currentContext().correlationId ?? null,
   };
   const [before, after] = canonicalAround(fields);
-  const hashOf = (prev: RawBuilder<string>, seq: RawBuilder<string>) => sql<string>`encode(sha256(convert_to(${prev} || ${`\n${before}`} || ${seq} || ${after}, 'UTF8')), 'hex')`;
-  const { rows } = await sql<{ seq: string }>`
-    with head as (
-      insert into audit_heads as h (tenant, seq, hash, prev_hash)
-      values (${tenant}, 1, ${hashOf(sql`${GENESIS}::text`, sql`'1'`)}, ${GENESIS})
-      on conflict (tenant) do update
-        set seq = h.seq + 1, prev_hash = h.hash, hash = ${hashOf(sql`h.hash`, sql`(h.seq + 1)::text`)}
-      returning seq, hash, prev_hash)
-    insert into audit_log (tenant, seq, at, actor, surface, action, object_type, object_id, outcome, detail, correlation_id, prev_hash, hash)
-    select ${tenant}, head.seq, ${entry.at}, ${fields.actor}, ${fields.surface}, ${fields.action}, ${fields.object_type}, ${fields.object_id},
-           ${entry.outcome}, ${JSON.stringify(fields.detail)}::jsonb, ${fields.correlation_id}, head.prev_hash, head.hash
-      from head
-    returning seq`.execute(db);
-  return Number(rows[0]!.seq);
+  await db
+    .insertInto('audit_pending')
+    .values({
+      tenant,
+      at: entry.at,
+      actor: fields.actor,
+      surface: fields.surface,
+      action: fields.action,
+      object_type: fields.object_type,
+      object_id: fields.object_id,
+      outcome: entry.outcome,
+      detail: JSON.stringify(fields.detail),
+      correlation_id: fields.correlation_id,
+      canonical_before: before,
+      canonical_after: after,
+    })
+    .execute();
 }
 
 /**

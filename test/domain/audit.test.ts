@@ -75,6 +75,31 @@ describe('audit log', () => {
     expect(report.breaks).toEqual([{ seq: 3, reason: 'head_mismatch', detail: expect.stringContaining('ends at row 2') }]);
   });
 
+  it('chains a row when its change commits, in the order written, and keeps nothing of a change rolled back', async () => {
+    const tenant = 't-commit';
+    const rowsOf = () => fx.tdb.db.selectFrom('audit_log').select(['seq', 'action']).where('tenant', '=', tenant).orderBy('seq').execute();
+    await fx.tdb.db.transaction().execute(async (trx) => {
+      await appendAudit(trx, { tenant, actor: CLI_ACTOR, action: 'first', objectType: 'test', outcome: 'success', at: fx.clock.now() });
+      await appendAudit(trx, { tenant, actor: CLI_ACTOR, action: 'second', objectType: 'test', outcome: 'success', at: fx.clock.now() });
+      // Nothing is chained, and no head is taken, before the commit: another change of the tenant can commit first.
+      expect(await rowsOf()).toEqual([]);
+      await append(tenant, 'committed meanwhile');
+    });
+    await expect(
+      fx.tdb.db.transaction().execute(async (trx) => {
+        await appendAudit(trx, { tenant, actor: CLI_ACTOR, action: 'rolled back', objectType: 'test', outcome: 'success', at: fx.clock.now() });
+        throw new Error('the change fails');
+      }),
+    ).rejects.toThrow('the change fails');
+    expect((await rowsOf()).map((row) => [Number(row.seq), row.action])).toEqual([
+      [1, 'committed meanwhile'],
+      [2, 'first'],
+      [3, 'second'],
+    ]);
+    expect(await fx.tdb.db.selectFrom('audit_pending').select('id').where('tenant', '=', tenant).execute()).toEqual([]);
+    expect(await verifyAuditChain(fx.tdb.db, tenant)).toEqual({ tenant, rows: 3, breaks: [] });
+  });
+
   it('serializes concurrent appends into one unbroken chain', async () => {
     await Promise.all(Array.from({ length: 30 }, (_, i) => append('t-concurrent', `n${i}`)));
     expect(await verifyAuditChain(fx.tdb.db, 't-concurrent')).toEqual({ tenant: 't-concurrent', rows: 30, breaks: [] });

@@ -20,7 +20,7 @@ import * as slackInstallLinks from './20261207_1100_slack_install_links.ts';
 import * as slackInboundSealed from './20261207_1200_slack_inbound_sealed.ts';
 import * as teams from './20261207_1300_teams.ts';
 import * as teamsEvidence from './20261207_1400_teams_evidence.ts';
-import * as auditHeadPrevHash from './20261207_1500_audit_head_prev_hash.ts';
+import * as auditChainedAtCommit from './20261207_1500_audit_chained_at_commit.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -40,5 +40,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1200_slack_inbound_sealed': slackInboundSealed,
   '20261207_1300_teams': teams,
   '20261207_1400_teams_evidence': teamsEvidence,
-  '20261207_1500_audit_head_prev_hash': auditHeadPrevHash,
+  '20261207_1500_audit_chained_at_commit': auditChainedAtCommit,
 };
