@@ -121,13 +121,21 @@ export async function getTask(db: Kysely<Database>, id: string): Promise<Task | 
   return toTask(task, links);
 }
 
+/**
+ * Tasks, newest first. `mayBeDecidedBy`: only those whose approval policy could name this user (listed, or the
+ * policy names roles or control owners): a superset, read cheaply, of what `eligibleApprovers` decides.
+ */
 export async function listTasks(
   db: Kysely<Database>,
-  filter: { assigneeId?: string; states?: readonly TaskState[]; limit?: number },
+  filter: { assigneeId?: string; states?: readonly TaskState[]; limit?: number; mayBeDecidedBy?: string },
 ): Promise<Task[]> {
   let query = db.selectFrom('tasks').selectAll().orderBy('id', 'desc').limit(filter.limit ?? 25);
   if (filter.assigneeId) query = query.where('assignee_id', '=', filter.assigneeId);
   if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
+  if (filter.mayBeDecidedBy) {
+    const user = filter.mayBeDecidedBy;
+    query = query.where(sql<boolean>`(approval_policy -> 'approverUserIds' ? ${user} or approval_policy -> 'approverRoles' <> '[]'::jsonb or approval_policy -> 'controlOwners' = 'true'::jsonb)`);
+  }
   const rows = await query.execute();
   if (rows.length === 0) return [];
   const links = await db.selectFrom('task_links').selectAll().where('task_id', 'in', rows.map((row) => row.id)).execute();
