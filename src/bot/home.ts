@@ -21,7 +21,7 @@ export async function renderHome(db: Db, integrations: () => Promise<Integration
     return { text, blocks: [{ type: 'header', text: 'ProjectX' }, { type: 'section', text }] };
   }
   const blocks: Block[] = [{ type: 'header', text: `ProjectX for ${user.displayName}` }];
-  // The newest 100 pending tasks that could be the user's to decide (read in SQL); their policies say which are.
+  // Of the newest 100 pending tasks, those that could be the user's to decide (checked in SQL): their policies say.
   const pending = can(user, 'tasks.decide') ? await listTasks(db, { states: ['pending_approval'], limit: 100, mayBeDecidedBy: user.id }) : [];
   const waiting: Task[] = [];
   for (const task of pending) {

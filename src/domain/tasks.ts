@@ -122,8 +122,9 @@ export async function getTask(db: Kysely<Database>, id: string): Promise<Task | 
 }
 
 /**
- * Tasks, newest first. `mayBeDecidedBy`: only those whose approval policy could name this user (listed, or the
- * policy names roles or control owners): a superset, read cheaply, of what `eligibleApprovers` decides.
+ * Tasks, newest first. `mayBeDecidedBy`: of those, only the ones whose approval policy could name this user
+ * (listed, or the policy names roles or control owners), checked in PostgreSQL: a superset, cheap to read, of
+ * what `eligibleApprovers` decides. The limit still counts all the tasks considered (the newest `limit`).
  */
 export async function listTasks(
   db: Kysely<Database>,
@@ -133,10 +134,18 @@ export async function listTasks(
   if (filter.assigneeId) query = query.where('assignee_id', '=', filter.assigneeId);
   if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
   if (filter.mayBeDecidedBy) {
-    const user = filter.mayBeDecidedBy;
-    query = query.where(sql<boolean>`(approval_policy -> 'approverUserIds' ? ${user} or approval_policy -> 'approverRoles' <> '[]'::jsonb or approval_policy -> 'controlOwners' = 'true'::jsonb)`);
+    const considered = query.clearSelect().select('id');
+    const { rows } = await sql<Selectable<TasksTable>>`
+      select * from tasks
+       where id in (${considered})
+         and (approval_policy -> 'approverUserIds' ? ${filter.mayBeDecidedBy} or approval_policy -> 'approverRoles' <> '[]'::jsonb or approval_policy -> 'controlOwners' = 'true'::jsonb)
+       order by id desc`.execute(db);
+    return withLinks(db, rows);
   }
-  const rows = await query.execute();
+  return withLinks(db, await query.execute());
+}
+
+async function withLinks(db: Kysely<Database>, rows: Selectable<TasksTable>[]): Promise<Task[]> {
   if (rows.length === 0) return [];
   const links = await db.selectFrom('task_links').selectAll().where('task_id', 'in', rows.map((row) => row.id)).execute();
   return rows.map((row) => toTask(row, links.filter((link) => link.task_id === row.id).map(({ kind, target, url }) => ({ kind, target, url }))));

