@@ -363,18 +363,8 @@ export interface AuditHeadsTable {
 }
 
 /** Audit rows written by changes not yet committed; chained into `audit_log` at commit (src/domain/audit.ts). */
-export interface AuditPendingTable {
+export interface AuditPendingTable extends Omit<AuditLogTable, 'id' | 'seq' | 'prev_hash' | 'hash'> {
   id: Generated<string>;
-  tenant: string;
-  at: Timestamp;
-  actor: string;
-  surface: string;
-  action: string;
-  object_type: string;
-  object_id: string | null;
-  outcome: 'success' | 'refused' | 'error';
-  detail: Json;
-  correlation_id: string | null;
   /** The row's canonical JSON up to its sequence number, and from after it. */
   canonical_before: string;
   canonical_after: string;
