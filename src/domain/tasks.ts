@@ -134,11 +134,10 @@ export async function listTasks(
   if (filter.assigneeId) query = query.where('assignee_id', '=', filter.assigneeId);
   if (filter.states && filter.states.length > 0) query = query.where('state', 'in', filter.states);
   if (filter.mayBeDecidedBy) {
-    const considered = query.clearSelect().select('id');
+    // A subquery with a LIMIT is not flattened: the newest `limit` are read by the index first, then filtered.
     const { rows } = await sql<Selectable<TasksTable>>`
-      select * from tasks
-       where id in (${considered})
-         and (approval_policy -> 'approverUserIds' ? ${filter.mayBeDecidedBy} or approval_policy -> 'approverRoles' <> '[]'::jsonb or approval_policy -> 'controlOwners' = 'true'::jsonb)
+      select * from (${query}) as considered
+       where approval_policy -> 'approverUserIds' ? ${filter.mayBeDecidedBy} or approval_policy -> 'approverRoles' <> '[]'::jsonb or approval_policy -> 'controlOwners' = 'true'::jsonb
        order by id desc`.execute(db);
     return withLinks(db, rows);
   }
