@@ -30,7 +30,7 @@ import type { Db } from '../../db/database.ts';
 import { isTransient } from '../../db/connect.ts';
 import type { Keyring } from '../../connectors/sdk/crypto.ts';
 import { errorBody } from '../../http/errors.ts';
-import type { Logger } from '../../logger.ts';
+import { type Logger, currentContext } from '../../logger.ts';
 import { type SignatureFailure, signatureFailureResponse } from '../../http/signature-failures.ts';
 import type { Metrics } from '../../metrics.ts';
 import { WORKSPACE_NOT_ALLOWED } from './allowlist.ts';
@@ -105,7 +105,7 @@ export class HonoSlackReceiver implements Receiver {
     this.#failures = new Counter({ name: 'slack_signature_failures_total', help: 'Slack requests refused by signature check, by reason', labelNames: ['reason'], registers: [options.metrics.registry] });
     this.#duplicates = new Counter({ name: 'slack_duplicate_deliveries_total', help: 'Slack deliveries recognised as repeats and not processed again', labelNames: ['kind'], registers: [options.metrics.registry] });
     this.#refused = new Counter({ name: 'slack_refused_deliveries_total', help: 'Signed Slack requests refused before processing (malformed, unsupported, workspace not allowed), by kind and code', labelNames: ['kind', 'code'], registers: [options.metrics.registry] });
-    this.#redelivered = new Counter({ name: 'slack_redeliveries_total', help: 'Slack deliveries left unprocessed by a process that stopped, taken by the sweep: redelivered, or given up (failed)', labelNames: ['outcome'], registers: [options.metrics.registry] });
+    this.#redelivered = new Counter({ name: 'slack_redeliveries_total', help: 'Slack deliveries left unprocessed by a process that stopped, taken by the sweep: redelivered, already done (its effect was audited), or given up (failed)', labelNames: ['outcome'], registers: [options.metrics.registry] });
   }
 
   init(app: App): void {
@@ -298,18 +298,26 @@ export class HonoSlackReceiver implements Receiver {
       const now = clock.now();
       const cutoff = new Date(now.getTime() - (this.#options.redeliverAfterMs ?? 60_000));
       const stalled = new Date(now.getTime() - STALLED_AFTER_MS);
-      const claimed = await sql<{ id: string; delivery_id: string; kind: string; body: Buffer; sealed: unknown; attempts: number }>`
+      const claimed = await sql<{ id: string; delivery_id: string; kind: string; body: Buffer; sealed: unknown; attempts: number; correlation_id: string | null }>`
         update inbound_events set received_at = ${now}, attempts = attempts + 1
          where id = (select id from inbound_events
                       where source = 'slack' and status = 'received' and ((received_at < ${cutoff} and received_at > ${stalled}) or attempts = 0)
                       order by received_at limit 1 for update skip locked)
-        returning id, delivery_id, kind, body, sealed, attempts`.execute(db);
+        returning id, delivery_id, kind, body, sealed, attempts, correlation_id`.execute(db);
       const row = claimed.rows[0];
       if (!row) break;
       if (row.attempts > MAX_ATTEMPTS) {
         this.#redelivered.inc({ outcome: 'gave_up' });
         logger.error({ inboundId: row.id, kind: row.kind, attempts: row.attempts - 1 }, 'slack delivery still unprocessed after its attempts; left for an operator (projectx slack dead list)');
         await this.#settleInbound(row.id, { status: 'failed', error: { code: 'not_processed', message: `still unprocessed after ${MAX_ATTEMPTS} attempts (the process handling it stopped each time)` } });
+        continue;
+      }
+      // Its process stopped after the effect committed but before the delivery was marked: running it again would
+      // act twice (a second decision is refused, and audited). An operator's replay (attempts 0) always runs.
+      if (row.attempts > 1 && row.correlation_id && (await hadAuditedEffect(db, row.correlation_id))) {
+        this.#redelivered.inc({ outcome: 'already_done' });
+        logger.warn({ inboundId: row.id, kind: row.kind }, 'a slack delivery its process left unmarked had already had its effect (audited): marked processed, not run again');
+        await this.#settleInbound(row.id, { status: 'processed' });
         continue;
       }
       let body: Body;
@@ -353,6 +361,9 @@ export class HonoSlackReceiver implements Receiver {
       sealed: sealed.sealed,
       headers: JSON.stringify(retry.retryNum !== undefined ? { 'x-slack-retry-num': String(retry.retryNum), 'x-slack-retry-reason': retry.retryReason ?? '' } : {}),
       received_at: now,
+      // The request's: its effects' audit rows carry the same, which is how the sweep tells a delivery whose
+      // process stopped after its effect committed from one that stopped before.
+      correlation_id: currentContext().correlationId ?? null,
       ...(ending ? { status: ending.status, processed_at: now, error: 'error' in ending ? JSON.stringify(ending.error) : null } : {}),
     };
   }
@@ -427,6 +438,7 @@ export class HonoSlackReceiver implements Receiver {
             body: eb.ref('excluded.body'),
             sealed: eb.ref('excluded.sealed'),
             headers: eb.ref('excluded.headers'),
+            correlation_id: eb.ref('excluded.correlation_id'),
             attempts: 1,
           }))
           .where('inbound_events.status', '=', 'failed'),
@@ -447,6 +459,12 @@ export class HonoSlackReceiver implements Receiver {
   flush(): Promise<void> {
     return this.#writer.flush();
   }
+}
+
+/** Whether the request with this correlation id committed anything audited (every action and refusal is). */
+async function hadAuditedEffect(db: Db, correlationId: string): Promise<boolean> {
+  const { rows } = await sql<{ found: boolean }>`select exists (select 1 from audit_log where correlation_id = ${correlationId}) as found`.execute(db);
+  return rows[0]?.found === true;
 }
 
 /** A refusal as Slack expects it: a command gets an ephemeral message, an event 200, an interaction a 400. */

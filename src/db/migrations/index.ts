@@ -21,6 +21,7 @@ import * as slackInboundSealed from './20261207_1200_slack_inbound_sealed.ts';
 import * as teams from './20261207_1300_teams.ts';
 import * as teamsEvidence from './20261207_1400_teams_evidence.ts';
 import * as auditChainedAtCommit from './20261207_1500_audit_chained_at_commit.ts';
+import * as auditCorrelationIndex from './20261207_1600_audit_correlation_index.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -41,4 +42,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1300_teams': teams,
   '20261207_1400_teams_evidence': teamsEvidence,
   '20261207_1500_audit_chained_at_commit': auditChainedAtCommit,
+  '20261207_1600_audit_correlation_index': auditCorrelationIndex,
 };

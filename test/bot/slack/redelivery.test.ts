@@ -12,7 +12,9 @@ import { MAX_ATTEMPTS, type HonoSlackReceiver } from '../../../src/bot/slack/rec
 import { slackVerb } from '../../../src/bot/slack/cli.ts';
 import { sealBody, unsealBody } from '../../../src/bot/slack/sealing.ts';
 import { Keyring, isEnvelope } from '../../../src/connectors/sdk/crypto.ts';
+import { decide } from '../../../src/domain/approvals.ts';
 import { linkIdentity } from '../../../src/domain/users.ts';
+import { runWithContext } from '../../../src/logger.ts';
 import type { Metrics } from '../../../src/metrics.ts';
 import { type FakeSlack, startFakeSlack } from '../../fakes/slack/server.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
@@ -95,6 +97,38 @@ describe('Slack deliveries at rest and after a crash', () => {
     expect(fake.responses(responseUrl)[0]).toMatchObject({ response_type: 'ephemeral', text: expect.stringContaining('ProjectX') });
     expect(await metrics.registry.getSingleMetricAsString('slack_redeliveries_total')).toContain('outcome="redelivered"} 1');
     expect(id).toBeTruthy();
+  });
+
+  it('marks processed, without running it again, a command whose process stopped after its effect committed', async () => {
+    const approver = await linked({ roles: ['approver'] }, 'UDONE');
+    const task = await fx.task({ type: 'approval', title: 'Decided before the crash', policy: { approverUserIds: [approver.id] } });
+    const responseUrl = fake.responseUrl();
+    const body = Object.fromEntries(new URLSearchParams(slashCommandBody({ text: `approve ${task.ref}`, user_id: 'UDONE', team_id: 'T111', trigger_id: 'trg-done', response_url: responseUrl })));
+    // The request's process recorded the command, decided the task (audited under the request's correlation id)
+    // and stopped before it marked the delivery processed.
+    const id = await leftByADeadProcess('command:trg-done', body, 'slash_command');
+    await fx.tdb.db.updateTable('inbound_events').set({ correlation_id: 'corr-done' }).where('id', '=', id).execute();
+    const decided = await runWithContext({ correlationId: 'corr-done' }, () => decide(fx.deps, { surface: 'slack', user: approver, identity: { surface: 'slack', tenant: 'T111', externalId: 'UDONE' } }, task.id, 'approve'));
+    expect(decided.ok).toBe(true);
+    const before = await metrics.registry.getSingleMetricAsString('slack_redeliveries_total');
+    const taken = await receiver.redeliver();
+    expect(taken).toBe(0);
+    expect(await row('command:trg-done')).toMatchObject({ status: 'processed', attempts: 2 });
+    // No second attempt at the decision: no refusal audited, nothing posted.
+    const audited = await fx.tdb.db.selectFrom('audit_log').select(['outcome']).where('action', '=', 'task.approve').where('object_id', '=', task.ref).execute();
+    expect(audited).toEqual([{ outcome: 'success' }]);
+    expect(fake.responses(responseUrl)).toEqual([]);
+    expect(before).not.toContain('outcome="already_done"');
+    expect(await metrics.registry.getSingleMetricAsString('slack_redeliveries_total')).toContain('outcome="already_done"} 1');
+  });
+
+  it('records a command with its request\'s correlation id', async () => {
+    await linked({ roles: ['viewer'] }, 'UCORR');
+    const res = await post(slashCommandBody({ text: 'help', user_id: 'UCORR', team_id: 'T111', trigger_id: 'trg-corr', response_url: fake.responseUrl() }));
+    expect(res.status).toBe(200);
+    await receiver.flush();
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect((await row('command:trg-corr')).correlation_id).toBe(res.headers.get('x-request-id'));
   });
 
   it('gives up after its attempts, lists it in slack dead list, and replays it from there', async () => {
