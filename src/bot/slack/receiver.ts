@@ -98,6 +98,8 @@ export class HonoSlackReceiver implements Receiver {
    * one bad row fails only its own request.
    */
   readonly #writer: Batcher<WriteOp, string | undefined>;
+  /** Outcomes not yet written: processing still running, or its outcome on its way to the writer. */
+  readonly #inFlight = new Set<Promise<void>>();
 
   constructor(options: SlackReceiverOptions) {
     this.#options = options;
@@ -249,6 +251,9 @@ export class HonoSlackReceiver implements Receiver {
       return { status: 'failed', error: { code: isTransient(outcome.error) ? 'processing_unavailable' : 'processing_failed', message: errorMessage(outcome.error) } };
     });
     const settled = ending.then((end) => this.#settleInbound(inboundId, end));
+    // Processing may go on after the ack: flush() waits for it to be settled too.
+    this.#inFlight.add(settled);
+    void settled.finally(() => this.#inFlight.delete(settled));
     const outcome = await this.#answer(acked, ending, () => ackCalled, delivery, inboundId);
     return { outcome, settled };
   }
@@ -455,9 +460,13 @@ export class HonoSlackReceiver implements Receiver {
     });
   }
 
-  /** Waits for every recorded outcome to be written (shutdown, tests). */
-  flush(): Promise<void> {
-    return this.#writer.flush();
+  /**
+   * Waits until every delivery handed to processing so far has ended and its outcome is written (shutdown,
+   * tests): a listener may still be working after it acked, and its outcome is added to the writer only then.
+   */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#writer.flush();
   }
 }
 
