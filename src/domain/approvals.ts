@@ -96,7 +96,7 @@ export async function decide(deps: DomainDeps, actor: Actor, taskId: string, dec
         const approvalCount = Number(row.approvals);
         const nextState = row.state;
         const final = nextState !== 'pending_approval';
-        // The event first: the audit append takes the tenant's chain lock, held until commit, so it comes last.
+        // The event, then the audit row: both commit with the decision (the audit row is chained at commit).
         const subject = { kind: 'task' as const, id: task.id, label: task.ref };
         const who = actor.user!.displayName;
         await deps.events.emit(
