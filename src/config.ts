@@ -216,13 +216,35 @@ const schema = z.object({
   SERVICENOW_PASSWORD: secret,
   SERVICENOW_WEBHOOK_SECRET: webhookSecret,
 
+  /** The Jira site (Cloud: https://<site>.atlassian.net) or the Data Center base URL. */
   JIRA_BASE_URL: optional(url(['http', 'https'])),
+  /** `oauth` (OAuth 2.0 3LO, Cloud; the default when the OAuth client is set) or `pat` (a token: see JIRA_PAT). */
+  JIRA_AUTH_MODE: optional(z.enum(['oauth', 'pat'], { message: 'must be oauth or pat' })),
   JIRA_OAUTH_CLIENT_ID: text,
   JIRA_OAUTH_CLIENT_SECRET: secret,
-  JIRA_WEBHOOK_SECRET: secret,
-  JIRA_AUTH_MODE: optional(z.enum(['oauth', 'pat', 'basic'], { message: 'must be one of oauth, pat, basic' })),
+  /** With JIRA_USER_EMAIL: a Cloud API token (basic auth); without it: a Data Center personal access token (Bearer). */
   JIRA_PAT: secret,
   JIRA_USER_EMAIL: optional(z.email({ message: 'must be an email address' })),
+  /** The projects synced (keys, comma-separated). */
+  JIRA_PROJECT_KEYS: optional(
+    z.string().transform((value, ctx) => {
+      const keys = value.split(',').map((part) => part.trim().toUpperCase()).filter(Boolean);
+      if (keys.length > 0 && keys.every((key) => /^[A-Z][A-Z0-9_]{0,254}$/.test(key))) return [...new Set(keys)];
+      ctx.addIssue({ code: 'custom', message: 'must be comma-separated Jira project keys (e.g. SEC,OPS)' });
+      return z.NEVER;
+    }),
+  ),
+  /** More JQL ANDed to the projects' scope (e.g. `labels = compliance`). */
+  JIRA_JQL_FILTER: text,
+  /** Secret of the Jira admin webhook (X-Hub-Signature, HMAC-SHA256); unset: the webhook endpoint answers 404. */
+  JIRA_WEBHOOK_SECRET: secret,
+  /** Nightly reconciliation of Jira issues (deletions, what the syncs missed); default true. */
+  ENABLE_JIRA_DELTA_RECON: optional(z.enum(['true', 'false'], { message: 'must be true or false' })).transform((value) => value !== 'false'),
+  /** Seconds between incremental syncs of Jira issues (60 to 86400; default 300). */
+  JIRA_SYNC_INTERVAL_SECONDS: withDefault(wholeNumber(60, 86_400, 'must be a whole number of seconds from 60 to 86400'), 300),
+  /** Atlassian's OAuth host and API gateway (defaults https://auth.atlassian.com, https://api.atlassian.com). */
+  ATLASSIAN_AUTH_URL: withDefault(url(['http', 'https']), 'https://auth.atlassian.com'),
+  ATLASSIAN_API_URL: withDefault(url(['http', 'https']), 'https://api.atlassian.com'),
 
   ONETRUST_BASE_URL: optional(url(['http', 'https'])),
   ONETRUST_API_TOKEN: secret,

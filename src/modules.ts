@@ -11,6 +11,7 @@ import { teamsModule } from './bot/teams/module.ts';
 import { coreVerbs } from './cli/verbs/index.ts';
 import { emailModule } from './connectors/email/module.ts';
 import { evidenceStoresModule } from './connectors/evidence-stores/module.ts';
+import { jiraModule } from './connectors/jira/module.ts';
 import { connectorFrameworkModule } from './connectors/sdk/module.ts';
 import { servicenowModule } from './connectors/servicenow/module.ts';
 import { webhookBridgeModule } from './connectors/webhook-bridge/module.ts';
@@ -70,4 +71,4 @@ export function coreReadiness(db: Db, jobs: Pick<JobRuntime, 'boss'>): Readiness
   ];
 }
 
-export const modules: readonly ServiceModule[] = [coreModule, consoleModule, evidenceStoresModule, slackModule, teamsModule, webhookBridgeModule, emailModule, connectorFrameworkModule, servicenowModule];
+export const modules: readonly ServiceModule[] = [coreModule, consoleModule, evidenceStoresModule, slackModule, teamsModule, webhookBridgeModule, emailModule, connectorFrameworkModule, servicenowModule, jiraModule];

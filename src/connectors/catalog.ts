@@ -19,7 +19,6 @@ export interface NotBuilt {
 }
 
 export const NOT_BUILT: readonly NotBuilt[] = [
-  { id: 'jira', title: 'Jira', variables: ['JIRA_BASE_URL', 'JIRA_OAUTH_CLIENT_ID', 'JIRA_OAUTH_CLIENT_SECRET', 'JIRA_WEBHOOK_SECRET', 'JIRA_AUTH_MODE', 'JIRA_PAT', 'JIRA_USER_EMAIL'] },
   { id: 'onetrust', title: 'OneTrust', variables: ['ONETRUST_BASE_URL', 'ONETRUST_API_TOKEN', 'ONETRUST_REGION', 'ONETRUST_TIMEOUT_SECONDS'] },
   { id: 'evidence-s3', title: 'Evidence store: S3', variables: ['EVIDENCE_S3_BUCKET', 'AWS_ROLE_ARN', 'AWS_EXTERNAL_ID'] },
   { id: 'evidence-sharepoint', title: 'Evidence store: SharePoint', variables: ['SHAREPOINT_SITE_ID', 'SHAREPOINT_LIBRARY_ID'] },

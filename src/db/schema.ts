@@ -128,6 +128,33 @@ export interface IntegrationTokensTable {
   updated_at: Timestamp;
 }
 
+/** What an admin's OAuth consent (3LO) gave an instance: the rotating refresh token (encrypted) and what it opens. */
+export interface IntegrationAuthorizationsTable {
+  config_id: string;
+  refresh_token: Json;
+  /** The resource the consent opens (Jira: the cloud id) and its URL (the site). */
+  resource_id: string;
+  resource_url: string;
+  scopes: string;
+  authorized_by: string;
+  authorized_at: Timestamp;
+  refreshed_at: NullableTimestamp;
+  /** Set when the system refused the refresh token: an admin must consent again. */
+  needs_reauth_since: NullableTimestamp;
+  reauth_reason: string | null;
+}
+
+/** A single-use link to an OAuth consent for an instance (`projectx connectors authorize`); the token's SHA-256 only. */
+export interface IntegrationAuthorizeLinksTable {
+  id: Generated<string>;
+  config_id: string;
+  token_hash: string;
+  created_by: string;
+  created_at: Generated<Date>;
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
+}
+
 /** A write to a connected system waiting its turn, or sent, or failed for good (src/connectors/sdk/push.ts). */
 export interface IntegrationPushesTable {
   id: Generated<string>;
@@ -264,6 +291,10 @@ export interface TasksTable {
   due_at: NullableTimestamp;
   approval_policy: NullableJson;
   version: Generated<number>;
+  /** Labels (a connected system's, mirrored as they are). */
+  labels: ColumnType<string[], string[] | undefined, string[]>;
+  /** Who a connected system says is assigned, when that person is no ProjectX user (email or name). */
+  external_assignee: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -555,6 +586,8 @@ export interface Database {
   external_records: ExternalRecordsTable;
   integration_circuits: IntegrationCircuitsTable;
   integration_tokens: IntegrationTokensTable;
+  integration_authorizations: IntegrationAuthorizationsTable;
+  integration_authorize_links: IntegrationAuthorizeLinksTable;
   integration_pushes: IntegrationPushesTable;
   users: UsersTable;
   identity_links: IdentityLinksTable;

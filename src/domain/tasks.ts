@@ -74,6 +74,9 @@ export interface Task {
   dueAt: Date | null;
   policy: ApprovalPolicy | null;
   version: number;
+  labels: string[];
+  /** Assigned in a connected system to someone who is no ProjectX user (email or name). */
+  externalAssignee: string | null;
   createdAt: Date;
   updatedAt: Date;
   links: TaskLink[];
@@ -102,6 +105,8 @@ function toTask(row: Selectable<TasksTable>, links: TaskLink[]): Task {
     dueAt: row.due_at,
     policy: parsed?.success ? parsed.data : null,
     version: row.version,
+    labels: row.labels ?? [],
+    externalAssignee: row.external_assignee ?? null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     links,

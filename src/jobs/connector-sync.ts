@@ -108,12 +108,23 @@ export function scheduleCron(schedule: Schedule): string {
  */
 export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 'unschedule' | 'getSchedules'>, db: Db, logger: Logger, list: readonly ConnectorDefinition[]): Promise<number> {
   const wanted = new Map<string, { cron: string; data: SyncJobPayload }>();
+  const noReconcile = new Set<string>();
   for (const connector of list) {
     for (const instance of await listInstances(db, connector.id)) {
       const overrides = z.array(z.object({ model: z.string(), everySeconds: z.number().int().min(60).optional(), cron: z.string().optional(), jitterSeconds: z.number().int().min(0).default(0) })).safeParse(instance.schedules);
+      const settings = connector.scheduleDefaults ? connector.settings.safeParse(instance.settings) : undefined;
+      const defaults = settings?.success ? (connector.scheduleDefaults?.(settings.data) ?? []) : [];
       for (const model of connector.models) {
         const override = overrides.success ? overrides.data.find((candidate) => candidate.model === model.name) : undefined;
-        const schedule: Schedule = override?.cron ? { cron: override.cron, jitterSeconds: override.jitterSeconds } : override?.everySeconds ? { everySeconds: override.everySeconds, jitterSeconds: override.jitterSeconds } : model.schedule;
+        const fallback = defaults.find((candidate) => candidate.model === model.name);
+        if (fallback?.reconcile === false) noReconcile.add(syncKey(instance.id, model.name));
+        const schedule: Schedule = override?.cron
+          ? { cron: override.cron, jitterSeconds: override.jitterSeconds }
+          : override?.everySeconds
+            ? { everySeconds: override.everySeconds, jitterSeconds: override.jitterSeconds }
+            : fallback?.everySeconds
+              ? { everySeconds: fallback.everySeconds, jitterSeconds: model.schedule.jitterSeconds }
+              : model.schedule;
         // Each tick gets a run id of its own when it starts (see the handler).
         wanted.set(syncKey(instance.id, model.name), { cron: scheduleCron(schedule), data: { connector: connector.id, instanceId: instance.id, model: model.name, runId: randomUUID(), full: false, trigger: 'schedule', jitterSeconds: schedule.jitterSeconds } });
       }
@@ -129,7 +140,7 @@ export async function installConnectorSchedules(boss: Pick<PgBoss, 'schedule' | 
   const reconciles = new Map<string, ReconcileJobPayload>();
   for (const [key, { data }] of wanted) {
     const connector = list.find((candidate) => candidate.id === data.connector);
-    if (connector?.models.find((model) => model.name === data.model)?.listIds) reconciles.set(key, { connector: data.connector, instanceId: data.instanceId, model: data.model });
+    if (connector?.models.find((model) => model.name === data.model)?.listIds && !noReconcile.has(key)) reconciles.set(key, { connector: data.connector, instanceId: data.instanceId, model: data.model });
   }
   for (const existing of await boss.getSchedules(connectorReconcile.name)) {
     if (existing.key && !reconciles.has(existing.key)) await boss.unschedule(connectorReconcile.name, existing.key);

@@ -150,7 +150,7 @@ describe('deep links', () => {
   it('renders a task linked to an external record with its URL, in Block Kit and on the console', () => {
     const task = {
       id: '7', ref: 'T-7', type: 'remediation' as const, title: 'Patch host', description: null, state: 'open' as const, priority: 'high' as const,
-      requesterId: null, assigneeId: null, dueAt: null, policy: null, version: 1, createdAt: new Date(), updatedAt: new Date(),
+      requesterId: null, assigneeId: null, dueAt: null, policy: null, version: 1, labels: [], externalAssignee: null, createdAt: new Date(), updatedAt: new Date(),
       links: [{ kind: 'external' as const, target: 'servicenow:INC0012345', url: 'https://acme.service-now.com/nav_to.do?uri=incident.do?sys_id=abc|x' }],
     };
     const message = renderTask(task);

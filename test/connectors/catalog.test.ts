@@ -15,8 +15,6 @@ import { captureLogs } from '../support/logs.ts';
 
 /** Every variable of every unbuilt integration, set to something valid. */
 const UNBUILT_ENV = {
-  JIRA_BASE_URL: 'https://acme.atlassian.net',
-  JIRA_PAT: 'a-jira-personal-token',
   ONETRUST_BASE_URL: 'https://app.onetrust.com',
   ONETRUST_API_TOKEN: 'a-onetrust-token',
   EVIDENCE_S3_BUCKET: 'acme-evidence',
@@ -47,7 +45,7 @@ describe('integration status', () => {
       expect(status, entry.id).toMatchObject({ state: 'not_built' });
       expect(status!.ignored.length, entry.id).toBeGreaterThan(0);
     }
-    expect(statuses.find((status) => status.id === 'jira')?.ignored).toEqual(['JIRA_BASE_URL', 'JIRA_PAT']);
+    expect(statuses.find((status) => status.id === 'onetrust')?.ignored).toEqual(['ONETRUST_BASE_URL', 'ONETRUST_API_TOKEN']);
   });
 
   describe('in /projectx status', () => {
@@ -63,7 +61,7 @@ describe('integration status', () => {
       const session = new ConsoleSession({ domain: fx.deps, actor: { surface: 'console', user }, integrations: () => integrationHealth(fx.tdb.db, config, modules) });
       const { text } = await session.handle('status');
       for (const entry of NOT_BUILT) expect(text).toContain(`${entry.title}: not built in this version`);
-      expect(text).not.toMatch(/(Jira|OneTrust|S3|SharePoint|Google Drive)[^\n]*: (configured|healthy|unknown)/);
+      expect(text).not.toMatch(/(OneTrust|S3|SharePoint|Google Drive)[^\n]*: (configured|healthy|unknown)/);
       expect(text).toContain('Slack: not configured (set SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)');
       expect(text).toContain('Evidence store (local files): configured');
     });
@@ -84,7 +82,7 @@ describe('integration status', () => {
       const logs = captureLogs({ level: 'info' });
       service = await startService({ config: configFor({ ...UNBUILT_ENV, DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0' }), role: 'web', logger: logs.logger });
       const messages = logs.lines().map((line) => String(line.msg));
-      expect(messages).toContain('Jira: not built in this version (JIRA_BASE_URL, JIRA_PAT ignored)');
+      expect(messages).toContain('OneTrust: not built in this version (ONETRUST_BASE_URL, ONETRUST_API_TOKEN ignored)');
       expect(messages).toContain('Evidence store: S3: not built in this version (EVIDENCE_S3_BUCKET ignored)');
       for (const entry of NOT_BUILT) expect(messages, entry.id).not.toContain(`${entry.title}: configured`);
     });

@@ -48,7 +48,7 @@ describe('connector registry', () => {
         if (!empty.ok) throw new Error(empty.problems.join('; '));
         expect(connector.fromEnv(empty.config)).toBeUndefined();
         for (const set of entry!.configuredBy) {
-          const env = Object.fromEntries(set.map((variable) => [variable, variable.endsWith('_URL') ? 'https://example.service-now.com' : 'a-long-enough-value']));
+          const env = Object.fromEntries(set.map((variable) => [variable, variable.endsWith('_URL') ? 'https://example.service-now.com' : variable.endsWith('_PROJECT_KEYS') ? 'SEC,OPS' : 'a-long-enough-value']));
           const loaded = loadConfig(env);
           if (!loaded.ok) throw new Error(loaded.problems.join('; '));
           const described = connector.fromEnv(loaded.config);

@@ -9,7 +9,6 @@
  * SLACK_ALLOWED_WORKSPACES, which the callback checks against the workspace Slack names. A workspace refused
  * there is audited, uninstalled again (`apps.uninstall`, best effort) and nothing of it is stored.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { WebClient } from '@slack/web-api';
 import { type Context, Hono } from 'hono';
 import { getCookie, setCookie } from 'hono/cookie';
@@ -20,6 +19,7 @@ import type { Keyring } from '../../connectors/sdk/crypto.ts';
 import type { Db } from '../../db/database.ts';
 import { appendAudit, auditRefusal } from '../../domain/audit.ts';
 import { errorBody } from '../../http/errors.ts';
+import { OAUTH_STATE_TTL_MS as STATE_TTL_MS, checkState, issueState, stateLink } from '../../http/oauth-state.ts';
 import type { JobRuntime } from '../../jobs/runtime.ts';
 import type { Logger } from '../../logger.ts';
 import { WORKSPACE_NOT_ALLOWED, describeWorkspace, isInstallListed } from './allowlist.ts';
@@ -29,38 +29,7 @@ import { SLACK_BOT_SCOPES } from './manifest.ts';
 import { saveInstallation } from './installations.ts';
 
 const STATE_COOKIE = 'projectx_slack_oauth';
-const STATE_TTL_MS = 10 * 60_000;
 export const SLACK_AUTHORIZE_URL = 'https://slack.com/oauth/v2/authorize';
-
-function sign(secret: string, payload: string): string {
-  return createHmac('sha256', secret).update(payload).digest('base64url');
-}
-
-/** A signed state; `linkId` (an install link's id) is carried inside the signature, so it cannot be swapped. */
-export function issueState(secret: string, now: Date, linkId?: string): { state: string; nonce: string } {
-  const nonce = randomBytes(16).toString('base64url');
-  const payload = [nonce, now.getTime() + STATE_TTL_MS, ...(linkId ? [linkId] : [])].join('.');
-  return { state: `${payload}.${sign(secret, payload)}`, nonce };
-}
-
-export function checkState(secret: string, state: string, cookieNonce: string | undefined, now: Date): 'ok' | 'invalid' | 'expired' | 'wrong_browser' {
-  const parts = state.split('.');
-  const [nonce, expires] = parts;
-  const signature = parts.at(-1);
-  if (!nonce || !expires || !signature || parts.length < 3 || parts.length > 4) return 'invalid';
-  const expected = Buffer.from(sign(secret, parts.slice(0, -1).join('.')));
-  const given = Buffer.from(signature);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return 'invalid';
-  if (Number(expires) < now.getTime()) return 'expired';
-  if (!cookieNonce || cookieNonce !== nonce) return 'wrong_browser';
-  return 'ok';
-}
-
-/** The install link a checked state carries, if the install started from one. */
-export function stateLink(state: string): string | undefined {
-  const parts = state.split('.');
-  return parts.length === 4 ? parts[2] : undefined;
-}
 
 export interface SlackOAuthDeps {
   config: Config;

@@ -17,7 +17,8 @@ import { type CliVerb, type Io, defineVerb } from '../../cli/verb.ts';
 import { wakePushes } from '../../jobs/connector-push.ts';
 import { installConnectorSchedules } from '../../jobs/connector-sync.ts';
 import { connectorNamed } from './cli-runs.ts';
-import { InstanceError, configureInstance } from './instances.ts';
+import { AUTHORIZE_LINK_DEFAULT_TTL_MS, AUTHORIZE_LINK_MAX_TTL_MS, createAuthorizeLink } from './consent.ts';
+import { InstanceError, configureInstance, ensureInstanceFromEnv, loadInstance } from './instances.ts';
 
 const PUSH_STATUSES = ['pending', 'failed', 'sent'] as const;
 
@@ -142,6 +143,37 @@ export const connectorsVerb: CliVerb = defineVerb({
           if (error instanceof InstanceError) fail(error.message);
           throw error;
         }
+      },
+    },
+    {
+      name: 'authorize',
+      usage: 'connectors authorize <connector> [--instance <name>] [--ttl <minutes>]',
+      summary: 'Prints a single-use link an admin opens to give ProjectX access (OAuth consent); it expires (default 60 minutes, at most 24 hours).',
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { instance: { type: 'string' }, ttl: { type: 'string' } });
+        if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+        const connector = connectorNamed(ctx, positionals[0]);
+        if (!connector.consent) fail(`${connector.title} has no OAuth consent to give (its credentials are configured, not consented to)`);
+        const ttl = one(values.ttl);
+        if (ttl !== undefined && (!/^\d{1,4}$/.test(ttl) || Number(ttl) < 1 || Number(ttl) * 60_000 > AUTHORIZE_LINK_MAX_TTL_MS)) throw new UsageError(`--ttl takes whole minutes from 1 to ${AUTHORIZE_LINK_MAX_TTL_MS / 60_000}`);
+        if (!ctx.config.PUBLIC_URL) fail('PUBLIC_URL is not set: the consent comes back to <PUBLIC_URL>/oauth/callback/' + connector.id);
+        const name = one(values.instance) ?? 'default';
+        await ensureInstanceFromEnv(ctx.db, ctx.keyring, connector, connector.fromEnv(ctx.config));
+        const row = await ctx.db.selectFrom('integration_configs').select('id').where('type', '=', connector.id).where('name', '=', name).executeTakeFirst();
+        if (!row) fail(`no ${connector.title} instance named ${name} (projectx connectors list)`);
+        let unavailable: string | undefined;
+        try {
+          unavailable = connector.consent.available(await loadInstance(ctx.db, ctx.keyring, connector, row.id));
+        } catch (error) {
+          if (error instanceof InstanceError) fail(error.message);
+          throw error;
+        }
+        if (unavailable) fail(unavailable);
+        const link = await createAuthorizeLink(ctx.db, { connector: connector.id, instanceId: row.id, publicUrl: ctx.config.PUBLIC_URL, createdBy: 'cli', ttlMs: ttl === undefined ? AUTHORIZE_LINK_DEFAULT_TTL_MS : Number(ttl) * 60_000, now: ctx.domain.clock.now() });
+        await audit(ctx, 'integration.authorize_link', 'integration', `${connector.id}:${name}`, { linkId: link.id, expiresAt: link.expiresAt.toISOString() });
+        if (io.json) io.out(JSON.stringify({ connector: connector.id, instance: name, url: link.url, expiresAt: link.expiresAt.toISOString() }));
+        else io.out(`Open this link (once, before ${link.expiresAt.toISOString()}) signed in to ${connector.title} as the account ProjectX should act as:\n${link.url}`);
+        return 0;
       },
     },
     ...(['enable', 'disable'] as const).map((action) => ({

@@ -101,6 +101,14 @@ export interface SyncModel<Settings = any, Client = any, Raw = any, Cursor = any
    * nightly reconciliation compares with the ledger to find deletions and records the sync missed.
    */
   listIds?(input: { client: Client; instance: ConnectorInstance<Settings>; signal: AbortSignal }): AsyncIterable<{ ok: true; ids: string[] } | { ok: false; failure: UpstreamFailure }>;
+  /**
+   * The records with these external ids, read from the system now (not from a search index that may lag):
+   * what webhook deliveries name, and what reconciliation is about to call gone. `missing`: ids the system
+   * did not return (deleted, or no longer visible to us: the two look alike).
+   */
+  fetchByIds?(input: { client: Client; instance: ConnectorInstance<Settings>; ids: readonly string[] }): Promise<{ ok: true; records: unknown[]; missing: string[] } | { ok: false; failure: UpstreamFailure }>;
+  /** Domain effects of records found gone (flagged in the ledger in the same transaction). */
+  onMissing?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; externalIds: readonly string[]; runtime: ConnectorRuntime; now: Date }): Promise<void>;
 }
 
 export interface ConnectorDefinition<Settings = any, Client = any> {
@@ -119,6 +127,12 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   fromEnv(config: Config): { name: string; settings: Settings; credentials: Record<string, string> } | undefined;
   createClient(instance: ConnectorInstance<Settings>, runtime: ConnectorRuntime & { keyring: Keyring }): Client & { close(): Promise<void> };
   models: readonly SyncModel<Settings, Client>[];
+  /**
+   * Per-instance defaults from its settings (an interval the environment sets, reconciliation turned off),
+   * under the instance's own `schedules` overrides: `everySeconds` replaces the model's schedule,
+   * `reconcile: false` drops its nightly reconciliation.
+   */
+  scheduleDefaults?(settings: Settings): readonly { model: string; everySeconds?: number; reconcile?: boolean }[];
   /** Writes back to the system (acknowledgements, remediation tasks), sent in order through the push queue. */
   push?: PushDefinition<Settings, Client>;
   /**
@@ -128,17 +142,50 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   onEvent?(event: DomainEvent, input: { domain: DomainDeps; jobs: Pick<JobRuntime, 'enqueue'> }): Promise<void>;
   /** `POST /api/integrations/<id>/webhook`: the system tells us a record changed; a sync of its model follows. */
   webhook?: ConnectorWebhook;
+  /** An admin's OAuth consent (authorization code): `projectx connectors authorize <id>` (src/connectors/sdk/consent.ts). */
+  consent?: ConnectorConsent<Settings>;
 }
 
-export interface ConnectorWebhook {
-  /** Standard Webhooks, signed with the instance's credential `secretField`. */
-  scheme: 'standard';
-  secretField: string;
-  /** The body: which record changed, as the model whose sync it triggers and the record's external id. */
-  payload: z.ZodType<{ model: string; externalId: string }>;
-  /** Changes within this window share one sync run, started at its end. */
-  debounceSeconds: number;
+/** What a connector whose credential is an admin's OAuth consent provides to the framework's consent flow. */
+export interface ConnectorConsent<Settings = any> {
+  /** Why this instance cannot be consented to (not an OAuth instance, no PUBLIC_URL), or undefined. */
+  available(instance: ConnectorInstance<Settings>): string | undefined;
+  /** The system's authorize page for this instance, carrying `state` and coming back to `redirectUri`. */
+  authorizeUrl(input: { instance: ConnectorInstance<Settings>; state: string; redirectUri: string }): string;
+  /** Exchanges the code and stores what it gives (encrypted); expected failures are values. */
+  complete(input: { instance: ConnectorInstance<Settings>; code: string; redirectUri: string; runtime: ConnectorRuntime & { keyring: Keyring }; actor: string }): Promise<{ ok: true; detail: Record<string, unknown> } | { ok: false; code: string; message: string }>;
 }
+
+/** What a webhook body says: a record of a model changed (or is gone), or nothing we act on. */
+export type WebhookTarget = { model: string; externalId: string; gone?: boolean } | { ignore: string };
+
+export type ConnectorWebhook = {
+  secretField: string;
+  /** The body: which record changed (the model and the record's external id), or why it is ignored. */
+  payload: z.ZodType<WebhookTarget>;
+  /**
+   * Changes within this window are handled together at its end: a sync run of the model, or, for a model that
+   * can fetch records by id (`fetchByIds`), one fetch of the records the deliveries named.
+   */
+  debounceSeconds: number;
+} & (
+  | {
+      /** Standard Webhooks, signed with the instance's credential `secretField`. */
+      scheme: 'standard';
+    }
+  | {
+      /**
+       * `sha256=<hex>` HMAC-SHA256 of the raw body in `signatureHeader` (Jira's X-Hub-Signature, GitHub's
+       * X-Hub-Signature-256); the delivery id in `idHeader`, stable across the sender's retries. No signed
+       * header carries a time: the body's (`sentAtMs`) must be within `maxAgeSeconds` of our clock.
+       */
+      scheme: 'hub-signature';
+      signatureHeader: string;
+      idHeader: string;
+      sentAtMs(body: unknown): number | undefined;
+      maxAgeSeconds: number;
+    }
+);
 
 /** One kind of write to the system. */
 export interface PushOperation<Settings = any, Client = any, Payload = any> {

@@ -114,8 +114,8 @@ export async function loadInstance<Settings>(db: Kysely<Database>, keyring: Keyr
 }
 
 /** The instances of a connector, enabled ones only unless asked. */
-export async function listInstances(db: Kysely<Database>, type: string, options: { includeDisabled?: boolean } = {}): Promise<{ id: string; name: string; environment: string; enabled: boolean; schedules: unknown[] }[]> {
-  let query = db.selectFrom('integration_configs').select(['id', 'name', 'environment', 'enabled', 'schedules']).where('type', '=', type).orderBy('created_at');
+export async function listInstances(db: Kysely<Database>, type: string, options: { includeDisabled?: boolean } = {}): Promise<{ id: string; name: string; environment: string; enabled: boolean; schedules: unknown[]; settings: unknown }[]> {
+  let query = db.selectFrom('integration_configs').select(['id', 'name', 'environment', 'enabled', 'schedules', 'settings']).where('type', '=', type).orderBy('created_at');
   if (!options.includeDisabled) query = query.where('enabled', '=', true);
   return query.execute();
 }

@@ -118,3 +118,24 @@ function guessId(raw: unknown): string | null {
   const id = (raw as { sys_id?: unknown; id?: unknown } | null)?.sys_id ?? (raw as { id?: unknown } | null)?.id;
   return typeof id === 'string' ? id.slice(0, 200) : null;
 }
+
+/**
+ * Records the system no longer returns (deleted there, or hidden from us: the two look alike): flagged
+ * `missing_since` (not deleted: what was synced stays for the record), and the model's effects for those newly
+ * flagged, in `trx`. Returns the ids newly flagged.
+ */
+export async function flagMissing<Settings, Client>(trx: Kysely<Database>, input: { runtime: ConnectorRuntime; instance: ConnectorInstance<Settings>; model: SyncModel<Settings, Client>; externalIds: readonly string[]; now: Date }): Promise<string[]> {
+  if (input.externalIds.length === 0) return [];
+  const flagged = await trx
+    .updateTable('external_records')
+    .set({ missing_since: input.now })
+    .where('config_id', '=', input.instance.id)
+    .where('model', '=', input.model.name)
+    .where('external_id', 'in', [...input.externalIds])
+    .where('missing_since', 'is', null)
+    .returning('external_id')
+    .execute();
+  const ids = flagged.map((row) => row.external_id);
+  if (ids.length > 0 && input.model.onMissing) await input.model.onMissing({ trx, instance: input.instance, externalIds: ids, runtime: input.runtime, now: input.now });
+  return ids;
+}

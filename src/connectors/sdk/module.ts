@@ -5,11 +5,13 @@
  * module list (`ctx.connectors`) and names none.
  */
 import type { Db } from '../../db/database.ts';
+import { connectorDeliveries } from '../../jobs/connector-deliveries.ts';
 import { connectorPush, connectorPushSweep } from '../../jobs/connector-push.ts';
 import { connectorReconcile, connectorSync, installConnectorSchedules } from '../../jobs/connector-sync.ts';
 import { type Metrics, registerCollectedGauge, sharedRead } from '../../metrics.ts';
 import { defineModule } from '../../module.ts';
 import { reconcileVerb, syncVerb } from './cli-runs.ts';
+import { CONSENT_CALLBACK_PATH, CONSENT_START_PATH, createConsentRoutes } from './consent.ts';
 import { connectorsVerb, pushesVerb } from './cli.ts';
 import { upstreamCounters } from './http-client.ts';
 import { ensureInstanceFromEnv } from './instances.ts';
@@ -23,8 +25,8 @@ export const connectorFrameworkModule = defineModule({
   title: 'Connector framework',
   kind: 'platform',
   configuredBy: [],
-  routes: [{ method: 'POST', path: CONNECTOR_WEBHOOK_PATH }],
-  jobs: [connectorSync, connectorPush, connectorPushSweep, connectorReconcile],
+  routes: [{ method: 'POST', path: CONNECTOR_WEBHOOK_PATH }, { method: 'GET', path: CONSENT_START_PATH }, { method: 'GET', path: CONSENT_CALLBACK_PATH }],
+  jobs: [connectorSync, connectorPush, connectorPushSweep, connectorReconcile, connectorDeliveries],
   verbs: [syncVerb, reconcileVerb, connectorsVerb, pushesVerb],
   metrics: ['integration_status', 'integration_pushes_pending', 'integration_pushes_oldest_seconds', 'circuit_state', 'connector_webhooks_total', 'sync_records_total', 'sync_latency_seconds', 'upstream_requests_total', 'rate_limited_total'],
   secrets: connectorSecretStores,
@@ -37,7 +39,11 @@ export const connectorFrameworkModule = defineModule({
     upstreamCounters(ctx.metrics.registry);
     syncInstruments(ctx.metrics.registry);
     if (ctx.worker) await installConnectorSchedules(ctx.jobs.boss, ctx.db, ctx.logger, ctx.connectors);
-    return ctx.web ? { routes: createConnectorWebhooks({ db: ctx.db, keyring: ctx.keyring, jobs: ctx.jobs, clock: ctx.clock, logger: ctx.logger, metrics: ctx.metrics, connectors: ctx.connectors }) } : {};
+    if (!ctx.web) return {};
+    const routes = createConnectorWebhooks({ db: ctx.db, keyring: ctx.keyring, jobs: ctx.jobs, clock: ctx.clock, logger: ctx.logger, metrics: ctx.metrics, connectors: ctx.connectors });
+    const runtime = { db: ctx.db, logger: ctx.logger, clock: ctx.clock, metrics: ctx.metrics, events: ctx.domain.events };
+    routes.route('/', createConsentRoutes({ db: ctx.db, keyring: ctx.keyring, clock: ctx.clock, logger: ctx.logger, runtime, connectors: ctx.connectors, publicUrl: ctx.config.PUBLIC_URL }));
+    return { routes };
   },
 });
 

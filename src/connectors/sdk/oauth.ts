@@ -9,8 +9,9 @@
  * one that was just refused. Within a process, concurrent callers share one promise. Each token obtained is
  * audited in `integration_credentials_audit` (when and until when, never the token).
  */
-import { sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { Db } from '../../db/database.ts';
+import type { Database } from '../../db/schema.ts';
 import type { Logger } from '../../logger.ts';
 import type { Clock } from '../../clock.ts';
 import { type Keyring, isEnvelope } from './crypto.ts';
@@ -28,8 +29,12 @@ export interface TokenSourceOptions {
   instanceId: string;
   clock: Clock;
   logger: Logger;
-  /** Asks the token endpoint; throws AuthUnavailable when refused or unreachable. */
-  grant: () => Promise<GrantedToken>;
+  /**
+   * Asks the token endpoint; throws AuthUnavailable when refused or unreachable. Runs inside the refresh's
+   * transaction (`trx`, holding the instance's refresh lock), so a grant that rotates something (a refresh
+   * token) stores it in the same commit as the access token it came with.
+   */
+  grant: (input: { trx: Kysely<Database> }) => Promise<GrantedToken>;
   /** A token this close to its expiry is refreshed before use (default 60 s). */
   refreshMarginSeconds?: number;
 }
@@ -65,7 +70,7 @@ export function createTokenSource(options: TokenSourceOptions): AuthProvider & {
           // Whoever held the lock before us may have refreshed it already.
           const again = await readStored(trx);
           if (again && fresh(again.expiresAt) && again.token !== rejected) return remember(again);
-          const granted = await options.grant();
+          const granted = await options.grant({ trx });
           const expiresAt = options.clock.now().getTime() + granted.expiresInSeconds * 1000;
           const envelope = JSON.stringify(options.keyring.encrypt(granted.accessToken, aad));
           await trx

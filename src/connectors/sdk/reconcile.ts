@@ -3,8 +3,10 @@
  * merged page by page with the ledger's (`external_records`, same order), so memory does not grow with the
  * table:
  *
- * - in the ledger, not in the system: deleted there (or hidden from us). Flagged `missing_since` (not
- *   deleted: what was synced stays for the record), and reported;
+ * - in the ledger, not in the system: deleted there (or hidden from us). When the model can fetch records by
+ *   id (the listing may come from a search index that lags), they are asked for first, and only those the
+ *   system does not return are. Flagged `missing_since` (not deleted: what was synced stays for the record),
+ *   with the model's effects (`onMissing`), and reported;
  * - in the system, not in the ledger: a record the syncs missed (an orphan). Reported, and a full sync of the
  *   model is queued, which brings it in;
  * - back in the system after being flagged: the flag is cleared.
@@ -15,6 +17,7 @@
 import { sql } from 'kysely';
 import type { RunStatus } from '../../db/schema.ts';
 import { newEvent } from '../../domain/events.ts';
+import { flagMissing } from './ledger.ts';
 import type { ConnectorDefinition, ConnectorInstance, ConnectorRuntime, SyncModel } from './contract.ts';
 
 export interface ReconcileSummary {
@@ -53,10 +56,12 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
     summary.local += local.length;
     const remote = new Set(remoteIds);
     const localIds = new Set(local.map((row) => row.external_id));
-    const gone = local.filter((row) => !remote.has(row.external_id) && row.missing_since === null).map((row) => row.external_id);
+    let gone = local.filter((row) => !remote.has(row.external_id) && row.missing_since === null).map((row) => row.external_id);
     const back = local.filter((row) => remote.has(row.external_id) && row.missing_since !== null).map((row) => row.external_id);
     const orphans = remoteIds.filter((id) => !localIds.has(id));
-    if (gone.length) await runtime.db.updateTable('external_records').set({ missing_since: now }).where('config_id', '=', instance.id).where('model', '=', model.name).where('external_id', 'in', gone).execute();
+    // The listing may come from a search index that lags (Jira's): ask for the candidates by id before calling them gone.
+    if (gone.length && model.fetchByIds) gone = await confirmGone(gone);
+    if (gone.length) await runtime.db.transaction().execute((trx) => flagMissing(trx, { runtime, instance, model, externalIds: gone, now }));
     if (back.length) await runtime.db.updateTable('external_records').set({ missing_since: null }).where('config_id', '=', instance.id).where('model', '=', model.name).where('external_id', 'in', back).execute();
     summary.missing += gone.length;
     summary.reappeared += back.length;
@@ -65,18 +70,36 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
     orphanSample.push(...orphans.slice(0, 20 - orphanSample.length));
   };
 
-  for await (const step of model.listIds({ client: input.client, instance, signal: input.signal })) {
-    if (!step.ok) {
-      summary.errorCodes.push(step.failure.code);
-      await finishRun(runtime, summary, 'failed', started);
-      return { ...summary, status: 'failed' };
+  const confirmGone = async (candidates: string[]): Promise<string[]> => {
+    const confirmed: string[] = [];
+    for (let index = 0; index < candidates.length; index += 100) {
+      const answer = await model.fetchByIds!({ client: input.client, instance, ids: candidates.slice(index, index + 100) });
+      if (!answer.ok) throw new ConfirmFailed(answer.failure.code);
+      confirmed.push(...answer.missing);
     }
-    summary.remote += step.ids.length;
-    const last = step.ids[step.ids.length - 1]!;
-    await compare(step.ids, last);
-    after = last;
-    // The counts so far, for whoever watches the run (`projectx reconcile --wait`): one small update a page.
-    await runtime.db.updateTable('integration_runs').set({ counts: JSON.stringify(countsOf(summary)) }).where('id', '=', summary.runId).execute();
+    return confirmed;
+  };
+
+  try {
+    for await (const step of model.listIds({ client: input.client, instance, signal: input.signal })) {
+      if (!step.ok) {
+        summary.errorCodes.push(step.failure.code);
+        await finishRun(runtime, summary, 'failed', started);
+        return { ...summary, status: 'failed' };
+      }
+      summary.remote += step.ids.length;
+      const last = step.ids[step.ids.length - 1]!;
+      await compare(step.ids, last);
+      after = last;
+      // The counts so far, for whoever watches the run (`projectx reconcile --wait`): one small update a page.
+      await runtime.db.updateTable('integration_runs').set({ counts: JSON.stringify(countsOf(summary)) }).where('id', '=', summary.runId).execute();
+    }
+    if (!input.signal.aborted) await compare([], undefined); // what the ledger holds past the system's last id
+  } catch (error) {
+    if (!(error instanceof ConfirmFailed)) throw error;
+    summary.errorCodes.push(error.code);
+    await finishRun(runtime, summary, 'failed', started);
+    return { ...summary, status: 'failed' };
   }
   if (input.signal.aborted) {
     // Stopped before the listing ended: nothing past this point may be judged.
@@ -84,7 +107,6 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
     await finishRun(runtime, summary, 'failed', started);
     return { ...summary, status: 'failed' };
   }
-  await compare([], undefined); // what the ledger holds past the system's last id
 
   await runtime.db.transaction().execute(async (trx) => {
     if (summary.missing + summary.orphans === 0) return;
@@ -104,6 +126,15 @@ export async function reconcile<Settings, Client>(input: { runtime: ConnectorRun
   });
   await finishRun(runtime, summary, 'succeeded', started);
   return { ...summary, status: 'succeeded' };
+}
+
+/** Asking the system for the records that seemed gone failed: nothing past this point may be judged. */
+class ConfirmFailed extends Error {
+  readonly code: string;
+  constructor(code: string) {
+    super(`confirming missing records failed (${code})`);
+    this.code = code;
+  }
 }
 
 async function finishRun(runtime: ConnectorRuntime, summary: ReconcileSummary, status: RunStatus, started: Date): Promise<void> {

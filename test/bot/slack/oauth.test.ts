@@ -6,7 +6,7 @@
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSlackSurface } from '../../../src/bot/slack/surface.ts';
-import { checkState, issueState } from '../../../src/bot/slack/oauth.ts';
+import { checkState, issueState } from '../../../src/http/oauth-state.ts';
 import { findInstallation } from '../../../src/bot/slack/installations.ts';
 import { slackRefreshTokens } from '../../../src/bot/slack/token-refresh.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';

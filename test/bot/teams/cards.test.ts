@@ -21,6 +21,8 @@ const task: Task = {
   dueAt: null,
   policy: { approverUserIds: ['u-a', 'u-b'], quorum: 1 } as Task['policy'],
   version: 1,
+  labels: [],
+  externalAssignee: null,
   createdAt: new Date('2026-12-07T10:00:00Z'),
   updatedAt: new Date('2026-12-07T10:00:00Z'),
   links: [{ kind: 'control', target: 'AC-2', url: 'https://grc.example.com/controls/AC-2' }, { kind: 'incident', target: 'INC0012345', url: 'javascript:alert(1)' }],

@@ -69,7 +69,7 @@ describe('projectx sync', () => {
   it('answers bad input with a message and a non-zero exit', async () => {
     const unknown = await cli(['sync', 'nope']);
     expect(unknown.code).toBe(2);
-    expect(unknown.err).toBe('error: unknown connector "nope" (connectors: servicenow)\nUsage: projectx sync <connector> [--full] [--wait] [--model <name>]... [--instance <name>] [--timeout <seconds>]\n');
+    expect(unknown.err).toBe('error: unknown connector "nope" (connectors: servicenow, jira)\nUsage: projectx sync <connector> [--full] [--wait] [--model <name>]... [--instance <name>] [--timeout <seconds>]\n');
     const model = await cli(['sync', 'servicenow', '--model', 'problem']);
     expect(model.code).toBe(2);
     expect(model.err).toContain('has no model "problem"');
