@@ -10,6 +10,7 @@ import { defineConnector } from '../sdk/contract.ts';
 import { type JiraClient, type JiraSettings, createJiraClient, jiraSettings } from './client.ts';
 import { jiraConsent } from './oauth.ts';
 import { issues } from './sync.ts';
+import { jiraWebhook } from './webhook.ts';
 
 export const jira = defineConnector<JiraSettings, JiraClient>({
   id: 'jira',
@@ -46,6 +47,7 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
   models: [issues],
   scheduleDefaults: (settings) => [{ model: 'issue', everySeconds: settings.syncEverySeconds, reconcile: settings.reconcile }],
   consent: jiraConsent,
+  webhook: jiraWebhook,
 });
 
 /** `oauth` or `pat` as JIRA_AUTH_MODE says, else as the variables set imply; undefined when neither is complete. */

@@ -14,6 +14,7 @@ import { audit } from '../../cli/audit.ts';
 import type { OperatorContext } from '../../cli/context.ts';
 import { printList } from '../../cli/output.ts';
 import { type CliVerb, type Io, defineVerb } from '../../cli/verb.ts';
+import { connectorDeliveries, deliveriesKey } from '../../jobs/connector-deliveries.ts';
 import { wakePushes } from '../../jobs/connector-push.ts';
 import { installConnectorSchedules } from '../../jobs/connector-sync.ts';
 import { connectorNamed } from './cli-runs.ts';
@@ -82,7 +83,7 @@ export const pushesVerb: CliVerb = defineVerb({
 
 export const connectorsVerb: CliVerb = defineVerb({
   name: 'connectors',
-  summary: 'Connector instances: list, configure, enable, disable',
+  summary: 'Connector instances: list, configure, authorize, enable, disable; their webhook deliveries',
   commands: [
     {
       name: 'list',
@@ -173,6 +174,65 @@ export const connectorsVerb: CliVerb = defineVerb({
         await audit(ctx, 'integration.authorize_link', 'integration', `${connector.id}:${name}`, { linkId: link.id, expiresAt: link.expiresAt.toISOString() });
         if (io.json) io.out(JSON.stringify({ connector: connector.id, instance: name, url: link.url, expiresAt: link.expiresAt.toISOString() }));
         else io.out(`Open this link (once, before ${link.expiresAt.toISOString()}) signed in to ${connector.title} as the account ProjectX should act as:\n${link.url}`);
+        return 0;
+      },
+    },
+    {
+      name: 'deliveries',
+      usage: 'connectors deliveries [--status failed|received] [--limit <n>]',
+      summary: 'Webhook deliveries from connected systems that failed for good (default) or still wait, oldest first.',
+      list: true,
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { status: { type: 'string' }, limit: { type: 'string' } });
+        if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+        const status = one(values.status) ?? 'failed';
+        if (status !== 'failed' && status !== 'received') throw new UsageError('--status must be failed or received');
+        const sources = ctx.connectors.filter((connector) => connector.webhook).map((connector) => `${connector.id}:%`);
+        const rows = sources.length
+          ? await ctx.db
+              .selectFrom('inbound_events')
+              .select(['id', 'source', 'delivery_id', 'kind', 'received_at', 'error', 'result'])
+              .where('status', '=', status)
+              .where((eb) => eb.or(sources.map((source) => eb('source', 'like', source))))
+              .orderBy('received_at')
+              .limit(limitOption(values.limit))
+              .execute()
+          : [];
+        printList(io, rows, {
+          line: (row) => {
+            const error = (row.error ?? {}) as { code?: string; message?: string };
+            const target = (row.result ?? {}) as { externalId?: string };
+            return `${row.id}  ${row.received_at.toISOString()}  ${row.source}  ${row.kind}${target.externalId ? ` ${target.externalId}` : ''}${error.code ? `  ${error.code}${error.message ? `: ${error.message}` : ''}` : ''}`;
+          },
+          json: (row) => ({ id: row.id, source: row.source, deliveryId: row.delivery_id, kind: row.kind, status, receivedAt: row.received_at, result: row.result, error: row.error }),
+          empty: `no ${status} connector deliveries`,
+        });
+        return 0;
+      },
+    },
+    {
+      name: 'redeliver',
+      usage: 'connectors redeliver <delivery id>',
+      summary: 'Puts a failed webhook delivery back in line (audited) and queues its handling.',
+      async run(ctx, args, io) {
+        const { positionals } = parse(args, {});
+        const id = positionals[0];
+        if (!id || !/^[0-9a-f-]{36}$/i.test(id) || positionals.length > 1) throw new UsageError('connectors redeliver takes one delivery id (a UUID, from connectors deliveries)');
+        const row = await ctx.db.selectFrom('inbound_events').select(['id', 'source', 'status']).where('id', '=', id).executeTakeFirst();
+        const connector = row ? ctx.connectors.find((candidate) => candidate.webhook && row.source.startsWith(`${candidate.id}:`)) : undefined;
+        if (!row || !connector) fail(`no connector delivery ${id} (list them with: projectx connectors deliveries)`);
+        if (row.status !== 'failed') fail(`delivery ${id} is ${row.status}, not failed`);
+        const instance = await ctx.db.selectFrom('integration_configs').select('id').where('type', '=', connector.id).where('name', '=', row.source.slice(connector.id.length + 1)).executeTakeFirst();
+        if (!instance) fail(`the ${connector.title} instance of delivery ${id} no longer exists`);
+        const replayed = await ctx.db.transaction().execute(async (trx) => {
+          const updated = await trx.updateTable('inbound_events').set({ status: 'received', error: null, processed_at: null }).where('id', '=', id).where('status', '=', 'failed').executeTakeFirst();
+          if (Number(updated.numUpdatedRows) === 0) return false;
+          await ctx.jobs.enqueue(connectorDeliveries, { connector: connector.id, instanceId: instance.id }, { db: trx, singletonKey: deliveriesKey(instance.id) });
+          return true;
+        });
+        if (!replayed) fail(`delivery ${id} changed while it was being replayed; list it again`);
+        await audit(ctx, 'integration.delivery.replay', 'inbound_event', id, { source: row.source });
+        io.out(`delivery ${id} (${row.source}) is back in line`);
         return 0;
       },
     },
