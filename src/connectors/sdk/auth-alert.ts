@@ -26,6 +26,9 @@ const CODES: Readonly<Record<AuthFailureKind, readonly string[]>> = {
   unusable: ['invalid_token_response'],
 };
 
+/** Failures alerted where they are found (a refused refresh token alerts once, with a new consent link): counted here, never paged again. */
+const ALERTED_AT_SOURCE: ReadonlySet<string> = new Set(['reauthorization_required']);
+
 /** OAuth 2.0 error codes (RFC 6749 §5.2) worth naming in a page: they say which credential was refused. */
 const OAUTH_ERRORS: ReadonlySet<string> = new Set(['invalid_client', 'invalid_grant', 'unauthorized_client', 'invalid_request', 'invalid_scope', 'unsupported_grant_type']);
 
@@ -56,6 +59,9 @@ function alertSummary(name: string, kind: AuthFailureKind, failure: UpstreamFail
   }
   if (kind === 'unusable') {
     return `${name}'s token endpoint answered twice in a row without a usable access token (${code}); nothing refused our credentials. Check the OAuth endpoint's configuration on the instance. Runbook ${runbookId}.`;
+  }
+  if (failure.kind === 'auth' && code === 'authorization_required') {
+    return `${name} has not been authorized yet: nothing syncs until an admin gives ProjectX access with projectx connectors authorize (OAuth consent). Runbook ${runbookId}.`;
   }
   if (failure.kind === 'auth' && code === 'basic_auth_refused') {
     return `${name} refused our credentials twice in a row: the configured user and password (${code}). Check the integration user and its password. Runbook ${runbookId}.`;
@@ -94,7 +100,7 @@ export async function noteAuthFailure<Settings, Client>(input: { runtime: Connec
       )
       .returning('consecutive_failures')
       .executeTakeFirstOrThrow();
-    if (row.consecutive_failures !== 2) return;
+    if (row.consecutive_failures !== 2 || ALERTED_AT_SOURCE.has(code)) return;
     const { httpStatus } = howItAnswered(failure);
     await runtime.events.emit(
       trx,
