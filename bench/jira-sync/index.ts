@@ -51,6 +51,7 @@ import type { RunSummary } from '../../src/connectors/sdk/sync.ts';
 import { type Db, createDatabase } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type FakeJira, type IssueInput, type IssueTypeName, type JiraUser, type PriorityName, startFakeJira } from '../../test/fakes/jira/server.ts';
+import { type CpuUsage, benchmarkGroups, cpuUsage, sampleCpu } from '../lib/cpu.ts';
 import { benchDatabase, durabilitySettings } from '../lib/database.ts';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -95,6 +96,8 @@ interface Row {
   ledgerRows: number;
   controlLinks: number;
   summary: RunSummary;
+  syncCpu: CpuUsage | undefined;
+  ceilingCpu: CpuUsage | undefined;
 }
 
 const database = await benchDatabase({
@@ -155,12 +158,15 @@ try {
       }
 
       await emptyTables(db);
+      const cpuBefore = sampleCpu();
       const { ledgerSeconds, tasksSeconds } = await writeCeiling(db, instanceId, ceiling);
+      const cpuAfter = sampleCpu();
+      const ceilingCpu = cpuBefore && cpuAfter ? cpuUsage(cpuBefore, cpuAfter, benchmarkGroups({})) : undefined;
       const written = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
       if (Number(written.n) !== size) throw new Error(`the ceiling wrote ${written.n} tasks of ${size}`);
       await emptyTables(db);
 
-      rows.push({ records: size, seconds: result.seconds, cpuSeconds: result.cpuSeconds, maxRssBytes: result.maxRssBytes, requests: requests.length, pages, ledgerSeconds, tasksSeconds, tasks: synced.length, ledgerRows: ledger.length, controlLinks, summary: result.summary });
+      rows.push({ records: size, seconds: result.seconds, cpuSeconds: result.cpuSeconds, maxRssBytes: result.maxRssBytes, requests: requests.length, pages, ledgerSeconds, tasksSeconds, tasks: synced.length, ledgerRows: ledger.length, controlLinks, summary: result.summary, syncCpu: result.cpu, ceilingCpu });
       console.error(`  ${size}: sync ${result.seconds.toFixed(1)} s, ${pages} pages, peak RSS ${(result.maxRssBytes / 2 ** 20).toFixed(0)} MiB; ceiling writes: ledger ${ledgerSeconds.toFixed(1)} s, tasks + links ${tasksSeconds.toFixed(1)} s`);
     } finally {
       await fake.close();
@@ -179,6 +185,16 @@ try {
       `| ${row.records} | ${row.seconds.toFixed(1)} | ${Math.round(row.records / row.seconds)} | ${row.requests} | ${row.pages} | ${(row.maxRssBytes / 2 ** 20).toFixed(0)} | ${row.cpuSeconds.toFixed(1)} | ${pagesLatency(row).toFixed(1)} | ${row.ledgerSeconds.toFixed(1)} | ${row.tasksSeconds.toFixed(1)} | ${ceilingSeconds.toFixed(1)} | ${Math.round(row.records / ceilingSeconds)} | ${(ceilingSeconds / row.seconds).toFixed(2)} |`,
     );
   }
+  console.log('\nWhere the CPU went (average cores busy, from /proc; the bench process runs the fake Jira, and writes the ceiling):\n');
+  console.log('| records | phase | seconds | bench process | sync process | PostgreSQL | other | PostgreSQL CPU s |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
+  for (const row of rows) {
+    for (const [phase, cpu] of [['sync process, start to result', row.syncCpu], ['ceiling writes', row.ceilingCpu]] as const) {
+      if (!cpu) continue;
+      const g = (name: string) => cpu.groups[name] ?? 0;
+      console.log(`| ${row.records} | ${phase} | ${cpu.seconds.toFixed(1)} | ${g('client').toFixed(2)} | ${g('sync').toFixed(2)} | ${g('postgres').toFixed(2)} | ${cpu.other.toFixed(2)} | ${(g('postgres') * cpu.seconds).toFixed(1)} |`);
+    }
+  }
   console.log('\n#### summary\n');
   for (const row of rows) {
     const ratio = ceilingOf(row) / row.seconds;
@@ -195,14 +211,22 @@ try {
   await database.close();
 }
 
-/** One full sync in bench/jira-sync/sync.ts, a process of its own. */
+/**
+ * One full sync in bench/jira-sync/sync.ts, a process of its own, and where the machine's CPU went meanwhile:
+ * sampled when the process starts and when it reports (before it closes its database sessions, whose CPU time
+ * would be lost with them).
+ */
 function syncInChild(url: string, instanceId: string) {
-  return new Promise<{ summary: RunSummary; seconds: number; cpuSeconds: number; maxRssBytes: number }>((resolve, reject) => {
+  type Answer = { summary: RunSummary; seconds: number; cpuSeconds: number; maxRssBytes: number };
+  return new Promise<Answer & { cpu: CpuUsage | undefined }>((resolve, reject) => {
     const execArgv = profileDir ? [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : process.execArgv;
+    const before = sampleCpu();
     const proc = fork(child, [], { env: { ...process.env, BENCH_DATABASE_URL: url, BENCH_KEY: key.toString('base64'), BENCH_INSTANCE_ID: instanceId }, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let answer: { summary: RunSummary; seconds: number; cpuSeconds: number; maxRssBytes: number } | undefined;
+    let answer: (Answer & { cpu: CpuUsage | undefined }) | undefined;
     proc.once('message', (message) => {
-      answer = message as never;
+      const after = sampleCpu();
+      answer = { ...(message as Answer), cpu: before && after ? cpuUsage(before, after, benchmarkGroups({ sync: proc.pid })) : undefined };
+      proc.send('close');
     });
     proc.once('exit', (code) => (code === 0 && answer ? resolve(answer) : reject(new Error(`sync process exited (${code}) ${answer ? '' : 'without its result'}`))));
   });

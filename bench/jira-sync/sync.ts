@@ -3,7 +3,8 @@
  * sync of the `issue` model of the Jira instance in BENCH_INSTANCE_ID through the real path (the Jira client with
  * an API token, the `(updated, id)` pull over enhanced search with `nextPageToken`, the sync runner with its
  * read-ahead, the ledger, and the remediation tasks the issues become). Sends the run summary, its wall time, its
- * CPU time and the process's peak RSS to the parent, then exits.
+ * CPU time and the process's peak RSS to the parent, and exits when the parent answers (it samples the CPU of this
+ * process and of its database sessions first).
  */
 import { randomUUID } from 'node:crypto';
 import { jira } from '../../src/connectors/jira/index.ts';
@@ -43,8 +44,12 @@ const summary = await runSync({
 });
 const seconds = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuBefore);
+// The result first, while this process and its database sessions still live (the parent reads their CPU time
+// from /proc); then, when the parent says so, close and exit.
+const closing = new Promise((resolve) => process.once('message', resolve));
+process.send?.({ summary, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
+await closing;
 await client.close();
 await jobs.stop(1000);
 await db.destroy();
-process.send?.({ summary, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
 process.disconnect?.();

@@ -331,7 +331,7 @@ export async function commentOnTask(deps: DomainDeps, actor: Actor, taskId: stri
     }
     await appendAudit(trx, { actor, action: 'task.comment', objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { text: body.slice(0, 4000), ...(source ? { source } : {}) } });
     const subject = { kind: 'task' as const, id: task.id, label: task.ref };
-    await deps.events.emit(trx, newEvent({ subject, controlIds: controlIdsOf(task), type: 'task.commented', summary: `${task.ref} comment: ${body.slice(0, 200)}` }, now));
+    await deps.events.emit(trx, newEvent({ subject, controlIds: controlIdsOf(task), type: 'task.commented', summary: `${task.ref} comment: ${body.slice(0, 200)}`, data: { text: body.slice(0, 4000), by: actorLabel(actor), ...(source ? { source } : {}) } }, now));
     return true;
   });
   return ok({ task, added });

@@ -68,6 +68,13 @@ export const jiraSettings = z.object({
     .optional(),
   /** Nightly reconciliation (ENABLE_JIRA_DELTA_RECON). */
   reconcile: z.boolean().default(true),
+  /**
+   * Remediation tasks created in ProjectX become issues of this project (default: the first of projectKeys), of
+   * this issue type; `false`: none are pushed.
+   */
+  push: z
+    .union([z.literal(false), z.object({ projectKey: projectKey.optional(), issueType: z.string().min(1).default('Task') })])
+    .default({ issueType: 'Task' }),
   /** Seconds between incremental syncs (JIRA_SYNC_INTERVAL_SECONDS). */
   syncEverySeconds: z.number().int().min(60).max(86_400).default(300),
 });

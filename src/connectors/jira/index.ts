@@ -9,6 +9,7 @@ import type { Config } from '../../config.ts';
 import { defineConnector } from '../sdk/contract.ts';
 import { type JiraClient, type JiraSettings, createJiraClient, jiraSettings } from './client.ts';
 import { jiraConsent } from './oauth.ts';
+import { jiraPush } from './push.ts';
 import { issues } from './sync.ts';
 import { jiraWebhook } from './webhook.ts';
 
@@ -45,6 +46,7 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
   },
   createClient: (instance, runtime) => createJiraClient(instance, runtime),
   models: [issues],
+  push: jiraPush,
   scheduleDefaults: (settings) => [{ model: 'issue', everySeconds: settings.syncEverySeconds, reconcile: settings.reconcile }],
   consent: jiraConsent,
   webhook: jiraWebhook,

@@ -1,6 +1,8 @@
 /** Jira as a module: its connector (src/connectors/jira/index.ts), synced, pushed to and reconciled by the framework. */
+import { registerCollectedGauge } from '../../metrics.ts';
 import { defineModule } from '../../module.ts';
 import { jira } from './index.ts';
+import { jiraBacklog } from './push.ts';
 
 export const jiraModule = defineModule({
   id: 'jira',
@@ -11,4 +13,11 @@ export const jiraModule = defineModule({
     ['JIRA_BASE_URL', 'JIRA_PROJECT_KEYS', 'JIRA_PAT'],
   ],
   connector: jira,
+  metrics: ['jira_sync_backlog'],
+  start(ctx) {
+    // What waits to be done with Jira: writes not yet sent (rate limits, an open circuit) and webhook deliveries not yet fetched.
+    registerCollectedGauge(ctx.metrics, { name: 'jira_sync_backlog', help: 'Jira work waiting: writes to Jira not yet sent, and webhook deliveries not yet handled', labelNames: ['kind'] as const }, async () =>
+      (await jiraBacklog(ctx.db)).map((row) => ({ labels: { kind: row.kind }, value: row.count })),
+    );
+  },
 });

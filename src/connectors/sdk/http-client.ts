@@ -6,7 +6,8 @@
  * - retries only where they are safe and can help: 429, 502, 503, 504 and network errors (502, 504 and network
  *   errors only for idempotent requests: a POST whose connection broke, or whose gateway timed out, may have
  *   been applied);
- * - the wait before a retry from `Retry-After` (seconds or an HTTP date) or `X-RateLimit-Reset` (epoch seconds)
+ * - the wait before a retry from `Retry-After` (seconds or an HTTP date) or `X-RateLimit-Reset` (epoch seconds, or
+ *   an ISO 8601 time as Jira sends)
  *   when the system says, else full-jitter exponential backoff (a random wait in [0, base × 2^attempt]);
  * - at most two retries inside one call, and only short waits (`maxInlineWaitMs`): a longer wait is not slept
  *   (a worker must not sit idle for a minute) but returned as `deferred` with the time to come back, so that the
@@ -242,7 +243,7 @@ export function backoff(retry: number, baseMs: number, random: () => number): nu
   return Math.floor(random() * baseMs * 2 ** Math.max(0, retry - 1));
 }
 
-/** How long the system asked us to wait: Retry-After (seconds or HTTP date), else a 429's X-RateLimit-Reset. */
+/** How long the system asked us to wait: Retry-After (seconds or HTTP date), else a 429's X-RateLimit-Reset (epoch seconds or ISO 8601). */
 export function toldWaitMs(headers: Record<string, string | string[] | undefined>, status: number, nowMs: number): number | undefined {
   const retryAfter = first(headers['retry-after']);
   if (retryAfter !== undefined) {
@@ -250,9 +251,12 @@ export function toldWaitMs(headers: Record<string, string | string[] | undefined
     const at = Date.parse(retryAfter);
     if (Number.isFinite(at)) return Math.max(0, at - nowMs);
   }
-  const reset = first(headers['x-ratelimit-reset']);
-  if (status === 429 && reset !== undefined && /^\d+$/.test(reset.trim())) return Math.max(0, Number(reset.trim()) * 1000 - nowMs);
-  return undefined;
+  const reset = first(headers['x-ratelimit-reset'])?.trim();
+  if (status !== 429 || reset === undefined) return undefined;
+  // Epoch seconds (ServiceNow, GitHub) or an ISO 8601 time (Jira: `2026-01-01T01:01Z`).
+  if (/^\d+$/.test(reset)) return Math.max(0, Number(reset) * 1000 - nowMs);
+  const at = /^\d{4}-\d{2}-\d{2}T/.test(reset) ? Date.parse(reset) : Number.NaN;
+  return Number.isFinite(at) ? Math.max(0, at - nowMs) : undefined;
 }
 
 function first(value: string | string[] | undefined): string | undefined {

@@ -206,5 +206,9 @@ describe('wait rules', () => {
     expect(toldWaitMs({ 'x-ratelimit-reset': String(now / 1000 + 90) }, 429, now)).toBe(90_000);
     expect(toldWaitMs({ 'x-ratelimit-reset': String(now / 1000 + 90) }, 503, now)).toBeUndefined();
     expect(toldWaitMs({ 'retry-after': 'soon' }, 503, now)).toBeUndefined();
+    // Jira writes the reset as ISO 8601, with or without seconds (rate-limiting docs).
+    expect(toldWaitMs({ 'x-ratelimit-reset': '2026-11-22T10:02Z' }, 429, now)).toBe(120_000);
+    expect(toldWaitMs({ 'x-ratelimit-reset': '2026-11-22T10:00:45Z' }, 429, now)).toBe(45_000);
+    expect(toldWaitMs({ 'x-ratelimit-reset': 'tomorrow' }, 429, now)).toBeUndefined();
   });
 });

@@ -279,9 +279,13 @@ export async function startFakeJira(options: FakeJiraOptions = {}): Promise<Fake
       rec.failure = failure;
       if ('status' in failure) return write(res, rec, failureAnswer(failure, host, nowMs(), unauthenticated(method, req.headers.accept)));
       if (failure.kind === 'reset') return void req.socket.destroy();
-      await sleep(failure.ms);
+      if (failure.kind === 'delay') await sleep(failure.ms);
     }
     const answer = host === 'auth' ? authHost(req, method, url, body) : host === 'api' ? await gateway(req, method, url, body) : await site(req, method, url, body);
+    if (failure && 'kind' in failure && failure.kind === 'lose-answer') {
+      rec.status = answer.status;
+      return void req.socket.destroy();
+    }
     write(res, rec, answer);
   }
 

@@ -185,6 +185,8 @@ export type Failure =
   | { status: 500 | 502 | 503 | 504; retryAfterSeconds?: number }
   | { status: 401 | 403 | 404 | 409 }
   | { kind: 'reset' }
+  /** The request is applied, then the connection is dropped without an answer (a write whose answer was lost). */
+  | { kind: 'lose-answer' }
   | { kind: 'delay'; ms: number };
 
 export type HostName = 'site' | 'auth' | 'api';
