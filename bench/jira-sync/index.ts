@@ -98,6 +98,8 @@ interface Row {
   summary: RunSummary;
   syncCpu: CpuUsage | undefined;
   ceilingCpu: CpuUsage | undefined;
+  syncWalBytes: number;
+  ceilingWalBytes: number;
 }
 
 const database = await benchDatabase({
@@ -122,7 +124,9 @@ try {
       const instanceId = (await ensureInstanceFromEnv(db, keyring, jira, { name, settings, credentials: { api_token: API_TOKEN } }))!;
       const instance = await loadInstance(db, keyring, jira, instanceId);
       const before = fake.requests.length;
+      const walBefore = await walPosition(db);
       const result = await syncInChild(database.url, instanceId);
+      const syncWalBytes = await walSince(db, walBefore);
       const requests = fake.requests.slice(before);
       const pages = requests.filter((request) => request.path === '/rest/api/3/search/jql').length;
       if (result.summary.status !== 'succeeded' || result.summary.counts.created !== size) throw new Error(`the sync did not import every issue: ${JSON.stringify(result.summary)}`);
@@ -159,14 +163,16 @@ try {
 
       await emptyTables(db);
       const cpuBefore = sampleCpu();
+      const ceilingWal = await walPosition(db);
       const { ledgerSeconds, tasksSeconds } = await writeCeiling(db, instanceId, ceiling);
+      const ceilingWalBytes = await walSince(db, ceilingWal);
       const cpuAfter = sampleCpu();
       const ceilingCpu = cpuBefore && cpuAfter ? cpuUsage(cpuBefore, cpuAfter, benchmarkGroups({})) : undefined;
       const written = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
       if (Number(written.n) !== size) throw new Error(`the ceiling wrote ${written.n} tasks of ${size}`);
       await emptyTables(db);
 
-      rows.push({ records: size, seconds: result.seconds, cpuSeconds: result.cpuSeconds, maxRssBytes: result.maxRssBytes, requests: requests.length, pages, ledgerSeconds, tasksSeconds, tasks: synced.length, ledgerRows: ledger.length, controlLinks, summary: result.summary, syncCpu: result.cpu, ceilingCpu });
+      rows.push({ records: size, seconds: result.seconds, cpuSeconds: result.cpuSeconds, maxRssBytes: result.maxRssBytes, requests: requests.length, pages, ledgerSeconds, tasksSeconds, tasks: synced.length, ledgerRows: ledger.length, controlLinks, summary: result.summary, syncCpu: result.cpu, ceilingCpu, syncWalBytes, ceilingWalBytes });
       console.error(`  ${size}: sync ${result.seconds.toFixed(1)} s, ${pages} pages, peak RSS ${(result.maxRssBytes / 2 ** 20).toFixed(0)} MiB; ceiling writes: ledger ${ledgerSeconds.toFixed(1)} s, tasks + links ${tasksSeconds.toFixed(1)} s`);
     } finally {
       await fake.close();
@@ -185,14 +191,14 @@ try {
       `| ${row.records} | ${row.seconds.toFixed(1)} | ${Math.round(row.records / row.seconds)} | ${row.requests} | ${row.pages} | ${(row.maxRssBytes / 2 ** 20).toFixed(0)} | ${row.cpuSeconds.toFixed(1)} | ${pagesLatency(row).toFixed(1)} | ${row.ledgerSeconds.toFixed(1)} | ${row.tasksSeconds.toFixed(1)} | ${ceilingSeconds.toFixed(1)} | ${Math.round(row.records / ceilingSeconds)} | ${(ceilingSeconds / row.seconds).toFixed(2)} |`,
     );
   }
-  console.log('\nWhere the CPU went (average cores busy, from /proc; the bench process runs the fake Jira, and writes the ceiling):\n');
-  console.log('| records | phase | seconds | bench process | sync process | PostgreSQL | other | PostgreSQL CPU s |');
-  console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
+  console.log('\nWhere the CPU went (average cores busy, from /proc; the bench process runs the fake Jira and writes the ceiling; "other" is everything else, kernel time included) and the WAL each phase wrote:\n');
+  console.log('| records | phase | seconds | bench process | sync process | PostgreSQL | other | PostgreSQL CPU s | WAL MiB |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) {
-    for (const [phase, cpu] of [['sync process, start to result', row.syncCpu], ['ceiling writes', row.ceilingCpu]] as const) {
-      if (!cpu) continue;
-      const g = (name: string) => cpu.groups[name] ?? 0;
-      console.log(`| ${row.records} | ${phase} | ${cpu.seconds.toFixed(1)} | ${g('client').toFixed(2)} | ${g('sync').toFixed(2)} | ${g('postgres').toFixed(2)} | ${cpu.other.toFixed(2)} | ${(g('postgres') * cpu.seconds).toFixed(1)} |`);
+    for (const [phase, cpu, wal] of [['sync process, start to result', row.syncCpu, row.syncWalBytes], ['ceiling writes', row.ceilingCpu, row.ceilingWalBytes]] as const) {
+      const g = (name: string) => cpu?.groups[name] ?? 0;
+      const cells = cpu ? [cpu.seconds.toFixed(1), g('client').toFixed(2), g('sync').toFixed(2), g('postgres').toFixed(2), cpu.other.toFixed(2), (g('postgres') * cpu.seconds).toFixed(1)] : ['n/a', 'n/a', 'n/a', 'n/a', 'n/a', 'n/a'];
+      console.log(`| ${row.records} | ${phase} | ${cells.join(' | ')} | ${(wal / 2 ** 20).toFixed(0)} |`);
     }
   }
   console.log('\n#### summary\n');
@@ -236,6 +242,15 @@ function syncInChild(url: string, instanceId: string) {
 async function emptyTables(db: Db): Promise<void> {
   await sql`truncate external_records, task_links, tasks cascade`.execute(db);
   await sql`checkpoint`.execute(db);
+}
+
+async function walPosition(db: Db): Promise<string> {
+  return (await sql<{ lsn: string }>`select pg_current_wal_lsn()::text as lsn`.execute(db)).rows[0]!.lsn;
+}
+
+/** Bytes of WAL written since `from` (by anyone on the server: the bench is the only writer). */
+async function walSince(db: Db, from: string): Promise<number> {
+  return Number((await sql<{ bytes: string }>`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${from}::pg_lsn)::text as bytes`.execute(db)).rows[0]!.bytes);
 }
 
 /** A small seeded generator (mulberry32): the same issues every run. */

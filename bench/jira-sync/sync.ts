@@ -27,7 +27,8 @@ const logger = createLogger({ level: 'warn', destination: process.stderr });
 const db = createDatabase({ connectionString: url, max: 4 });
 const metrics = createMetrics({ defaultMetrics: false });
 const jobs = await startJobRuntime({ connectionString: url, definitions: jobsOf(modules), logger, metrics, supervise: false });
-const runtime = { db, logger, clock: systemClock, metrics, events: createEventSink(jobs) };
+// As the job that runs a sync builds it (src/jobs/connector-context.ts): a page may queue follow-up work.
+const runtime = { db, logger, clock: systemClock, metrics, events: createEventSink(jobs), jobs };
 const instance = await loadInstance(db, keyring, jira, process.env.BENCH_INSTANCE_ID!);
 const client = jira.createClient(instance, { ...runtime, keyring });
 const started = performance.now();

@@ -34,7 +34,7 @@ export async function withConnectorInstance<Settings, Client, T>(
   }
   // A disabled instance does nothing; what it would have written waits for it.
   if (!instance.enabled) return { skipped: 'disabled' };
-  const runtime: ConnectorRuntime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events };
+  const runtime: ConnectorRuntime = { db: deps.db, logger, clock: deps.clock, metrics: deps.metrics, events: deps.events, jobs: deps.jobs };
   const client = connector.createClient(instance, { ...runtime, keyring: deps.keyring });
   try {
     return await work({ instance, client, runtime });

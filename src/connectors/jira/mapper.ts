@@ -53,6 +53,10 @@ export const issueFields = z.looseObject({
   /** ADF (REST v3), a string (REST v2, webhooks) or null. */
   description: z.unknown().optional(),
   parent: z.object({ key: z.string() }).nullable().optional(),
+  /** Attachments' metadata (ids as strings on Cloud, numbers in some answers). */
+  attachment: z.array(z.object({ id: z.union([z.string(), z.number()]).transform(String) })).optional(),
+  /** The comment page the issue carries (its first comments and the total). */
+  comment: z.object({ total: z.number().optional(), comments: z.array(z.object({ id: z.string() })).optional() }).nullable().optional(),
 });
 
 export const issueRecord = z.object({
@@ -63,7 +67,7 @@ export const issueRecord = z.object({
 export type IssueRecord = z.infer<typeof issueRecord>;
 
 /** The fields a sync asks for (plus the control field when one is configured). */
-export const ISSUE_FIELDS = ['summary', 'status', 'assignee', 'labels', 'duedate', 'priority', 'issuetype', 'project', 'updated', 'created', 'description', 'parent'] as const;
+export const ISSUE_FIELDS = ['summary', 'status', 'assignee', 'labels', 'duedate', 'priority', 'issuetype', 'project', 'updated', 'created', 'description', 'parent', 'attachment', 'comment'] as const;
 
 /** The text of an ADF document (paragraphs on lines of their own), or a v2 string as it is. */
 export function plainText(description: unknown, limit = 4000): string {
@@ -130,6 +134,9 @@ export function issueContent(record: IssueRecord): Record<string, unknown> {
     project: fields.project.key,
     parent: fields.parent?.key ?? null,
     description: plainText(fields.description),
+    // A new comment or attachment is a change: its issue's extras are fetched (./extras.ts).
+    attachments: (fields.attachment ?? []).map((file) => file.id).sort(),
+    comments: { total: fields.comment?.total ?? fields.comment?.comments?.length ?? 0, last: fields.comment?.comments?.at(-1)?.id ?? null },
   };
 }
 
@@ -151,6 +158,10 @@ export function priorityOf(record: IssueRecord): TaskPriority {
   if (name === 'low' || name === 'lowest' || name === 'minor' || name === 'trivial') return 'low';
   return 'normal';
 }
+
+/** The task link of an issue: `jira:<instance name>:issue:<issue id>` (ids are stable; keys change when an issue moves). */
+export const issueTarget = (instanceName: string, issueId: string) => `jira:${instanceName}:issue:${issueId}`;
+export const issueUrl = (settings: { baseUrl: string }, key: string) => `${settings.baseUrl.replace(/\/+$/, '')}/browse/${key}`;
 
 /** The issue's position in the sync order: (updated, id). */
 export function positionOf(record: { id: string; fields: { updated: string } }): { updatedMs: number; id: number } {

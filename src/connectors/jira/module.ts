@@ -1,6 +1,7 @@
 /** Jira as a module: its connector (src/connectors/jira/index.ts), synced, pushed to and reconciled by the framework. */
 import { registerCollectedGauge } from '../../metrics.ts';
 import { defineModule } from '../../module.ts';
+import { jiraIssueExtras } from './extras.ts';
 import { jira } from './index.ts';
 import { jiraBacklog } from './push.ts';
 
@@ -13,6 +14,7 @@ export const jiraModule = defineModule({
     ['JIRA_BASE_URL', 'JIRA_PROJECT_KEYS', 'JIRA_PAT'],
   ],
   connector: jira,
+  jobs: [jiraIssueExtras],
   metrics: ['jira_sync_backlog'],
   start(ctx) {
     // What waits to be done with Jira: writes not yet sent (rate limits, an open circuit) and webhook deliveries not yet fetched.

@@ -189,8 +189,8 @@ export const jiraPush: PushDefinition<JiraSettings, JiraClient> = {
   async fromEvent(event: DomainEvent, { db }: { db: Db }): Promise<PushIntent[]> {
     if (event.subject.kind !== 'task') return [];
     // What Jira itself changed is not sent back to it.
-    const by = typeof event.data?.by === 'string' ? event.data.by : typeof event.data?.source === 'string' ? event.data.source : '';
-    if (by.startsWith('jira:')) return [];
+    const said = [event.data?.by, event.data?.source].filter((value): value is string => typeof value === 'string');
+    if (said.some((value) => value.startsWith('jira:') || value.startsWith('system:jira:'))) return [];
     const task = await getTask(db, event.subject.id);
     if (!task || task.type !== 'remediation') return [];
     const instances = await db.selectFrom('integration_configs').select(['id', 'name', 'settings']).where('type', '=', 'jira').where('enabled', '=', true).execute();

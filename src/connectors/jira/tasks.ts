@@ -24,10 +24,11 @@ import { newEvent } from '../../domain/events.ts';
 import { taskRef } from '../../domain/tasks.ts';
 import type { Change, ConnectorInstance, ConnectorRuntime } from '../sdk/contract.ts';
 import type { JiraSettings } from './client.ts';
-import { type IssueRecord, assigneeOf, controlIdsOf, plainText, priorityOf, stateOf } from './mapper.ts';
+import { jiraIssueExtras } from './extras.ts';
+import { type IssueRecord, assigneeOf, controlIdsOf, issueTarget, issueUrl, plainText, priorityOf, stateOf } from './mapper.ts';
 
-export const issueTarget = (instanceName: string, issueId: string) => `jira:${instanceName}:issue:${issueId}`;
-export const issueUrl = (settings: Pick<JiraSettings, 'baseUrl'>, key: string) => `${settings.baseUrl.replace(/\/+$/, '')}/browse/${key}`;
+export { issueTarget, issueUrl };
+
 
 interface Row {
   target: string;
@@ -137,6 +138,10 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
   const taskIdOf = new Map([...created.map((row) => [row.target, row.id] as const), ...existing.map((row) => [row.target, row.id] as const)]);
   const controlLinks = rows.flatMap((row) => row.controls.map((control) => ({ task_id: taskIdOf.get(row.target)!, kind: 'control' as const, target: control, url: null })));
   if (controlLinks.length > 0) await trx.insertInto('task_links').values(controlLinks).onConflict((oc) => oc.doNothing()).execute();
+
+  // Comments and attachments are fetched apart, for the issues that have any (most have none).
+  const extras = changes.filter(({ record }) => (record.fields.attachment?.length ?? 0) > 0 || (record.fields.comment?.total ?? record.fields.comment?.comments?.length ?? 0) > 0).map((change) => change.externalId);
+  for (let index = 0; index < extras.length && runtime.jobs; index += 100) await runtime.jobs.enqueue(jiraIssueExtras, { instanceId: instance.id, issueIds: extras.slice(index, index + 100) }, { db: trx });
 
   for (const change of changed) {
     const subject = { kind: 'task' as const, id: change.id, label: taskRef(change.id) };

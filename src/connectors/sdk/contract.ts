@@ -53,6 +53,8 @@ export interface ConnectorRuntime {
   clock: Clock;
   metrics: Metrics;
   events: EventSink;
+  /** The job queue, where connector code runs inside a job (a sync's page may queue follow-up work in its transaction). */
+  jobs?: Pick<JobRuntime, 'enqueue'> | undefined;
 }
 
 /** One page from the system: the records, and the cursor to resume after them. */
