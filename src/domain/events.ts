@@ -18,6 +18,10 @@ export type DomainEventType =
   | 'incident.updated'
   | 'incident.acknowledged'
   | 'task.commented'
+  /** A connected system's epic of critical priority moved to done (Jira): the delivery channel hears of it. */
+  | 'task.epic_completed'
+  /** A sprint of a connected system closed (Jira): its programme's owners hear of the remediation left open. */
+  | 'integration.sprint_closed'
   | 'evidence.recorded'
   | 'partner.alert'
   | 'security.webhook_signature_failures'

@@ -66,6 +66,10 @@ export const jiraSettings = z.object({
     .string()
     .regex(/^customfield_\d+$/, 'must be a custom field id like customfield_10050')
     .optional(),
+  /** Priorities (names) that make an epic critical: one moving to Done is announced (`task.epic_completed`). */
+  criticalPriorities: z.array(z.string().min(1)).default(['Highest', 'Critical', 'Blocker']),
+  /** Scrum boards whose closed sprints are read, each with the programme whose owners hear of a sprint's close. */
+  boards: z.array(z.object({ id: z.number().int().positive(), program: z.string().min(1).optional() })).default([]),
   /** Nightly reconciliation (ENABLE_JIRA_DELTA_RECON). */
   reconcile: z.boolean().default(true),
   /**

@@ -43,6 +43,8 @@ interface Row {
   labels: string[];
   controls: string[];
   key: string;
+  /** An epic of a priority the instance calls critical. */
+  criticalEpic: boolean;
 }
 
 export async function applyIssues(input: { trx: Kysely<Database>; instance: ConnectorInstance<JiraSettings>; changes: readonly Change<IssueRecord>[]; runtime: ConnectorRuntime; now: Date }): Promise<void> {
@@ -73,6 +75,7 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
       labels: [...record.fields.labels].sort(),
       controls: controlIdsOf(record, { labelPattern, field: settings.controlField }).filter((id) => controls.has(id)),
       key: record.key,
+      criticalEpic: record.fields.issuetype?.name === 'Epic' && settings.criticalPriorities.includes(record.fields.priority?.name ?? ''),
     };
   });
 
@@ -119,7 +122,7 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
     created.push(...inserted.rows);
   }
 
-  const changed: { id: string; from: TaskState; to: TaskState; assigneeFrom: string | null; assigneeTo: string | null; title: string }[] = [];
+  const changed: { id: string; from: TaskState; to: TaskState; assigneeFrom: string | null; assigneeTo: string | null; title: string; row: Row }[] = [];
   if (known.length > 0) {
     const [targets, titles, descriptions, states, priorities, assignees, externals, dues, labels] = columns(known);
     await sql`
@@ -131,7 +134,7 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
       where tasks.id = t.id`.execute(trx);
     for (const row of known) {
       const before = byTarget.get(row.target)!;
-      if (before.state !== row.state || before.assignee_id !== row.assigneeId) changed.push({ id: before.id, from: before.state, to: row.state, assigneeFrom: before.assignee_id, assigneeTo: row.assigneeId, title: row.title });
+      if (before.state !== row.state || before.assignee_id !== row.assigneeId) changed.push({ id: before.id, from: before.state, to: row.state, assigneeFrom: before.assignee_id, assigneeTo: row.assigneeId, title: row.title, row });
     }
   }
 
@@ -147,6 +150,9 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
     const subject = { kind: 'task' as const, id: change.id, label: taskRef(change.id) };
     const via = `jira:${instance.name}`;
     if (change.from !== change.to) await runtime.events.emit(trx, newEvent({ subject, type: 'task.state_changed', summary: `${subject.label} is now ${change.to} in Jira (was ${change.from})`, data: { from: change.from, to: change.to, by: via } }, now));
+    if (change.row.criticalEpic && change.to === 'done' && change.from !== 'done') {
+      await runtime.events.emit(trx, newEvent({ subject, type: 'task.epic_completed', priority: 1, controlIds: change.row.controls, summary: `Critical epic ${change.row.key} is done in Jira: ${change.row.title.slice(change.row.key.length + 1)}`, data: { by: via, issue: change.row.key, url: change.row.url } }, now));
+    }
     if (change.assigneeTo && change.assigneeTo !== change.assigneeFrom) await runtime.events.emit(trx, newEvent({ subject, assigneeId: change.assigneeTo, type: 'task.assigned', summary: `${subject.label} assigned in Jira: ${change.title}` }, now));
   }
   await appendAudit(trx, {

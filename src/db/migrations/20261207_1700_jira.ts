@@ -11,6 +11,9 @@
  *   site), the scopes, and since when it needs the consent again (a refused refresh).
  * - `integration_authorize_links`: single-use links an admin opens to give that consent
  *   (`projectx connectors authorize <connector>`); only the SHA-256 of a link's token is kept.
+ * - Routing defaults: a critical epic done (`task.epic_completed`) to #compliance-delivery; a sprint closed with
+ *   remediation left open (`integration.sprint_closed`) to its programme owners' DMs. Other surfaces (Teams,
+ *   email) by `projectx routing add`.
  * Frozen in time: never import application code here.
  */
 import { type Kysely, sql } from 'kysely';
@@ -45,9 +48,17 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())
     .addColumn('used_at', 'timestamptz')
     .execute();
+  await db
+    .insertInto('notification_rules')
+    .values([
+      { event_pattern: 'task.epic_completed', target_kind: 'channel', surface: 'slack', target: 'compliance-delivery' },
+      { event_pattern: 'integration.sprint_closed', target_kind: 'assignee_dm', surface: 'slack', target: null },
+    ])
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await db.deleteFrom('notification_rules').where('event_pattern', 'in', ['task.epic_completed', 'integration.sprint_closed']).execute();
   await db.schema.dropTable('integration_authorize_links').execute();
   await db.schema.dropTable('integration_authorizations').execute();
   await sql`drop index if exists task_links_jira_issue_key`.execute(db);

@@ -15,6 +15,8 @@ import type { ConnectorInstance, ConnectorRuntime } from '../../../src/connector
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv, loadInstance } from '../../../src/connectors/sdk/instances.ts';
 import { type RunSummary, runSync } from '../../../src/connectors/sdk/sync.ts';
+import type { DomainEvent } from '../../../src/domain/events.ts';
+import { routeEvent } from '../../../src/domain/routing.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { type FakeJira, type FakeJiraOptions, startFakeJira } from '../../fakes/jira/server.ts';
 import { type DomainFixture, domainFixture, eventsFor } from '../../support/domain.ts';
@@ -190,6 +192,25 @@ describe('Jira issue sync (Cloud, API token)', () => {
     const [task] = await tasksOf(instance);
     expect(task!.state).toBe('cancelled');
     expect(await eventsFor(fx, task!.id)).toEqual(['task.state_changed']);
+  });
+});
+
+describe('Jira epics', () => {
+  it('announces a critical epic moving to Done to #compliance-delivery (a routing rule), not a minor one', async () => {
+    const fake = await fakeJira();
+    const critical = fake.createIssue({ project: 'SEC', summary: 'SOC 2 remediation programme', issuetype: 'Epic', priority: 'Highest' });
+    const minor = fake.createIssue({ project: 'SEC', summary: 'Tidy the wiki', issuetype: 'Epic', priority: 'Low' });
+    const instance = await instanceFor(fake);
+    await sync(instance);
+    fake.updateIssue(critical.id, { status: 'Done' });
+    fake.updateIssue(minor.id, { status: 'Done' });
+    expect((await sync(instance)).counts.updated).toBe(2);
+    const byIssue = new Map((await tasksOf(instance)).map((task) => [task.target, task.id]));
+    expect(await eventsFor(fx, byIssue.get(issueTarget(instance.name, critical.id))!)).toEqual(['task.epic_completed', 'task.state_changed']);
+    expect(await eventsFor(fx, byIssue.get(issueTarget(instance.name, minor.id))!)).toEqual(['task.state_changed']);
+    const [job] = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'task.epic_completed', subject: { id: byIssue.get(issueTarget(instance.name, critical.id))! } } } });
+    expect(job!.data.payload.summary).toBe(`Critical epic ${critical.key} is done in Jira: SOC 2 remediation programme`);
+    expect(await routeEvent(fx.tdb.db, job!.data.payload)).toContainEqual({ surface: 'slack', kind: 'channel', target: 'compliance-delivery' });
   });
 });
 

@@ -35,6 +35,7 @@ export const SUBSCRIBABLE_EVENT_TYPES = [
   'integration.reconciled',
   'integration.record_rejected',
   'integration.recovered',
+  'integration.sprint_closed',
   'partner.alert',
   'security.webhook_signature_failures',
   'task.approval_recorded',
@@ -43,6 +44,7 @@ export const SUBSCRIBABLE_EVENT_TYPES = [
   'task.commented',
   'task.created',
   'task.decided',
+  'task.epic_completed',
   'task.state_changed',
 ] as const;
 type Unlisted = Exclude<DomainEventType, (typeof SUBSCRIBABLE_EVENT_TYPES)[number]>;
