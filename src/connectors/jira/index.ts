@@ -10,6 +10,7 @@ import { defineConnector } from '../sdk/contract.ts';
 import { type JiraClient, type JiraSettings, createJiraClient, jiraSettings } from './client.ts';
 import { jiraConsent } from './oauth.ts';
 import { jiraPush } from './push.ts';
+import { sprints } from './sprints.ts';
 import { issues } from './sync.ts';
 import { jiraWebhook } from './webhook.ts';
 
@@ -45,7 +46,7 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
     };
   },
   createClient: (instance, runtime) => createJiraClient(instance, runtime),
-  models: [issues],
+  models: [issues, sprints],
   push: jiraPush,
   scheduleDefaults: (settings) => [{ model: 'issue', everySeconds: settings.syncEverySeconds, reconcile: settings.reconcile }],
   consent: jiraConsent,

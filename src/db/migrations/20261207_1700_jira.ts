@@ -12,7 +12,8 @@
  * - `integration_authorize_links`: single-use links an admin opens to give that consent
  *   (`projectx connectors authorize <connector>`); only the SHA-256 of a link's token is kept.
  * - Routing defaults: a critical epic done (`task.epic_completed`) to #compliance-delivery; a sprint closed with
- *   remediation left open (`integration.sprint_closed`) to its programme owners' DMs. Other surfaces (Teams,
+ *   remediation left open (`integration.sprint_closed`) to its programme owners' DMs (the event names them as
+ *   `approverIds`). Other surfaces (Teams,
  *   email) by `projectx routing add`.
  * Frozen in time: never import application code here.
  */
@@ -52,7 +53,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .insertInto('notification_rules')
     .values([
       { event_pattern: 'task.epic_completed', target_kind: 'channel', surface: 'slack', target: 'compliance-delivery' },
-      { event_pattern: 'integration.sprint_closed', target_kind: 'assignee_dm', surface: 'slack', target: null },
+      { event_pattern: 'integration.sprint_closed', target_kind: 'approvers_dm', surface: 'slack', target: null },
     ])
     .execute();
 }

@@ -214,6 +214,49 @@ describe('Jira epics', () => {
   });
 });
 
+describe('Jira sprints', () => {
+  it('tells the programme owners which remediation tasks a sprint closed with left open; history found by the first sync is quiet', async () => {
+    const fake = await fakeJira({ now: () => new Date(T0) });
+    const owner = await fx.user({ roles: ['viewer'] });
+    await fx.tdb.db.insertInto('programs').values({ id: 'SOC2', name: 'SOC 2 Type II' }).onConflict((oc) => oc.doNothing()).execute();
+    await fx.tdb.db.insertInto('controls').values({ id: 'CC6-1', title: 'Logical access', owner_id: owner.id, program_id: 'SOC2', created_at: new Date() }).onConflict((oc) => oc.doNothing()).execute();
+    const board = fake.addBoard({ name: 'SEC board', projectKey: 'SEC' });
+    const done = fake.createIssue({ project: 'SEC', summary: 'Finished work', status: 'Done' });
+    const open = fake.createIssue({ project: 'SEC', summary: 'Unfinished work' });
+    fake.addSprint(board.id, { name: 'Sprint 1', state: 'closed', startDate: new Date(T0 - 20 * 86_400_000), completeDate: new Date(T0 - 6 * 86_400_000), issues: [done.key, open.key] });
+    const instance = await instanceFor(fake, { boards: [{ id: board.id, program: 'SOC2' }] });
+    await sync(instance);
+    const first = await runSprints(instance);
+    expect(first).toMatchObject({ status: 'succeeded', counts: { created: 1 } });
+    expect(await sprintEvents(instance)).toEqual([]);
+
+    fake.addSprint(board.id, { name: 'Sprint 2', state: 'closed', startDate: new Date(T0 - 5 * 86_400_000), completeDate: new Date(T0 - 3_600_000), issues: [done.key, open.key] });
+    expect(await runSprints(instance)).toMatchObject({ status: 'succeeded', counts: { created: 1, unchanged: 0 } });
+    const events = await sprintEvents(instance);
+    expect(events).toHaveLength(1);
+    const openTask = (await tasksOf(instance)).find((task) => task.target === issueTarget(instance.name, open.id))!;
+    expect(events[0]).toMatchObject({ approverIds: [owner.id], data: { sprint: expect.any(Number), outstanding: [`T-${openTask.id}`], outstandingCount: 1, program: 'SOC2' } });
+    expect(events[0]!.summary).toContain(`Sprint 2 closed in Jira with 1 remediation task still open: T-${openTask.id}`);
+    expect(await routeEvent(fx.tdb.db, events[0]!)).toContainEqual({ surface: 'slack', kind: 'approvers_dm', target: `user:${owner.id}` });
+    // Read again: nothing new, nothing said again.
+    expect(await runSprints(instance)).toMatchObject({ counts: { created: 0 } });
+    expect(await sprintEvents(instance)).toHaveLength(1);
+  });
+});
+
+async function runSprints(instance: ConnectorInstance<JiraSettings>): Promise<RunSummary> {
+  const client = jira.createClient(instance, { ...runtime, keyring });
+  try {
+    return await runSync({ runtime, connector: jira, instance, client, breaker: createBreaker({ ...runtime, instance, connector: jira, direction: 'read' }), request: { runId: crypto.randomUUID(), model: 'sprint', full: false, trigger: 'manual' }, finalAttempt: true, signal: new AbortController().signal });
+  } finally {
+    await client.close();
+  }
+}
+async function sprintEvents(instance: ConnectorInstance): Promise<DomainEvent[]> {
+  const jobs = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.sprint_closed', subject: { id: instance.id } } } });
+  return jobs.map((job) => job.data.payload);
+}
+
 describe('Jira issue sync (Data Center, personal access token)', () => {
   it('pages /rest/api/2/search by startAt with a Bearer PAT', async () => {
     const fake = await fakeJira({ mode: 'dc', pat: 'dc-pat-secret' });
