@@ -50,6 +50,12 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
   push: jiraPush,
   scheduleDefaults: (settings) => [{ model: 'issue', everySeconds: settings.syncEverySeconds, reconcile: settings.reconcile }],
   consent: jiraConsent,
+  authGuidance: (settings) =>
+    settings.authMode === 'oauth'
+      ? 'The account that consented may have lost access to the synced projects (403) or its consent was revoked (401): an admin re-runs the OAuth flow with projectx connectors authorize jira, signed in as an account that can browse and edit them.'
+      : settings.email
+        ? 'Check the API token of JIRA_USER_EMAIL (revoked or expired?) and that this account can browse and edit the synced projects.'
+        : 'Check the personal access token (JIRA_PAT: revoked or expired?) and that its user can browse and edit the synced projects.',
   webhook: jiraWebhook,
 });
 

@@ -51,7 +51,7 @@ function howItAnswered(failure: UpstreamFailure): { text: string | undefined; ht
 }
 
 /** The page's sentence for the second failure of a kind in a row. */
-function alertSummary(name: string, kind: AuthFailureKind, failure: UpstreamFailure, runbookId: string): string {
+function alertSummary(name: string, kind: AuthFailureKind, failure: UpstreamFailure, runbookId: string, guidance: string | undefined): string {
   const { text } = howItAnswered(failure);
   const code = failure.code;
   if (kind === 'unreachable') {
@@ -69,7 +69,7 @@ function alertSummary(name: string, kind: AuthFailureKind, failure: UpstreamFail
   if (failure.kind === 'auth') {
     return `${name} refused our credentials twice in a row: its token endpoint answered ${text ?? 'with a refusal'} (${code}). Check the OAuth client (its id and secret) and the integration user. Runbook ${runbookId}.`;
   }
-  return `${name} refused our credentials twice in a row: ${text ?? 'a refusal'} (${code}), after a token refresh. Check the integration user, its roles and its OAuth client. Runbook ${runbookId}.`;
+  return `${name} refused our credentials twice in a row: ${text ?? 'a refusal'} (${code}), after a token refresh. ${guidance ?? 'Check the integration user, its roles and its OAuth client.'} Runbook ${runbookId}.`;
 }
 
 /**
@@ -108,7 +108,7 @@ export async function noteAuthFailure<Settings, Client>(input: { runtime: Connec
         {
           type: 'integration.auth_failing',
           subject: { kind: 'integration', id: instance.id, label: `${connector.id}:${instance.name}` },
-          summary: alertSummary(`${connector.title} (${instance.name})`, kind, failure, connector.runbookId),
+          summary: alertSummary(`${connector.title} (${instance.name})`, kind, failure, connector.runbookId, connector.authGuidance?.(instance.settings)),
           priority: 1,
           data: { connector: connector.id, instance: instance.id, errorCode: code, failure: kind, ...(httpStatus !== undefined ? { httpStatus } : {}), runbookId: connector.runbookId },
         },

@@ -123,6 +123,8 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   settings: z.ZodType<Settings>;
   /** Credential fields, each stored encrypted. */
   credentialFields: readonly string[];
+  /** What to do when the system refuses our credentials after a refresh (401/403), for the alert; default: check the user and OAuth client. */
+  authGuidance?(settings: Settings): string;
   /** The routed channel its alerts go to (the routing rules decide; this is the default rule's target). */
   alertChannel: string;
   /** The instance the environment describes (`SERVICENOW_*`), or undefined when it describes none. */

@@ -195,6 +195,32 @@ describe('Jira issue sync (Cloud, API token)', () => {
   });
 });
 
+describe('Jira failures', () => {
+  it('waits out a quota 429 until Jira says (the run is deferred), retries a burst 429 at once, and pages on refused credentials with what to do', async () => {
+    const fake = await fakeJira({ now: () => fx.clock.now() });
+    fake.createIssues(30, (i) => ({ project: 'SEC', summary: `Issue ${i}` }));
+    const instance = await instanceFor(fake);
+    fake.failNext(1, { status: 429, reason: 'jira-quota-tenant-based' }, { pathPrefix: '/rest/api/3/search/jql' });
+    const quota = await sync(instance, { finalAttempt: false });
+    expect(quota).toMatchObject({ status: 'deferred', errorCodes: ['rate_limited'] });
+    expect(Date.parse(quota.retryAt!) - fx.clock.now().getTime()).toBe(1847 * 1000);
+    const limited = fake.requests.find((request) => request.rateLimitReason === 'jira-quota-tenant-based');
+    expect(limited?.status).toBe(429);
+
+    fake.failNext(1, { status: 429, reason: 'jira-burst-based' }, { pathPrefix: '/rest/api/3/search/jql' });
+    expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { created: 30 } });
+    expect(fake.requests.filter((request) => request.rateLimitReason === 'jira-burst-based')).toHaveLength(1);
+
+    fake.failAlways({ status: 403 }, { pathPrefix: '/rest/api/3/search/jql' });
+    await sync(instance);
+    await sync(instance);
+    fake.failAlways(undefined);
+    const alerts = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'integration.auth_failing', subject: { id: instance.id } } } });
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.data.payload.summary).toMatch(/Jira \(t[0-9a-f]{6}\) refused our credentials twice in a row: HTTP 403 \(forbidden\), after a token refresh\. Check the API token of JIRA_USER_EMAIL .* Runbook RB-003\./);
+  });
+});
+
 describe('Jira epics', () => {
   it('announces a critical epic moving to Done to #compliance-delivery (a routing rule), not a minor one', async () => {
     const fake = await fakeJira();
