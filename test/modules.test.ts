@@ -17,6 +17,7 @@ import { type Service, startService } from '../src/main.ts';
 import { jobsOf, verbsOf } from '../src/module.ts';
 import { modules } from '../src/modules.ts';
 import { type FakeServiceNow, startFakeServiceNow } from './fakes/servicenow/server.ts';
+import { type FakeJira, startFakeJira } from './fakes/jira/server.ts';
 import { type FakeSlack, startFakeSlack } from './fakes/slack/server.ts';
 import { type TestDatabase, createTestDatabase } from './support/database.ts';
 import { captureLogs } from './support/logs.ts';
@@ -97,12 +98,14 @@ describe('every module wired into a running service (role all, everything config
   let tdb: TestDatabase;
   let slack: FakeSlack;
   let servicenow: FakeServiceNow;
+  let jiraFake: FakeJira;
   let service: Service;
 
   beforeAll(async () => {
     tdb = await createTestDatabase();
     slack = await startFakeSlack();
     servicenow = await startFakeServiceNow();
+    jiraFake = await startFakeJira({ email: 'px-bot@example.com', apiToken: 'jira-api-token' });
     const config = loadConfig({
       DATABASE_URL: tdb.url,
       HOST: '127.0.0.1',
@@ -123,6 +126,11 @@ describe('every module wired into a running service (role all, everything config
       SERVICENOW_OAUTH_CLIENT_SECRET: 'client_password',
       SERVICENOW_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
       GENERIC_WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
+      JIRA_BASE_URL: jiraFake.url,
+      JIRA_PROJECT_KEYS: 'SEC',
+      JIRA_PAT: 'jira-api-token',
+      JIRA_USER_EMAIL: 'px-bot@example.com',
+      JIRA_WEBHOOK_SECRET: 'jira-webhook-secret',
       MICROSOFT_APP_ID: '00000000-0000-4000-8000-0000000000aa',
       MICROSOFT_APP_PASSWORD: 'teams-app-password',
       MICROSOFT_APP_TENANT_ID: '72f988bf-86f1-41af-91ab-2d7cd011db47',
@@ -135,6 +143,7 @@ describe('every module wired into a running service (role all, everything config
     await service?.stop();
     await slack?.close();
     await servicenow?.close();
+    await jiraFake?.close();
     await tdb?.drop();
   });
 

@@ -155,15 +155,7 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
     }
     if (change.assigneeTo && change.assigneeTo !== change.assigneeFrom) await runtime.events.emit(trx, newEvent({ subject, assigneeId: change.assigneeTo, type: 'task.assigned', summary: `${subject.label} assigned in Jira: ${change.title}` }, now));
   }
-  await appendAudit(trx, {
-    actor: { ...SYSTEM_ACTOR, via: `jira:${instance.name}` },
-    action: 'task.sync',
-    objectType: 'integration',
-    objectId: `jira:${instance.name}`,
-    outcome: 'success',
-    at: now,
-    detail: { created: created.slice(0, 1000).map((row) => taskRef(row.id)), updated: known.slice(0, 1000).map((row) => taskRef(byTarget.get(row.target)!.id)), createdCount: created.length, updatedCount: known.length },
-  });
+  await auditSync(trx, instance.name, now, { created: created.slice(0, 1000).map((row) => taskRef(row.id)), updated: known.slice(0, 1000).map((row) => taskRef(byTarget.get(row.target)!.id)), createdCount: created.length, updatedCount: known.length });
 }
 
 const TERMINAL: readonly TaskState[] = ['done', 'cancelled', 'approved', 'denied', 'expired'];
@@ -190,13 +182,10 @@ export async function issuesGone(input: { trx: Kysely<Database>; instance: Conne
     const subject = { kind: 'task' as const, id: task.id, label: taskRef(task.id) };
     await runtime.events.emit(trx, newEvent({ subject, type: 'task.state_changed', summary: `${subject.label} is now cancelled: its Jira issue ${before.get(task.id) ?? ''} was deleted or is no longer visible to ProjectX`, data: { to: 'cancelled', by: `jira:${instance.name}`, reason: 'issue_gone' } }, now));
   }
-  await appendAudit(trx, {
-    actor: { ...SYSTEM_ACTOR, via: `jira:${instance.name}` },
-    action: 'task.sync',
-    objectType: 'integration',
-    objectId: `jira:${instance.name}`,
-    outcome: 'success',
-    at: now,
-    detail: { cancelled: cancelled.map((task) => taskRef(task.id)), reason: 'issue_gone', issues: input.externalIds.slice(0, 1000) },
-  });
+  await auditSync(trx, instance.name, now, { cancelled: cancelled.map((task) => taskRef(task.id)), reason: 'issue_gone', issues: input.externalIds.slice(0, 1000) });
+}
+
+/** One audit row for what a sync did to tasks (a page's, or the issues found gone), by the instance. */
+function auditSync(trx: Kysely<Database>, instanceName: string, now: Date, detail: Record<string, unknown>): Promise<void> {
+  return appendAudit(trx, { actor: { ...SYSTEM_ACTOR, via: `jira:${instanceName}` }, action: 'task.sync', objectType: 'integration', objectId: `jira:${instanceName}`, outcome: 'success', at: now, detail });
 }
