@@ -303,6 +303,33 @@ export async function transitionTask(deps: DomainDeps, actor: Actor, taskId: str
 }
 
 /**
+ * Reassigns a task (or unassigns it: `assigneeId` null): admins only. Audited, and announced as `task.assigned`
+ * (with the new assignee, who is notified; a task linked to a connected system's record is reassigned there).
+ */
+export async function assignTask(deps: DomainDeps, actor: Actor, taskId: string, assigneeId: string | null): Promise<Result<Task>> {
+  const now = deps.clock.now();
+  const task = await getTask(deps.db, taskId);
+  const refused = async (code: string, message: string) => {
+    await auditRefusal(deps.db, { actor, action: 'task.assign', objectType: 'task', objectId: task?.ref ?? taskRef(taskId), at: now, code, message });
+    return refuse<Task>(code, message);
+  };
+  if (!task) return refused('task_not_found', `no task ${taskRef(taskId)}`);
+  if (!isOperator(actor) && !can(actor.user, 'tasks.manage')) return refused('forbidden', 'reassigning tasks needs the admin role');
+  if (assigneeId !== null && !(await deps.db.selectFrom('users').select('id').where('id', '=', assigneeId).where('active', '=', true).executeTakeFirst())) return refused('unknown_user', 'no active user to assign it to');
+  if (task.assigneeId === assigneeId) return ok(task);
+  const updated = await deps.db.transaction().execute(async (trx) => {
+    const row = await trx.updateTable('tasks').set({ assignee_id: assigneeId, external_assignee: null, version: task.version + 1, updated_at: now }).where('id', '=', task.id).where('version', '=', task.version).returningAll().executeTakeFirst();
+    if (!row) return undefined;
+    await appendAudit(trx, { actor, action: 'task.assign', objectType: 'task', objectId: task.ref, outcome: 'success', at: now, detail: { from: task.assigneeId, to: assigneeId } });
+    const subject = { kind: 'task' as const, id: task.id, label: task.ref };
+    await deps.events.emit(trx, newEvent({ subject, controlIds: controlIdsOf(task), ...(assigneeId ? { assigneeId } : {}), type: 'task.assigned', summary: assigneeId ? `${task.ref} assigned: ${task.title}` : `${task.ref} unassigned: ${task.title}`, data: { from: task.assigneeId, to: assigneeId, by: actorLabel(actor) } }, now));
+    return toTask(row, task.links);
+  });
+  if (!updated) return refused('conflict', `${task.ref} was changed by someone else just now; look at it again and retry`);
+  return ok(updated);
+}
+
+/**
  * Adds a comment to a task: kept in the audit log (the task's history) and announced as `task.commented`.
  * `source` names where it came from (a partner webhook delivery) so that a retried delivery adds it once.
  */

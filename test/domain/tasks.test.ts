@@ -5,8 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskState } from '../../src/db/schema.ts';
 import { CLI_ACTOR, type Actor } from '../../src/domain/actor.ts';
-import { TASK_STATES, TRANSITIONS, createTask, getTask, transitionTask } from '../../src/domain/tasks.ts';
+import { TASK_STATES, TRANSITIONS, assignTask, createTask, getTask, transitionTask } from '../../src/domain/tasks.ts';
+import { tasksVerb } from '../../src/cli/verbs/tasks.ts';
 import { type DomainFixture, auditRows, domainFixture, eventsFor } from '../support/domain.ts';
+import { operatorContext, runOperator } from '../support/operator.ts';
 
 describe('task state machine', () => {
   let fx: DomainFixture;
@@ -65,6 +67,27 @@ describe('task state machine', () => {
     expect(await transitionTask(fx.deps, assignee, task.id, 'cancelled')).toMatchObject({ ok: false, refusal: { code: 'forbidden' } });
     expect(await transitionTask(fx.deps, requester, task.id, 'cancelled')).toMatchObject({ ok: true, value: { state: 'cancelled' } });
     expect((await auditRows(fx, task.ref)).filter((row) => row.outcome === 'refused')).toHaveLength(2);
+  });
+
+  it('reassigns a task for an admin (audited, task.assigned to the new assignee), and refuses others, unknown users and tasks', async () => {
+    const first = await fx.user({ roles: ['contributor'] });
+    const second = await fx.user({ roles: ['contributor'] });
+    const task = await fx.task({ assigneeId: first.id });
+    const moved = await assignTask(fx.deps, admin, task.id, second.id);
+    expect(moved).toMatchObject({ ok: true, value: { assigneeId: second.id, version: task.version + 1 } });
+    expect((await auditRows(fx, task.ref)).at(-1)).toMatchObject({ action: 'task.assign', outcome: 'success', detail: { from: first.id, to: second.id } });
+    expect(await eventsFor(fx, task.id)).toContain('task.assigned');
+    expect(await assignTask(fx.deps, { surface: 'console', user: first }, task.id, first.id)).toMatchObject({ ok: false, refusal: { code: 'forbidden' } });
+    expect(await assignTask(fx.deps, CLI_ACTOR, task.id, '00000000-0000-4000-8000-000000000000')).toMatchObject({ ok: false, refusal: { code: 'unknown_user' } });
+    expect(await assignTask(fx.deps, CLI_ACTOR, '999999999', null)).toMatchObject({ ok: false, refusal: { code: 'task_not_found' } });
+    expect(await assignTask(fx.deps, CLI_ACTOR, task.id, null)).toMatchObject({ ok: true, value: { assigneeId: null } });
+
+    // The operator's verb: `projectx tasks assign T-n <email> | --none`.
+    const ctx = operatorContext(fx);
+    expect(await runOperator(ctx, tasksVerb, ['assign', task.ref, first.email])).toMatchObject({ code: 0, out: [`${task.ref} assigned to ${first.email}`] });
+    expect((await getTask(fx.tdb.db, task.id))!.assigneeId).toBe(first.id);
+    expect(await runOperator(ctx, tasksVerb, ['assign', task.ref, '--none'])).toMatchObject({ code: 0, out: [`${task.ref} unassigned`] });
+    await expect(runOperator(ctx, tasksVerb, ['assign', task.ref])).rejects.toThrow("give the assignee's email, or --none");
   });
 
   it('lets exactly one of two simultaneous moves win, and refuses an unknown task', async () => {

@@ -1,7 +1,7 @@
-/** `projectx tasks …`: create tasks (approvals with their policy, reviews, remediation) and list them. */
+/** `projectx tasks …`: create tasks (approvals with their policy, reviews, remediation), reassign and list them. */
 import type { Role, TaskPriority, TaskType } from '../../db/schema.ts';
 import { CLI_ACTOR } from '../../domain/actor.ts';
-import { TASK_STATES, TASK_TYPES, createTask, listTasks } from '../../domain/tasks.ts';
+import { TASK_STATES, TASK_TYPES, assignTask, createTask, listTasks, parseTaskRef } from '../../domain/tasks.ts';
 import { ROLES } from '../../domain/users.ts';
 import { UsageError, limitOption, must, one, parse, strings } from '../args.ts';
 import { type OperatorContext, userByEmail } from '../context.ts';
@@ -20,6 +20,21 @@ export const tasksVerb = defineVerb({
         'tasks create --type <type> --title "<title>" [--assignee <email>] [--requester <email>] [--approver <email>]... [--approver-role <role>]... [--control-owners] [--quorum <n>] [--expires-in <n>(m|h|d)] [--due <date>] [--control <id>]... [--priority low|normal|high] [--description "<text>"]',
       summary: `Types: ${TASK_TYPES.join(', ')}. Any --approver, --approver-role or --control-owners makes it wait for approval; the requester may never approve it.`,
       run: create,
+    },
+    {
+      name: 'assign',
+      usage: 'tasks assign <T-id> (<email> | --none)',
+      summary: 'Reassigns a task (audited; the new assignee is notified; a linked Jira issue is reassigned too).',
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { none: { type: 'boolean' } });
+        const id = positionals[0] ? parseTaskRef(positionals[0]) : undefined;
+        if (!id) throw new UsageError('name the task (T-42)');
+        if ((positionals[1] === undefined) === (values.none !== true) || positionals.length > 2) throw new UsageError('give the assignee\'s email, or --none');
+        const user = positionals[1] ? await userByEmail(ctx, positionals[1]) : undefined;
+        const task = must(await assignTask(ctx.domain, CLI_ACTOR, id, user?.id ?? null));
+        io.out(`${task.ref} ${user ? `assigned to ${user.email}` : 'unassigned'}`);
+        return 0;
+      },
     },
     {
       name: 'list',

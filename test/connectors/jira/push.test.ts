@@ -12,7 +12,7 @@ import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
 import { CLI_ACTOR } from '../../../src/domain/actor.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
-import { commentOnTask, createTask, getTask, transitionTask } from '../../../src/domain/tasks.ts';
+import { assignTask, commentOnTask, createTask, getTask, transitionTask } from '../../../src/domain/tasks.ts';
 import { connectorPush } from '../../../src/jobs/connector-push.ts';
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
 import { routeDomainEvent } from '../../../src/jobs/domain-events.ts';
@@ -124,6 +124,24 @@ describe('Jira writes', () => {
     await sync();
     await route();
     expect((await pushes()).filter((push) => push.record_key === `issue/${issueId}` && push.status === 'pending')).toEqual([]);
+  });
+
+  it('sends a reassignment made in ProjectX (by the Jira account with the user\'s email), and an unassignment', async () => {
+    const rita = await fx.user({ email: 'rita.remediator@example.test', roles: ['contributor'] });
+    const account = fake.addUser({ displayName: 'Rita Remediator', emailAddress: 'rita.remediator@example.test' });
+    const taskId = await newRemediation('Remove stale admin accounts');
+    await drain();
+    const issueId = (await getTask(fx.tdb.db, taskId))!.links.find((link) => link.target.startsWith('jira:'))!.target.split(':').at(-1)!;
+    expect((await assignTask(fx.deps, CLI_ACTOR, taskId, rita.id)).ok).toBe(true);
+    await route();
+    expect(await drain()).toMatchObject({ sent: 1 });
+    expect(fake.issue(issueId)!.assignee).toBe(account.accountId);
+    expect((await sync()).counts).toMatchObject({ updated: 0 }); // our own change
+    expect((await getTask(fx.tdb.db, taskId))!.assigneeId).toBe(rita.id);
+    expect((await assignTask(fx.deps, CLI_ACTOR, taskId, null)).ok).toBe(true);
+    await route();
+    await drain();
+    expect(fake.issue(issueId)!.assignee).toBeNull();
   });
 
   it('sends comments, never more than Jira\'s per-issue write rate, and waits out Jira\'s own 429', async () => {
