@@ -144,6 +144,14 @@ export interface IntegrationAuthorizationsTable {
   reauth_reason: string | null;
 }
 
+/** Until when a system refuses every call of an instance (a quota limit), shared by every job and process. */
+export interface IntegrationRateLimitsTable {
+  config_id: string;
+  until: Timestamp;
+  reason: string;
+  updated_at: Timestamp;
+}
+
 /** A single-use link to an OAuth consent for an instance (`projectx connectors authorize`); the token's SHA-256 only. */
 export interface IntegrationAuthorizeLinksTable {
   id: Generated<string>;
@@ -588,6 +596,7 @@ export interface Database {
   integration_tokens: IntegrationTokensTable;
   integration_authorizations: IntegrationAuthorizationsTable;
   integration_authorize_links: IntegrationAuthorizeLinksTable;
+  integration_rate_limits: IntegrationRateLimitsTable;
   integration_pushes: IntegrationPushesTable;
   users: UsersTable;
   identity_links: IdentityLinksTable;

@@ -107,6 +107,9 @@ export interface JiraClient {
   close(): Promise<void>;
 }
 
+/** `RateLimit-Reason`s that deny every call until the reset (Atlassian's rate-limiting docs). */
+const QUOTA_REASONS: ReadonlySet<string> = new Set(['jira-quota-global-based', 'jira-quota-tenant-based']);
+
 const cloudPage = z.object({ issues: z.array(z.unknown()), isLast: z.boolean().optional(), nextPageToken: z.string().nullable().optional() });
 const dcPage = z.object({ issues: z.array(z.unknown()), startAt: z.number(), maxResults: z.number(), total: z.number() });
 
@@ -135,11 +138,35 @@ export function createJiraClient(instance: ConnectorInstance<JiraSettings>, runt
   }
   const http = createHttpClient({ ...base, baseUrl: apiBase, auth });
 
+  // Jira's quota limits (global, per tenant) refuse every call until their reset: the first call to meet one
+  // records the time for the instance, and every call of any job or process waits for it instead of calling.
+  // Burst limits slow only the call that met them (its Retry-After); per-issue limits only that issue (push.ts).
+  let quotaUntil: number | undefined;
+  let quotaRead = false;
   const send = async <T>(request: UpstreamRequest): Promise<UpstreamResult<T>> => {
+    if (!quotaRead) {
+      quotaRead = true;
+      const row = await runtime.db.selectFrom('integration_rate_limits').select('until').where('config_id', '=', instance.id).executeTakeFirst();
+      quotaUntil = row?.until.getTime();
+    }
+    const now = runtime.clock.now().getTime();
+    if (quotaUntil !== undefined && quotaUntil > now) return { ok: false, failure: { kind: 'deferred', code: 'rate_limited', status: 429, retryAt: new Date(quotaUntil), attempts: 0, reason: 'quota' } };
     const root = await prefix();
     if (root === undefined) return { ok: false, failure: { kind: 'auth', code: 'authorization_required', attempts: 0 } };
     const path = request.path.startsWith('/rest/') ? request.path : `${version}${request.path}`;
-    return http.send<T>({ ...request, path: `${root}${path}` });
+    const answer = await http.send<T>({ ...request, path: `${root}${path}` });
+    if (!answer.ok && answer.failure.kind === 'deferred' && answer.failure.reason && QUOTA_REASONS.has(answer.failure.reason)) {
+      quotaUntil = answer.failure.retryAt.getTime();
+      const until = answer.failure.retryAt;
+      const reason = answer.failure.reason;
+      await runtime.db
+        .insertInto('integration_rate_limits')
+        .values({ config_id: instance.id, until, reason, updated_at: runtime.clock.now() })
+        .onConflict((oc) => oc.column('config_id').doUpdateSet({ until, reason, updated_at: runtime.clock.now() }))
+        .execute();
+      runtime.logger.warn({ connector: 'jira', instance: instance.name, reason, until: until.toISOString() }, 'Jira quota exhausted: every call of this instance waits for the reset');
+    }
+    return answer;
   };
 
   return {

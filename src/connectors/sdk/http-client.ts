@@ -74,7 +74,7 @@ export type UpstreamFailure =
   /** A status we do not retry (4xx but 429, or a retryable one after the retries), with what the system said. */
   | { kind: 'http'; code: string; status: number; body: unknown; attempts: number }
   /** Come back at `retryAt` (a rate limit or an outage that needs a longer wait than a call may sleep). */
-  | { kind: 'deferred'; code: 'rate_limited' | 'upstream_unavailable'; status: number | undefined; retryAt: Date; attempts: number }
+  | { kind: 'deferred'; code: 'rate_limited' | 'upstream_unavailable'; status: number | undefined; retryAt: Date; attempts: number; /** A 429's `RateLimit-Reason` (Jira: global or tenant quota, burst, per-issue write). */ reason?: string }
   /** No answer: connection refused or reset, DNS, the timeout, or the caller stopped (`interrupted`). */
   | { kind: 'network'; code: 'timeout' | 'network_error' | 'interrupted'; attempts: number }
   /** No credential to send: the token endpoint refused or could not be reached (`cause` says how). */
@@ -223,10 +223,12 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         const told = toldWaitMs(answer.headers, answer.status, now());
         const delay = told ?? backoff(retries + 1, base, random);
         const code = answer.status === 429 ? 'rate_limited' : 'upstream_unavailable';
-        if (delay > maxInline) return { ok: false, failure: { kind: 'deferred', code, status: answer.status, retryAt: new Date(now() + delay), attempts } };
+        const reason = answer.status === 429 ? first(answer.headers['ratelimit-reason'])?.trim().slice(0, 100) : undefined;
+        const why = reason ? { reason } : {};
+        if (delay > maxInline) return { ok: false, failure: { kind: 'deferred', code, status: answer.status, retryAt: new Date(now() + delay), attempts, ...why } };
         if (retries >= maxRetries) {
           // Out of in-call retries: come back later, at the system's word or after a backoff step.
-          return { ok: false, failure: { kind: 'deferred', code, status: answer.status, retryAt: new Date(now() + Math.max(delay, base * 4 * 2 ** retries + backoff(retries + 1, base * 4, random))), attempts } };
+          return { ok: false, failure: { kind: 'deferred', code, status: answer.status, retryAt: new Date(now() + Math.max(delay, base * 4 * 2 ** retries + backoff(retries + 1, base * 4, random))), attempts, ...why } };
         }
         retries++;
         await wait(delay);

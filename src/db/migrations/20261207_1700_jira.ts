@@ -11,6 +11,8 @@
  *   site), the scopes, and since when it needs the consent again (a refused refresh).
  * - `integration_authorize_links`: single-use links an admin opens to give that consent
  *   (`projectx connectors authorize <connector>`); only the SHA-256 of a link's token is kept.
+ * - `integration_rate_limits`: until when a connected system refuses every call of an instance (Jira's quota
+ *   limits), so that every job and process of the instance waits instead of calling.
  * - Routing defaults: a critical epic done (`task.epic_completed`) to #compliance-delivery; a sprint closed with
  *   remediation left open (`integration.sprint_closed`) to its programme owners' DMs (the event names them as
  *   `approverIds`). Other surfaces (Teams,
@@ -49,6 +51,13 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('expires_at', 'timestamptz', (col) => col.notNull())
     .addColumn('used_at', 'timestamptz')
     .execute();
+  await db.schema
+    .createTable('integration_rate_limits')
+    .addColumn('config_id', 'uuid', (col) => col.primaryKey().references('integration_configs.id').onDelete('cascade'))
+    .addColumn('until', 'timestamptz', (col) => col.notNull())
+    .addColumn('reason', 'text', (col) => col.notNull())
+    .addColumn('updated_at', 'timestamptz', (col) => col.notNull().defaultTo(sql`now()`))
+    .execute();
   await db
     .insertInto('notification_rules')
     .values([
@@ -60,6 +69,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   await db.deleteFrom('notification_rules').where('event_pattern', 'in', ['task.epic_completed', 'integration.sprint_closed']).execute();
+  await db.schema.dropTable('integration_rate_limits').execute();
   await db.schema.dropTable('integration_authorize_links').execute();
   await db.schema.dropTable('integration_authorizations').execute();
   await sql`drop index if exists task_links_jira_issue_key`.execute(db);

@@ -206,6 +206,13 @@ describe('Jira failures', () => {
     expect(Date.parse(quota.retryAt!) - fx.clock.now().getTime()).toBe(1847 * 1000);
     const limited = fake.requests.find((request) => request.rateLimitReason === 'jira-quota-tenant-based');
     expect(limited?.status).toBe(429);
+    // The quota holds for every call of the instance: another run (another client, as another job or process
+    // would have) waits for the same reset without calling Jira.
+    const calls = fake.requests.length;
+    const waiting = await sync(instance, { finalAttempt: false });
+    expect(waiting).toMatchObject({ status: 'deferred', errorCodes: ['rate_limited'], retryAt: quota.retryAt });
+    expect(fake.requests.length).toBe(calls);
+    fx.clock.advance(1847 * 1000);
 
     fake.failNext(1, { status: 429, reason: 'jira-burst-based' }, { pathPrefix: '/rest/api/3/search/jql' });
     expect(await sync(instance)).toMatchObject({ status: 'succeeded', counts: { created: 30 } });
