@@ -23,6 +23,7 @@ import { reconcile } from '../connectors/sdk/reconcile.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { defineJob } from './define-job.ts';
+import { rerenderSubject } from './domain-events.ts';
 import type { JobDeps } from './job-deps.ts';
 
 export const SYNC_RETRY_LIMIT = 4;
@@ -171,8 +172,16 @@ export const connectorReconcile = defineJob({
     const model = connector?.models.find((candidate) => candidate.name === job.model);
     if (!connector || !model) throw new SyncFailed('unknown_model', `no ${job.connector} model ${job.model}`);
     return withConnectorInstance(deps, logger, connector, job.instanceId, async ({ instance, client, runtime }) => {
+      // Since the last reconciliation that finished (a week back at most): what the repair below looks at.
+      const previous = await deps.db.selectFrom('integration_runs').select('started_at').where('config_id', '=', instance.id).where('model', '=', model.name).where('trigger', '=', 'reconcile').where('status', '=', 'succeeded').orderBy('started_at', 'desc').limit(1).executeTakeFirst();
+      const weekAgo = new Date(deps.clock.now().getTime() - 7 * 86_400_000);
+      const since = previous && previous.started_at > weekAgo ? previous.started_at : weekAgo;
       const summary = await reconcile({ runtime, connector, instance, client, model, runId: job.runId ?? randomUUID(), signal });
       if (summary.status === 'failed') throw new SyncFailed(summary.errorCodes[0] ?? 'reconcile_failed', `reconciliation of ${connector.id} ${model.name} failed (${summary.errorCodes.join(', ')})`);
+      // Chat messages that may still offer buttons for what is closed or gone: re-rendered (idempotent).
+      const stale = (await model.staleSubjects?.({ db: deps.db, instance, since })) ?? [];
+      for (const subject of stale) await deps.jobs.enqueue(rerenderSubject, subject);
+      if (stale.length > 0) logger.info({ subjects: stale.length }, 'chat messages of closed or gone records queued for re-rendering');
       const fullSync = summary.orphans > 0 ? await enqueueSync(deps.jobs, { connector: connector.id, instanceId: instance.id, model: model.name, full: true, trigger: 'reconcile' }) : undefined;
       logger.info({ ...summary, fullSync }, 'reconciliation finished');
       return { ...summary, ...(fullSync ? { fullSync } : {}) };

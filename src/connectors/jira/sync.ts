@@ -21,7 +21,7 @@ import { type PullStep, defineModel } from '../sdk/contract.ts';
 import { z } from 'zod';
 import type { UpstreamFailure } from '../sdk/http-client.ts';
 import type { JiraClient, JiraSettings } from './client.ts';
-import { applyIssues, issuesGone } from './tasks.ts';
+import { applyIssues, issuesGone, staleTaskMessages } from './tasks.ts';
 import { ISSUE_FIELDS, type IssueRecord, issueContent, issueRecord, jiraTimeMs, positionOf } from './mapper.ts';
 
 export const issueCursor = z.object({ updatedMs: z.number().int().nonnegative(), id: z.number().int().nonnegative() });
@@ -188,4 +188,5 @@ export const issues = defineModel<JiraSettings, JiraClient, IssueRecord, IssueCu
   fetchByIds: ({ client, instance, ids }) => fetchIssues({ client, settings: instance.settings, ids }),
   apply: applyIssues,
   onMissing: issuesGone,
+  staleSubjects: staleTaskMessages,
 });

@@ -189,3 +189,28 @@ export async function issuesGone(input: { trx: Kysely<Database>; instance: Conne
 function auditSync(trx: Kysely<Database>, instanceName: string, now: Date, detail: Record<string, unknown>): Promise<void> {
   return appendAudit(trx, { actor: { ...SYSTEM_ACTOR, via: `jira:${instanceName}` }, action: 'task.sync', objectType: 'integration', objectId: `jira:${instanceName}`, outcome: 'success', at: now, detail });
 }
+
+/**
+ * Tasks of this instance's issues that ended (done, cancelled…) since `since` and were posted to chat (Slack or
+ * Teams): their messages may still show buttons if a re-render was lost, so reconciliation re-renders them.
+ */
+export async function staleTaskMessages(input: { db: Kysely<Database>; instance: ConnectorInstance<JiraSettings>; since: Date }): Promise<{ kind: 'task'; id: string }[]> {
+  const rows = await input.db
+    .selectFrom('tasks')
+    .innerJoin('task_links', 'task_links.task_id', 'tasks.id')
+    .select('tasks.id')
+    .where('task_links.kind', '=', 'external')
+    .where('task_links.target', 'like', `jira:${input.instance.name.replace(/[\\%_]/g, (ch) => `\\${ch}`)}:issue:%`)
+    .where('tasks.state', 'in', TERMINAL)
+    .where('tasks.updated_at', '>=', input.since)
+    .where((eb) =>
+      eb.or([
+        eb.exists(eb.selectFrom('slack_messages').select('id').where('subject_kind', '=', 'task').whereRef('subject_id', '=', sql<string>`tasks.id::text`)),
+        eb.exists(eb.selectFrom('teams_messages').select('id').where('subject_kind', '=', 'task').whereRef('subject_id', '=', sql<string>`tasks.id::text`)),
+      ]),
+    )
+    .orderBy('tasks.id')
+    .limit(1000)
+    .execute();
+  return rows.map((row) => ({ kind: 'task' as const, id: row.id }));
+}

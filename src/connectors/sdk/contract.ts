@@ -109,6 +109,11 @@ export interface SyncModel<Settings = any, Client = any, Raw = any, Cursor = any
    * did not return (deleted, or no longer visible to us: the two look alike).
    */
   fetchByIds?(input: { client: Client; instance: ConnectorInstance<Settings>; ids: readonly string[] }): Promise<{ ok: true; records: unknown[]; missing: string[] } | { ok: false; failure: UpstreamFailure }>;
+  /**
+   * After a nightly reconciliation: the ProjectX subjects whose chat messages may show a stale state (tasks of
+   * records closed or gone since `since`, that were posted to chat), re-rendered by the framework.
+   */
+  staleSubjects?(input: { db: Db; instance: ConnectorInstance<Settings>; since: Date }): Promise<{ kind: 'task' | 'incident'; id: string }[]>;
   /** Domain effects of records found gone (flagged in the ledger in the same transaction). */
   onMissing?(input: { trx: Kysely<Database>; instance: ConnectorInstance<Settings>; externalIds: readonly string[]; runtime: ConnectorRuntime; now: Date }): Promise<void>;
 }

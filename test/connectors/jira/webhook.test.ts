@@ -164,6 +164,9 @@ describe('Jira reconciliation', () => {
     const deleted = fake.createIssue({ project: 'SEC', summary: 'Delete me', updated: fx.clock.now() });
     const hidden = fake.createIssue({ project: 'SEC', summary: 'Hide me', updated: fx.clock.now() });
     await connectorSync.handler(connectorSync.schema.parse({ connector: 'jira', instanceId, model: 'issue', runId: randomUUID(), trigger: 'manual', full: true }), context(connectorSync.name));
+    // The deleted issue's task was posted to Slack: its message must not keep offering work on it.
+    const posted = (await taskOf(deleted.id))!;
+    await fx.tdb.db.insertInto('slack_messages').values({ message_key: `task:${posted.id}`, channel: 'compliance-delivery', status: 'posted', subject_kind: 'task', subject_id: posted.id, ts: '1700000000.000100', attempt_started_at: fx.clock.now(), created_at: fx.clock.now() }).execute();
     fake.deleteIssue(deleted.id);
     fake.hideIssue(hidden.id);
     const summary = (await connectorReconcile.handler({ connector: 'jira', instanceId, model: 'issue' }, context(connectorReconcile.name))) as { missing: number; orphans: number; status: string };
@@ -172,5 +175,7 @@ describe('Jira reconciliation', () => {
     expect(await taskOf(hidden.id)).toMatchObject({ state: 'cancelled' });
     expect(await taskOf(kept.id)).toMatchObject({ state: 'open' });
     expect(fake.requests.some((request) => request.path === '/rest/api/3/issue/bulkfetch')).toBe(true);
+    const rerenders = await fx.jobs.boss.findJobs<{ payload: { kind: string; id: string } }>('subject.rerender', { data: { payload: { kind: 'task', id: posted.id } } });
+    expect(rerenders).toHaveLength(1);
   });
 });
