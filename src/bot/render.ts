@@ -18,7 +18,7 @@ export function renderTask(task: Task, options: { buttons?: boolean; names?: Rec
   const fields = [
     { label: 'State', value: task.state.replace('_', ' ') },
     { label: 'Type', value: task.type.replace('_', ' ') },
-    { label: 'Assignee', value: name(task.assigneeId) },
+    { label: 'Assignee', value: task.assigneeId ? name(task.assigneeId) : (task.externalAssignee ?? 'nobody') },
     { label: 'Requester', value: name(task.requesterId) },
   ];
   if (task.dueAt) fields.push({ label: 'Due', value: formatTime(task.dueAt) });
@@ -26,16 +26,23 @@ export function renderTask(task: Task, options: { buttons?: boolean; names?: Rec
     fields.push({ label: 'Approvals needed', value: String(task.policy.quorum) });
     if (task.policy.expiresAt) fields.push({ label: 'Decide by', value: formatTime(new Date(task.policy.expiresAt)) });
   }
-  const links = task.links.map((link) => (link.kind === 'control' ? link.target : link.kind === 'incident' ? `incident ${link.target}` : link.target));
+  if (task.labels.length > 0) fields.push({ label: 'Labels', value: task.labels.join(', ') });
+  const links = task.links.map((link) => (link.kind === 'incident' ? `incident ${link.target}` : link.kind === 'program' ? `programme ${link.target}` : linkLabel(link)));
   const blocks: Block[] = [
     { type: 'header', text: `${task.ref} ${task.title}` },
     { type: 'section', text: task.description ?? task.title, fields },
   ];
   if (links.length > 0) blocks.push({ type: 'context', text: `Linked: ${links.join(', ')}` });
-  const deepLinks = task.links.filter((link) => link.url && /^https?:\/\//.test(link.url)).map((link) => ({ label: `Open ${link.target}`, url: link.url! }));
+  const deepLinks = task.links.filter((link) => link.url && /^https?:\/\//.test(link.url)).map((link) => ({ label: `Open ${linkLabel(link)}`, url: link.url! }));
   if (deepLinks.length > 0) blocks.push({ type: 'links', links: deepLinks });
   if (options.buttons !== false && task.state === 'pending_approval') blocks.push({ type: 'actions', buttons: approvalButtons(task) });
   return { text: `${task.ref} ${task.title} (${task.state.replace('_', ' ')})`, blocks };
+}
+
+/** How a link reads: a Jira issue by its key (`SEC-12 in Jira`, from its browse URL), anything else by its target. */
+function linkLabel(link: Task['links'][number]): string {
+  const key = link.target.startsWith('jira:') && link.url ? /\/browse\/([A-Z][A-Z0-9_]*-\d+)$/.exec(link.url)?.[1] : undefined;
+  return key ? `${key} in Jira` : link.target;
 }
 
 /** Acknowledge, on an incident nobody has acknowledged: the same as `ack <number>`. */

@@ -309,7 +309,7 @@ export interface TasksTable {
 
 export interface TaskLinksTable {
   task_id: string;
-  kind: 'control' | 'incident' | 'external';
+  kind: 'control' | 'incident' | 'external' | 'program';
   target: string;
   url: string | null;
 }

@@ -55,7 +55,7 @@ export const approvalPolicySchema = z
 export type ApprovalPolicy = z.output<typeof approvalPolicySchema>;
 
 export interface TaskLink {
-  kind: 'control' | 'incident' | 'external';
+  kind: 'control' | 'incident' | 'external' | 'program';
   target: string;
   url: string | null;
 }

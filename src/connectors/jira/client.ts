@@ -68,6 +68,8 @@ export const jiraSettings = z.object({
     .optional(),
   /** Priorities (names) that make an epic critical: one moving to Done is announced (`task.epic_completed`). */
   criticalPriorities: z.array(z.string().min(1)).default(['Highest', 'Critical', 'Blocker']),
+  /** Epic key → ProjectX programme id: the epic's task and those of its child issues belong to that programme. */
+  epicPrograms: z.record(z.string().regex(/^[A-Z][A-Z0-9_]*-\d+$/, 'must be an epic key like SEC-100'), z.string().min(1)).default({}),
   /** Scrum boards whose closed sprints are read, each with the programme whose owners hear of a sprint's close. */
   boards: z.array(z.object({ id: z.number().int().positive(), program: z.string().min(1).optional() })).default([]),
   /** Nightly reconciliation (ENABLE_JIRA_DELTA_RECON). */

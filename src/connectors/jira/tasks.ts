@@ -8,7 +8,8 @@
  * - assignee: the ProjectX user with the Jira assignee's email; otherwise the email or name is kept as text
  *   (`external_assignee`), as Jira hides some people's email;
  * - the control(s) the issue names (a label matching `controlLabelPattern`, or `controlField`) are linked when
- *   ProjectX has them (links are added, never removed by a sync: someone may have linked one here).
+ *   ProjectX has them, and the programme its epic is mapped to (`epicPrograms`: the epic itself, or the issue's
+ *   parent) when ProjectX has it (links are added, never removed by a sync: someone may have linked one here).
  *
  * A page is a few statements whatever its size (new tasks and their links in one, updates in one). New tasks
  * make no event (an initial sync of 100,000 issues must not notify anyone 100,000 times); a task whose state
@@ -140,7 +141,14 @@ export async function applyIssues(input: { trx: Kysely<Database>; instance: Conn
 
   const taskIdOf = new Map([...created.map((row) => [row.target, row.id] as const), ...existing.map((row) => [row.target, row.id] as const)]);
   const controlLinks = rows.flatMap((row) => row.controls.map((control) => ({ task_id: taskIdOf.get(row.target)!, kind: 'control' as const, target: control, url: null })));
-  if (controlLinks.length > 0) await trx.insertInto('task_links').values(controlLinks).onConflict((oc) => oc.doNothing()).execute();
+  // An epic mapped to a programme: the epic's task and its children's tasks belong to it (added, never removed).
+  const mapped = changes.flatMap(({ record, externalId }) => {
+    const program = settings.epicPrograms[record.key] ?? (record.fields.parent ? settings.epicPrograms[record.fields.parent.key] : undefined);
+    return program ? [{ target: issueTarget(instance.name, externalId), program }] : [];
+  });
+  const programs = new Set(mapped.length ? (await trx.selectFrom('programs').select('id').where('id', 'in', [...new Set(mapped.map((row) => row.program))]).execute()).map((row) => row.id) : []);
+  const programLinks = mapped.filter((row) => programs.has(row.program)).map((row) => ({ task_id: taskIdOf.get(row.target)!, kind: 'program' as const, target: row.program, url: null }));
+  if (controlLinks.length + programLinks.length > 0) await trx.insertInto('task_links').values([...controlLinks, ...programLinks]).onConflict((oc) => oc.doNothing()).execute();
 
   // Comments and attachments are fetched apart, for the issues that have any (most have none).
   const extras = changes.filter(({ record }) => (record.fields.attachment?.length ?? 0) > 0 || (record.fields.comment?.total ?? record.fields.comment?.comments?.length ?? 0) > 0).map((change) => change.externalId);

@@ -6,6 +6,7 @@
  *   (an email or a display name), kept as text; `assignee_id` stays null then.
  * - `task_links` for an issue: kind `external`, target `jira:<instance name>:issue:<issue id>`, unique, so that two
  *   runs (or a pull and a push's answer) cannot link one issue to two tasks.
+ * - `task_links` kind `program`: the programme a task belongs to (a Jira epic mapped to a programme).
  * - `integration_authorizations`: what an admin's OAuth consent (authorization code, 3LO) gave an instance: the
  *   refresh token (a Keyring envelope: it rotates at every refresh), the resource it opens (Jira's cloud id and
  *   site), the scopes, and since when it needs the consent again (a refused refresh).
@@ -27,6 +28,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('labels', sql`text[]`, (col) => col.notNull().defaultTo(sql`'{}'::text[]`))
     .addColumn('external_assignee', 'text')
     .execute();
+  await sql`alter table task_links drop constraint task_links_kind_check`.execute(db);
+  await sql`alter table task_links add constraint task_links_kind_check check (kind in ('control', 'incident', 'external', 'program'))`.execute(db);
   await sql`create unique index task_links_jira_issue_key on task_links (target) where kind = 'external' and target like 'jira:%'`.execute(db);
   await db.schema
     .createTable('integration_authorizations')
@@ -73,5 +76,8 @@ export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('integration_authorize_links').execute();
   await db.schema.dropTable('integration_authorizations').execute();
   await sql`drop index if exists task_links_jira_issue_key`.execute(db);
+  await sql`delete from task_links where kind = 'program'`.execute(db);
+  await sql`alter table task_links drop constraint task_links_kind_check`.execute(db);
+  await sql`alter table task_links add constraint task_links_kind_check check (kind in ('control', 'incident', 'external'))`.execute(db);
   await db.schema.alterTable('tasks').dropColumn('labels').dropColumn('external_assignee').execute();
 }

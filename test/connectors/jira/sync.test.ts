@@ -18,6 +18,8 @@ import { type RunSummary, runSync } from '../../../src/connectors/sdk/sync.ts';
 import type { DomainEvent } from '../../../src/domain/events.ts';
 import { routeEvent } from '../../../src/domain/routing.ts';
 import { createMetrics } from '../../../src/metrics.ts';
+import { renderTask } from '../../../src/bot/render.ts';
+import { getTask } from '../../../src/domain/tasks.ts';
 import { type FakeJira, type FakeJiraOptions, startFakeJira } from '../../fakes/jira/server.ts';
 import { type DomainFixture, domainFixture, eventsFor } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
@@ -244,6 +246,31 @@ describe('Jira epics', () => {
     const [job] = await fx.jobs.boss.findJobs<{ payload: DomainEvent }>('domain.event', { data: { payload: { type: 'task.epic_completed', subject: { id: byIssue.get(issueTarget(instance.name, critical.id))! } } } });
     expect(job!.data.payload.summary).toBe(`Critical epic ${critical.key} is done in Jira: SOC 2 remediation programme`);
     expect(await routeEvent(fx.tdb.db, job!.data.payload)).toContainEqual({ surface: 'slack', kind: 'channel', target: 'compliance-delivery' });
+  });
+});
+
+describe('Jira epics mapped to programmes, and the task card', () => {
+  it('puts an epic mapped to a programme, and its child issues, in that programme; the card names the issue key and the Jira assignee', async () => {
+    const fake = await fakeJira();
+    await fx.tdb.db.insertInto('programs').values({ id: 'ISO27001', name: 'ISO 27001' }).onConflict((oc) => oc.doNothing()).execute();
+    const epic = fake.createIssue({ project: 'SEC', summary: 'ISO 27001 Annex A gaps', issuetype: 'Epic' });
+    const outside = fake.addUser({ displayName: 'Olga Outside', emailAddress: 'olga@contractor.example' });
+    const child = fake.createIssue({ project: 'SEC', summary: 'A.8.2 privileged access review', parent: epic.key, assignee: outside.accountId, labels: ['iso', 'access'] });
+    const other = fake.createIssue({ project: 'SEC', summary: 'Unrelated' });
+    const instance = await instanceFor(fake, { epicPrograms: { [epic.key]: 'ISO27001', 'SEC-999': 'NO-SUCH-PROGRAMME' } });
+    await sync(instance);
+    const byIssue = new Map((await tasksOf(instance)).map((task) => [task.target, task.id]));
+    const programmeOf = async (issueId: string) => (await fx.tdb.db.selectFrom('task_links').select('target').where('task_id', '=', byIssue.get(issueTarget(instance.name, issueId))!).where('kind', '=', 'program').execute()).map((row) => row.target);
+    expect(await programmeOf(epic.id)).toEqual(['ISO27001']);
+    expect(await programmeOf(child.id)).toEqual(['ISO27001']);
+    expect(await programmeOf(other.id)).toEqual([]);
+
+    const card = renderTask((await getTask(fx.tdb.db, byIssue.get(issueTarget(instance.name, child.id))!))!);
+    const text = JSON.stringify(card);
+    expect(text).toContain(`Open ${child.key} in Jira`);
+    expect(text).toContain('programme ISO27001');
+    expect(text).toContain('olga@contractor.example');
+    expect(text).toContain('access, iso');
   });
 });
 
