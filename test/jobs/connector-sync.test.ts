@@ -4,6 +4,8 @@
  * attempt handed to the queue's retry, and instances that are disabled or gone.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { loadConfig } from '../../src/config.ts';
+import { jira } from '../../src/connectors/jira/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../src/connectors/sdk/instances.ts';
@@ -64,6 +66,23 @@ describe('connector.sync', () => {
     expect(Object.keys(await schedules()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
     expect(Object.keys(await reconciles()).sort()).toEqual([syncKey(a, 'change_request'), syncKey(a, 'incident')].sort());
     expect(scheduleCron({ everySeconds: 7200, jitterSeconds: 0 })).toBe('0 */2 * * *');
+  });
+
+  it('takes a Jira instance\'s interval and reconciliation switch from its settings (JIRA_SYNC_INTERVAL_SECONDS, ENABLE_JIRA_DELTA_RECON)', async () => {
+    const env = (extra: Record<string, string>) => {
+      const loaded = loadConfig({ JIRA_BASE_URL: 'http://127.0.0.1:9', JIRA_PROJECT_KEYS: 'SEC', JIRA_PAT: 'jira-api-token', JIRA_USER_EMAIL: 'px-bot@example.com', ...extra });
+      if (!loaded.ok) throw new Error(loaded.problems.join('; '));
+      return jira.fromEnv(loaded.config)!;
+    };
+    const every = await ensureInstanceFromEnv(fx.tdb.db, keyring, jira, { ...env({ JIRA_SYNC_INTERVAL_SECONDS: '120' }), name: 'jira-every' });
+    const quiet = await ensureInstanceFromEnv(fx.tdb.db, keyring, jira, { ...env({ ENABLE_JIRA_DELTA_RECON: 'false' }), name: 'jira-quiet' });
+    await installConnectorSchedules(fx.jobs.boss, fx.tdb.db, deps.logger, serviceConnectors);
+    const schedules = Object.fromEntries((await fx.jobs.boss.getSchedules(connectorSync.name)).map((schedule) => [schedule.key, schedule.cron]));
+    expect(schedules).toMatchObject({ [syncKey(every!, 'issue')]: '*/2 * * * *', [syncKey(quiet!, 'issue')]: '*/5 * * * *', [syncKey(every!, 'sprint')]: '*/15 * * * *' });
+    const reconciles = Object.keys(Object.fromEntries((await fx.jobs.boss.getSchedules('connector.reconcile')).map((schedule) => [schedule.key, schedule.cron])));
+    expect(reconciles).toContain(syncKey(every!, 'issue'));
+    expect(reconciles).not.toContain(syncKey(quiet!, 'issue'));
+    await fx.tdb.db.updateTable('integration_configs').set({ enabled: false }).where('type', '=', 'jira').execute();
   });
 
   it('turns a scheduled tick into a run of its own, started within the jitter', async () => {
