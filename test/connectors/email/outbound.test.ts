@@ -86,10 +86,10 @@ describe('email out, through the service', () => {
       ]);
       const toAnn = mailsAbout(task.ref).find((sent) => sent.to[0] === 'ann@example.test')!.mail;
       expect(toAnn.text).toContain('Sent by email because it could not be delivered to you in Slack (slack_channel_not_found: Slack refused: channel_not_found).');
-      expect(toAnn.text).toContain('Open jira:SEC-7: https://jira.example.test/browse/SEC-7');
+      expect(toAnn.text).toContain('Open SEC-7 in Jira: https://jira.example.test/browse/SEC-7');
       expect(toAnn.text!.split('Decide in Slack or Teams: ').length - 1).toBe(1);
       expect(toAnn.text).toContain(`Decide in Slack or Teams: /projectx approve ${task.ref} [reason] or /projectx deny ${task.ref} <reason>`);
-      expect(toAnn.html).toContain('<a href="https://jira.example.test/browse/SEC-7">Open jira:SEC-7</a>');
+      expect(toAnn.html).toContain('<a href="https://jira.example.test/browse/SEC-7">Open SEC-7 in Jira</a>');
       expect(toAnn.headers.get('auto-submitted')).toBe('auto-generated');
       const toBob = mailsAbout(task.ref).find((sent) => sent.to[0] === 'bob@example.test')!.mail;
       expect(toBob.text).toContain('could not be delivered to you in Slack (no_slack_identity: that user has no linked Slack account)');

@@ -8,7 +8,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jira } from '../../../src/connectors/jira/index.ts';
+import { fetchIssues } from '../../../src/connectors/jira/sync.ts';
 import { connectorsVerb } from '../../../src/connectors/sdk/cli.ts';
+import { loadInstance } from '../../../src/connectors/sdk/instances.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
@@ -68,6 +71,22 @@ describe('several Jira sites', () => {
     expect(control).toEqual([{ target: 'A.5.15' }]);
     expect(cloud.requests.every((request) => request.auth === 'basic')).toBe(true);
     expect(datacenter.requests.every((request) => request.auth === 'pat')).toBe(true);
+
+    // What a webhook names is fetched by id, but only what the instance's scope holds comes back: another project,
+    // or an issue its JQL filter leaves out, is neither stored nor taken for gone.
+    const scoped = await configure('scoped', { baseUrl: cloud.url, deployment: 'cloud', authMode: 'pat', email: 'px-bot@example.com', projectKeys: ['SEC'], jqlFilter: 'labels = "compliance"' }, { api_token: 'cloud-api-token' });
+    const inScope = cloud.createIssue({ project: 'SEC', summary: 'In scope', labels: ['compliance'] });
+    const filteredOut = cloud.createIssue({ project: 'SEC', summary: 'Filtered out' });
+    const otherProject = cloud.createIssue({ project: 'OPS', summary: 'Another project', labels: ['compliance'] });
+    const instance = await loadInstance(fx.tdb.db, keyring, jira, scoped);
+    const client = jira.createClient(instance, { db: fx.tdb.db, logger: deps.logger, clock: fx.clock, metrics: deps.metrics, events: fx.deps.events, keyring });
+    try {
+      const fetched = await fetchIssues({ client, settings: instance.settings, ids: [inScope.id, filteredOut.id, otherProject.id, '99999'] });
+      expect(fetched.ok && fetched.records.map((record) => (record as { id: string }).id)).toEqual([inScope.id]);
+      expect(fetched.ok && fetched.missing).toEqual(['99999']);
+    } finally {
+      await client.close();
+    }
 
     // Bad settings are refused with what is wrong, and nothing is stored.
     const file = path.join(dir, 'bad.json');
