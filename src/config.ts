@@ -313,6 +313,13 @@ function inconsistencies(config: Config): string[] {
   const type = config.MICROSOFT_APP_TYPE;
   if (type === 'UserAssignedMSI' && config.MICROSOFT_APP_PASSWORD !== undefined) problems.push('MICROSOFT_APP_PASSWORD: must not be set with MICROSOFT_APP_TYPE=UserAssignedMSI (the managed identity signs the bot in)');
   if ((type === 'SingleTenant' || type === 'UserAssignedMSI') && config.MICROSOFT_APP_ID !== undefined && config.MICROSOFT_APP_TENANT_ID === undefined) problems.push(`MICROSOFT_APP_TENANT_ID: is required with MICROSOFT_APP_TYPE=${type} (the bot's Entra tenant)`);
+  // Jira's mode names the credential it uses: the other one set alone would leave it unable to sign in.
+  const jiraOAuth = config.JIRA_OAUTH_CLIENT_ID !== undefined && config.JIRA_OAUTH_CLIENT_SECRET !== undefined;
+  if (config.JIRA_AUTH_MODE === 'oauth' && !jiraOAuth) problems.push('JIRA_AUTH_MODE: oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET');
+  if (config.JIRA_AUTH_MODE === 'pat' && config.JIRA_PAT === undefined) problems.push('JIRA_AUTH_MODE: pat needs JIRA_PAT (with JIRA_USER_EMAIL on Cloud)');
+  const oauthInUse = jiraOAuth && config.JIRA_AUTH_MODE !== 'pat';
+  if (oauthInUse && config.JIRA_BASE_URL !== undefined && config.PUBLIC_URL === undefined) problems.push('PUBLIC_URL: is required with Jira OAuth (the consent comes back to <PUBLIC_URL>/oauth/callback/jira)');
+  if (config.JIRA_USER_EMAIL !== undefined && config.JIRA_PAT === undefined) problems.push('JIRA_USER_EMAIL: is only used with JIRA_PAT (a Cloud API token); set JIRA_PAT too');
   return problems;
 }
 

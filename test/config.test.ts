@@ -92,6 +92,16 @@ describe('loadConfig', () => {
     expect(loadConfig({ MICROSOFT_APP_ID: app, MICROSOFT_APP_TYPE: 'UserAssignedMSI', MICROSOFT_APP_TENANT_ID: tenant }).ok).toBe(true);
   });
 
+  it('refuses Jira settings that do not go together: a mode without its credential, OAuth without PUBLIC_URL, an email without a token', () => {
+    const jira = { JIRA_BASE_URL: 'https://acme.atlassian.net', JIRA_PROJECT_KEYS: 'SEC' };
+    expect(loadConfig({ ...jira, JIRA_AUTH_MODE: 'oauth', JIRA_PAT: 'jira-api-token', JIRA_USER_EMAIL: 'bot@acme.test' })).toEqual({ ok: false, problems: ['JIRA_AUTH_MODE: oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET'] });
+    expect(loadConfig({ ...jira, JIRA_AUTH_MODE: 'pat', JIRA_OAUTH_CLIENT_ID: 'client', JIRA_OAUTH_CLIENT_SECRET: 'client-secret', PUBLIC_URL: 'https://px.acme.test' })).toEqual({ ok: false, problems: ['JIRA_AUTH_MODE: pat needs JIRA_PAT (with JIRA_USER_EMAIL on Cloud)'] });
+    expect(loadConfig({ ...jira, JIRA_OAUTH_CLIENT_ID: 'client', JIRA_OAUTH_CLIENT_SECRET: 'client-secret' })).toEqual({ ok: false, problems: ['PUBLIC_URL: is required with Jira OAuth (the consent comes back to <PUBLIC_URL>/oauth/callback/jira)'] });
+    expect(loadConfig({ ...jira, JIRA_USER_EMAIL: 'bot@acme.test' })).toEqual({ ok: false, problems: ['JIRA_USER_EMAIL: is only used with JIRA_PAT (a Cloud API token); set JIRA_PAT too'] });
+    expect(loadConfig({ ...jira, JIRA_OAUTH_CLIENT_ID: 'client', JIRA_OAUTH_CLIENT_SECRET: 'client-secret', PUBLIC_URL: 'https://px.acme.test' }).ok).toBe(true);
+    expect(loadConfig({ ...jira, JIRA_PAT: 'jira-api-token', JIRA_USER_EMAIL: 'bot@acme.test' }).ok).toBe(true);
+  });
+
   it('parses a rotatable encryption key list, the first key current', () => {
     const k1 = Buffer.alloc(32, 1).toString('base64');
     const k0 = Buffer.alloc(32, 2).toString('base64');

@@ -49,7 +49,8 @@ describe('connector registry', () => {
         expect(connector.fromEnv(empty.config)).toBeUndefined();
         for (const set of entry!.configuredBy) {
           const env = Object.fromEntries(set.map((variable) => [variable, variable.endsWith('_URL') ? 'https://example.service-now.com' : variable.endsWith('_PROJECT_KEYS') ? 'SEC,OPS' : 'a-long-enough-value']));
-          const loaded = loadConfig(env);
+          // Every OAuth flow that comes back to us needs the service's public URL (src/config.ts, inconsistencies).
+          const loaded = loadConfig({ PUBLIC_URL: 'https://projectx.example.test', ...env });
           if (!loaded.ok) throw new Error(loaded.problems.join('; '));
           const described = connector.fromEnv(loaded.config);
           expect(described, `${set.join(', ')} should describe an instance`).toBeDefined();

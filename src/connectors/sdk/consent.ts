@@ -67,6 +67,22 @@ export function createConsentRoutes(deps: ConsentDeps): Hono {
   const app = new Hono();
   const connectorOf = (id: string) => deps.connectors.find((candidate) => candidate.id === id && candidate.consent);
 
+  /** The link's instance, as this connector's: a link made for another connector's instance, or one whose settings or key no longer load, is refused. */
+  const instanceOf = async (connector: ConnectorDefinition, id: string): Promise<{ ok: true; value: ConnectorInstance } | { ok: false; code: string; message: string }> => {
+    try {
+      return { ok: true, value: await loadInstance(deps.db, deps.keyring, connector, id) };
+    } catch (failure) {
+      if (failure instanceof InstanceError) return { ok: false, code: failure.code, message: failure.message };
+      throw failure;
+    }
+  };
+  // The database or the system away: the admin tries again later (never a 500).
+  app.onError((error, c) => {
+    deps.logger.error({ err: error }, 'connector consent could not be handled');
+    c.header('Retry-After', '30');
+    return c.json(errorBody('consent_unavailable', 'the consent cannot be handled right now; open the link again in a minute'), 503);
+  });
+
   app.get(CONSENT_START_PATH, async (c) => {
     const connector = connectorOf(c.req.param('connector'));
     if (!connector || !deps.publicUrl || !deps.keyring) return c.json(errorBody('no_consent_flow', 'no connector takes an OAuth consent at this address (or PUBLIC_URL is not set)'), 404);
@@ -76,13 +92,14 @@ export function createConsentRoutes(deps: ConsentDeps): Hono {
       ? await deps.db.selectFrom('integration_authorize_links').select(['id', 'config_id']).where('token_hash', '=', hashToken(token)).where('used_at', 'is', null).where('expires_at', '>', now).executeTakeFirst()
       : undefined;
     if (!link) return c.json(errorBody('link_invalid', 'this link is unknown, used or expired: ask for a new one (projectx connectors authorize)'), 400);
-    const instance = await loadInstance(deps.db, deps.keyring, connector, link.config_id);
-    const unavailable = connector.consent!.available(instance);
-    const secret = instance.credential('client_secret');
+    const instance = await instanceOf(connector, link.config_id);
+    if (!instance.ok) return c.json(errorBody(instance.code, instance.message), 409);
+    const unavailable = connector.consent!.available(instance.value);
+    const secret = instance.value.credential('client_secret');
     if (unavailable || !secret) return c.json(errorBody('consent_unavailable', unavailable ?? `${connector.title}'s OAuth client secret is not configured`), 409);
     const { state, nonce } = issueState(secret, now, link.id);
     setCookie(c, cookieName(connector.id), nonce, { httpOnly: true, sameSite: 'Lax', secure: deps.publicUrl.startsWith('https:'), maxAge: OAUTH_STATE_TTL_MS / 1000, path: `/oauth/callback/${connector.id}` });
-    return c.redirect(connector.consent!.authorizeUrl({ instance, state, redirectUri: consentRedirectUri(deps.publicUrl, connector.id) }), 302);
+    return c.redirect(connector.consent!.authorizeUrl({ instance: instance.value, state, redirectUri: consentRedirectUri(deps.publicUrl, connector.id) }), 302);
   });
 
   app.get(CONSENT_CALLBACK_PATH, async (c) => {
@@ -95,13 +112,9 @@ export function createConsentRoutes(deps: ConsentDeps): Hono {
     const linkId = stateLink(state);
     const link = linkId && /^[0-9a-f-]{36}$/.test(linkId) ? await deps.db.selectFrom('integration_authorize_links').select(['id', 'config_id', 'created_by']).where('id', '=', linkId).executeTakeFirst() : undefined;
     if (!link) return c.json(errorBody('state_invalid', 'this consent did not start here; open the link again'), 400);
-    let instance: ConnectorInstance;
-    try {
-      instance = await loadInstance(deps.db, deps.keyring, connector, link.config_id);
-    } catch (failure) {
-      if (failure instanceof InstanceError) return c.json(errorBody(failure.code, failure.message), 409);
-      throw failure;
-    }
+    const loaded = await instanceOf(connector, link.config_id);
+    if (!loaded.ok) return c.json(errorBody(loaded.code, loaded.message), 409);
+    const instance = loaded.value;
     const secret = instance.credential('client_secret');
     const checked = secret ? checkState(secret, state, getCookie(c, cookieName(connector.id)), now) : 'invalid';
     if (checked !== 'ok') return c.json(errorBody(`state_${checked}`, 'this consent cannot be completed here; open the link again in the same browser'), 400);

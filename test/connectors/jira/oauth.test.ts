@@ -182,5 +182,14 @@ describe('Jira OAuth 2.0 (3LO)', () => {
     const withUrl = operatorContext(fx, { keyring, env: { PUBLIC_URL: publicUrl } });
     await expect(runOperator(withUrl, connectorsVerb, ['authorize', 'jira', '--instance', 'dc'])).rejects.toThrow('does not use OAuth');
     await expect(runOperator(withUrl, connectorsVerb, ['authorize', 'jira', '--ttl', '0'])).rejects.toThrow('--ttl takes whole minutes');
+
+    // A link whose instance no longer loads (its settings broken meanwhile) is refused with why, not a 500.
+    const link = await authorizeLink();
+    const good = await fx.tdb.db.selectFrom('integration_configs').select('settings').where('id', '=', instanceId).executeTakeFirstOrThrow();
+    await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify({ baseUrl: 'not a url' }) }).where('id', '=', instanceId).execute();
+    const broken = await consent(link);
+    expect(broken.status).toBe(409);
+    expect(await broken.json()).toMatchObject({ error: { code: 'invalid_settings' } });
+    await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify(good.settings) }).where('id', '=', instanceId).execute();
   });
 });
