@@ -49,7 +49,7 @@ import type { JiraSettings } from '../../src/connectors/jira/client.ts';
 import { jira } from '../../src/connectors/jira/index.ts';
 import { type IssueRecord, assigneeOf, controlIdsOf, issueContent, issueRecord, plainText, positionOf, priorityOf, stateOf } from '../../src/connectors/jira/mapper.ts';
 import { issueFieldsFor } from '../../src/connectors/jira/sync.ts';
-import { issueTarget, issueUrl } from '../../src/connectors/jira/tasks.ts';
+import { issueTarget, issueUrl } from '../../src/connectors/jira/mapper.ts';
 import { Keyring } from '../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv, loadInstance } from '../../src/connectors/sdk/instances.ts';
 import type { RunSummary } from '../../src/connectors/sdk/sync.ts';

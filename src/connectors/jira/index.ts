@@ -22,13 +22,15 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
   settings: jiraSettings,
   credentialFields: ['client_secret', 'api_token', 'webhook_secret'],
   alertChannel: 'alerts-jira',
+  envSettings: ['baseUrl', 'deployment', 'authMode', 'email', 'oauth', 'projectKeys', 'jqlFilter', 'reconcile', 'syncEverySeconds'],
   fromEnv(config: Config) {
     const mode = jiraAuthMode(config);
     if (!config.JIRA_BASE_URL || !config.JIRA_PROJECT_KEYS || !mode) return undefined;
     const oauth = mode === 'oauth';
+    // Only what the environment says (envSettings): the rest of the instance's settings are the operator's.
     return {
       name: 'default',
-      settings: jiraSettings.parse({
+      settings: {
         baseUrl: config.JIRA_BASE_URL,
         deployment: oauth || config.JIRA_USER_EMAIL ? 'cloud' : 'datacenter',
         authMode: mode,
@@ -38,7 +40,7 @@ export const jira = defineConnector<JiraSettings, JiraClient>({
         ...(config.JIRA_JQL_FILTER ? { jqlFilter: config.JIRA_JQL_FILTER } : {}),
         reconcile: config.ENABLE_JIRA_DELTA_RECON,
         syncEverySeconds: config.JIRA_SYNC_INTERVAL_SECONDS,
-      }),
+      } as JiraSettings,
       credentials: {
         ...(oauth ? { client_secret: config.JIRA_OAUTH_CLIENT_SECRET! } : { api_token: config.JIRA_PAT! }),
         ...(config.JIRA_WEBHOOK_SECRET ? { webhook_secret: config.JIRA_WEBHOOK_SECRET } : {}),

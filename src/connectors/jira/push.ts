@@ -31,9 +31,8 @@ import type { PushDefinition, PushIntent } from '../sdk/contract.ts';
 import type { UpstreamResult } from '../sdk/http-client.ts';
 import { recordAnswer } from '../sdk/ledger.ts';
 import type { JiraClient, JiraSettings } from './client.ts';
-import { DEFAULT_STATE_BY_CATEGORY, adf } from './mapper.ts';
+import { DEFAULT_STATE_BY_CATEGORY, adf, issueTarget, issueUrl } from './mapper.ts';
 import { issueFieldsFor, issues } from './sync.ts';
-import { issueTarget, issueUrl } from './tasks.ts';
 
 export const markerLabel = (taskId: string) => `projectx-task-${taskId}`;
 /** Jira's per-issue write limits (rate-limiting docs): at most this many writes in each window. */
@@ -190,7 +189,7 @@ export const jiraPush: PushDefinition<JiraSettings, JiraClient> = {
     if (event.subject.kind !== 'task') return [];
     // What Jira itself changed is not sent back to it.
     const said = [event.data?.by, event.data?.source].filter((value): value is string => typeof value === 'string');
-    if (said.some((value) => value.startsWith('jira:') || value.startsWith('system:jira:'))) return [];
+    if (said.some((value) => value.startsWith('jira:'))) return [];
     const task = await getTask(db, event.subject.id);
     if (!task || task.type !== 'remediation') return [];
     const instances = await db.selectFrom('integration_configs').select(['id', 'name', 'settings']).where('type', '=', 'jira').where('enabled', '=', true).execute();

@@ -28,8 +28,6 @@ import type { JiraSettings } from './client.ts';
 import { jiraIssueExtras } from './extras.ts';
 import { type IssueRecord, assigneeOf, controlIdsOf, issueTarget, issueUrl, plainText, priorityOf, stateOf } from './mapper.ts';
 
-export { issueTarget, issueUrl };
-
 
 interface Row {
   target: string;
@@ -174,21 +172,20 @@ const TERMINAL: readonly TaskState[] = ['done', 'cancelled', 'approved', 'denied
  */
 export async function issuesGone(input: { trx: Kysely<Database>; instance: ConnectorInstance<JiraSettings>; externalIds: readonly string[]; runtime: ConnectorRuntime; now: Date }): Promise<void> {
   const { trx, instance, runtime, now } = input;
-  const targets = input.externalIds.map((id) => issueTarget(instance.name, id));
+  const links = await trx.selectFrom('task_links').select(['task_id', 'target']).where('kind', '=', 'external').where('target', 'in', input.externalIds.map((id) => issueTarget(instance.name, id))).execute();
+  if (links.length === 0) return;
+  const issueOf = new Map(links.map((row) => [row.task_id, row.target.split(':').at(-1)]));
   const cancelled = await trx
     .updateTable('tasks')
     .set((eb) => ({ state: 'cancelled', version: eb('version', '+', 1), updated_at: now }))
-    .where('id', 'in', (eb) => eb.selectFrom('task_links').select('task_id').where('kind', '=', 'external').where('target', 'in', targets))
+    .where('id', 'in', [...issueOf.keys()])
     .where('state', 'not in', TERMINAL)
-    .returning(['id', 'state'])
+    .returning('id')
     .execute();
   if (cancelled.length === 0) return;
-  const before = new Map(
-    (await trx.selectFrom('task_links').select(['task_id', 'target']).where('kind', '=', 'external').where('target', 'in', targets).execute()).map((row) => [row.task_id, row.target.split(':').at(-1)]),
-  );
   for (const task of cancelled) {
     const subject = { kind: 'task' as const, id: task.id, label: taskRef(task.id) };
-    await runtime.events.emit(trx, newEvent({ subject, type: 'task.state_changed', summary: `${subject.label} is now cancelled: its Jira issue ${before.get(task.id) ?? ''} was deleted or is no longer visible to ProjectX`, data: { to: 'cancelled', by: `jira:${instance.name}`, reason: 'issue_gone' } }, now));
+    await runtime.events.emit(trx, newEvent({ subject, type: 'task.state_changed', summary: `${subject.label} is now cancelled: its Jira issue ${issueOf.get(task.id) ?? ''} was deleted or is no longer visible to ProjectX`, data: { to: 'cancelled', by: `jira:${instance.name}`, reason: 'issue_gone' } }, now));
   }
   await auditSync(trx, instance.name, now, { cancelled: cancelled.map((task) => taskRef(task.id)), reason: 'issue_gone', issues: input.externalIds.slice(0, 1000) });
 }

@@ -172,8 +172,7 @@ export const connectorsVerb: CliVerb = defineVerb({
         if (unavailable) fail(unavailable);
         const link = await createAuthorizeLink(ctx.db, { connector: connector.id, instanceId: row.id, publicUrl: ctx.config.PUBLIC_URL, createdBy: 'cli', ttlMs: ttl === undefined ? AUTHORIZE_LINK_DEFAULT_TTL_MS : Number(ttl) * 60_000, now: ctx.domain.clock.now() });
         await audit(ctx, 'integration.authorize_link', 'integration', `${connector.id}:${name}`, { linkId: link.id, expiresAt: link.expiresAt.toISOString() });
-        if (io.json) io.out(JSON.stringify({ connector: connector.id, instance: name, url: link.url, expiresAt: link.expiresAt.toISOString() }));
-        else io.out(`Open this link (once, before ${link.expiresAt.toISOString()}) signed in to ${connector.title} as the account ProjectX should act as:\n${link.url}`);
+        io.out(`Open this link (once, before ${link.expiresAt.toISOString()}) signed in to ${connector.title} as the account ProjectX should act as:\n${link.url}`);
         return 0;
       },
     },

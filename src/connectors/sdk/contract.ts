@@ -132,6 +132,12 @@ export interface ConnectorDefinition<Settings = any, Client = any> {
   authGuidance?(settings: Settings): string;
   /** The routed channel its alerts go to (the routing rules decide; this is the default rule's target). */
   alertChannel: string;
+  /**
+   * The settings the environment owns for the instance it describes: each start sets them from it, or removes
+   * them when it no longer sets them, and keeps the others (set with `projectx connectors configure`). Unset:
+   * the environment's settings replace the stored ones whole.
+   */
+  envSettings?: readonly string[];
   /** The instance the environment describes (`SERVICENOW_*`), or undefined when it describes none. */
   fromEnv(config: Config): { name: string; settings: Settings; credentials: Record<string, string> } | undefined;
   createClient(instance: ConnectorInstance<Settings>, runtime: ConnectorRuntime & { keyring: Keyring }): Client & { close(): Promise<void> };

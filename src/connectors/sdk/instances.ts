@@ -33,7 +33,15 @@ type StoredCredentials = Record<string, Envelope>;
 export async function ensureInstanceFromEnv(db: Kysely<Database>, keyring: Keyring | undefined, connector: ConnectorDefinition, described: ReturnType<ConnectorDefinition['fromEnv']>, environment = 'production'): Promise<string | undefined> {
   if (!described) return undefined;
   if (!keyring) throw new InstanceError('no_encryption_key', `${connector.title} credentials must be stored encrypted: set PROJECTX_ENCRYPTION_KEY`);
-  const settings = connector.settings.parse(described.settings) as unknown;
+  let given = described.settings as Record<string, unknown>;
+  if (connector.envSettings) {
+    // What an operator configured beyond the environment stays; what the environment owns follows it.
+    const row = await db.selectFrom('integration_configs').select('settings').where('type', '=', connector.id).where('name', '=', described.name).where('environment', '=', environment).executeTakeFirst();
+    const stored = row?.settings && typeof row.settings === 'object' && !Array.isArray(row.settings) ? (row.settings) : {};
+    const owned = new Set(connector.envSettings);
+    given = { ...Object.fromEntries(Object.entries(stored).filter(([key]) => !owned.has(key))), ...given };
+  }
+  const settings = connector.settings.parse(given) as unknown;
   const { id } = await writeInstance(db, keyring, connector, { name: described.name, environment, settings, credentials: { values: described.credentials, replace: true }, enabledWhenCreated: true, actor: 'environment' });
   return id;
 }

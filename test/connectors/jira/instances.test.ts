@@ -10,8 +10,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jira } from '../../../src/connectors/jira/index.ts';
 import { fetchIssues } from '../../../src/connectors/jira/sync.ts';
+import { loadConfig } from '../../../src/config.ts';
 import { connectorsVerb } from '../../../src/connectors/sdk/cli.ts';
-import { loadInstance } from '../../../src/connectors/sdk/instances.ts';
+import { ensureInstanceFromEnv, loadInstance } from '../../../src/connectors/sdk/instances.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { connectorSync } from '../../../src/jobs/connector-sync.ts';
 import type { JobDeps } from '../../../src/jobs/job-deps.ts';
@@ -94,3 +95,26 @@ describe('several Jira sites', () => {
     await expect(runOperator(operatorContext(fx, { keyring }), connectorsVerb, ['configure', 'jira', '--instance', 'bad', '--settings-file', file])).rejects.toThrow(/invalid Jira settings: baseUrl: .*projectKeys: name at least one project/);
   });
 });
+
+describe('the instance the environment describes', () => {
+  it('follows the environment for what it owns, and keeps what an operator configured beyond it across restarts', async () => {
+    const env = (extra: Record<string, string>) => {
+      const loaded = loadConfig({ JIRA_BASE_URL: cloud.url, JIRA_PROJECT_KEYS: 'SEC', JIRA_PAT: 'cloud-api-token', JIRA_USER_EMAIL: 'px-bot@example.com', ...extra });
+      if (!loaded.ok) throw new Error(loaded.problems.join('; '));
+      return { ...jira.fromEnv(loaded.config)!, name: 'from-env' };
+    };
+    const id = (await ensureInstanceFromEnv(fx.tdb.db, keyring, jira, env({ JIRA_JQL_FILTER: 'labels = "compliance"' })))!;
+    // The operator adds boards and a status mapping (settings from a file replace them whole).
+    const file = path.join(dir, 'from-env.json');
+    const current = (await loadInstance(fx.tdb.db, keyring, jira, id)).settings;
+    await writeFile(file, JSON.stringify({ ...current, boards: [{ id: 7, program: 'SOC2' }], stateMapping: { SEC: { "Won't Do": 'cancelled' } } }));
+    expect(await runOperator(operatorContext(fx, { keyring }), connectorsVerb, ['configure', 'jira', '--instance', 'from-env', '--settings-file', file])).toMatchObject({ code: 0 });
+
+    // A restart with other projects and no filter: the environment's part changes, the operator's stays.
+    await ensureInstanceFromEnv(fx.tdb.db, keyring, jira, env({ JIRA_PROJECT_KEYS: 'SEC,OPS' }));
+    const after = (await loadInstance(fx.tdb.db, keyring, jira, id)).settings;
+    expect(after).toMatchObject({ projectKeys: ['SEC', 'OPS'], boards: [{ id: 7, program: 'SOC2' }], stateMapping: { SEC: { "Won't Do": 'cancelled' } } });
+    expect(after.jqlFilter).toBeUndefined();
+  });
+});
+

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JiraSettings } from '../../../src/connectors/jira/client.ts';
 import { jira } from '../../../src/connectors/jira/index.ts';
 import { incrementalJql } from '../../../src/connectors/jira/sync.ts';
-import { issueTarget } from '../../../src/connectors/jira/tasks.ts';
+import { issueTarget } from '../../../src/connectors/jira/mapper.ts';
 import { createBreaker } from '../../../src/connectors/sdk/breaker.ts';
 import type { ConnectorInstance, ConnectorRuntime } from '../../../src/connectors/sdk/contract.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jira } from '../../../src/connectors/jira/index.ts';
-import { issueTarget } from '../../../src/connectors/jira/tasks.ts';
+import { issueTarget } from '../../../src/connectors/jira/mapper.ts';
 import { connectorsVerb } from '../../../src/connectors/sdk/cli.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { ensureInstanceFromEnv } from '../../../src/connectors/sdk/instances.ts';
