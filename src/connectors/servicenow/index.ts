@@ -18,6 +18,9 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
   settings: serviceNowSettings,
   credentialFields: ['client_secret', 'password', 'webhook_secret'],
   alertChannel: 'alerts-servicenow',
+  // The environment owns where and as whom; the rest (page size, ack, review assignee, push) is the operator's
+  // and survives restarts.
+  envSettings: ['baseUrl', 'clientId', 'user'],
   fromEnv(config: Config) {
     if (!config.SERVICENOW_BASE_URL) return undefined;
     const oauth = config.SERVICENOW_OAUTH_CLIENT_ID && config.SERVICENOW_OAUTH_CLIENT_SECRET;
@@ -25,11 +28,11 @@ export const servicenow = defineConnector<ServiceNowSettings, ServiceNowClient>(
     if (!oauth && !basic) return undefined;
     return {
       name: 'default',
-      settings: serviceNowSettings.parse({
+      settings: {
         baseUrl: config.SERVICENOW_BASE_URL,
         ...(oauth ? { clientId: config.SERVICENOW_OAUTH_CLIENT_ID } : {}),
         ...(basic ? { user: config.SERVICENOW_USER } : {}),
-      }),
+      } as ServiceNowSettings,
       credentials: {
         ...(oauth ? { client_secret: config.SERVICENOW_OAUTH_CLIENT_SECRET! } : {}),
         ...(basic ? { password: config.SERVICENOW_PASSWORD! } : {}),
