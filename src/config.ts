@@ -5,6 +5,7 @@
  * Variable names follow the integration runbook (DESIGN.md, "Environment"); `.env.example` documents each.
  * A secret's value never appears in an error message: problems name the variable and what was expected.
  */
+import { parseClamavUrl } from './connectors/evidence-stores/clamd.ts';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
@@ -269,6 +270,18 @@ const schema = z.object({
 
   /** Local evidence store directory (default `<PROJECTX_DATA_DIR>/evidence`). */
   EVIDENCE_LOCAL_DIR: text,
+  /** The largest evidence file accepted from any source, in bytes (default 25 MB). */
+  EVIDENCE_MAX_BYTES: withDefault(wholeNumber(1, 5 * 1024 ** 3, 'must be a whole number of bytes from 1 to 5 GiB'), 25 * 1024 * 1024),
+  /** clamd for the virus scan (`tcp://host:port`, or a Unix socket path); unset: files are recorded unscanned. */
+  CLAMAV_URL: optional(z.string().trim().superRefine((value, ctx) => {
+    try {
+      parseClamavUrl(value);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message.replace(/^CLAMAV_URL "[^"]*" /, '') });
+    }
+  })),
+  /** true: without a scanner (CLAMAV_URL unset) files wait in quarantine instead of being recorded unscanned. */
+  EVIDENCE_SCAN_REQUIRED: optional(z.enum(['true', 'false'], { message: 'must be true or false' })).transform((value) => value === 'true'),
   EVIDENCE_S3_BUCKET: text,
   AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { message: 'must be an IAM role ARN' })),
   AWS_EXTERNAL_ID: secret,

@@ -12,7 +12,7 @@ import type { IntegrationHealth } from './bot/commands/context.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { HalfConfigured, describeIntegrations, halfConfigured } from './connectors/catalog.ts';
-import { integrationHealth } from './connectors/health.ts';
+import { evidenceScanHealth, integrationHealth } from './connectors/health.ts';
 import { resolveKeyring } from './connectors/sdk/crypto.ts';
 import { releaseDatabase, resolveDatabase } from './db/connect.ts';
 import { type Db, createDatabase } from './db/database.ts';
@@ -27,7 +27,7 @@ import type { JobDeps } from './jobs/job-deps.ts';
 import { type AnyJob, type JobRuntime, startJobRuntime } from './jobs/runtime.ts';
 import type { Logger } from './logger.ts';
 import { type Metrics, createMetrics } from './metrics.ts';
-import { type ModuleContext, type ModuleParts, type Role, type ServiceModule, connectorsOf, jobsOf, selectEvidenceStore } from './module.ts';
+import { type ModuleContext, type ModuleParts, type Role, type ServiceModule, connectorsOf, jobsOf, evidencePipelineOf } from './module.ts';
 import { modules as serviceModules } from './modules.ts';
 
 export { ROLES, type Role } from './module.ts';
@@ -127,7 +127,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
         events,
         notifiers: started.flatMap(({ parts }) => parts.notifiers ?? []),
         rerenderers: started.flatMap(({ parts }) => parts.rerenderers ?? []),
-        evidenceStore: selectEvidenceStore(modules, config),
+        evidence: evidencePipelineOf(modules, config),
         keyring,
         connectors,
         integrations,
@@ -241,4 +241,7 @@ function logIntegrations(config: Config, modules: readonly ServiceModule[], logg
     else if (status.state === 'not_built') logger.info({ integration: status.id, ignored: status.ignored }, `${status.title}: not built in this version${status.ignored.length > 0 ? ` (${status.ignored.join(', ')} ignored)` : ''}`);
     else logger.info({ integration: status.id, missing: status.missing }, `${status.title}: not configured (set ${status.missing.join(', ')})`);
   }
+  const scan = evidenceScanHealth(config);
+  if (scan.configured) logger.info({ integration: scan.id }, `${scan.title}: ${scan.detail}`);
+  else logger.warn({ integration: scan.id, missing: ['CLAMAV_URL'] }, `${scan.title}: ${scan.detail}`);
 }

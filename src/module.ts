@@ -22,6 +22,7 @@ import type { CliVerb } from './cli/verb.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { EvidenceStore } from './connectors/evidence-stores/store.ts';
+import { type EvidencePipeline, pipelineFromConfig } from './connectors/evidence-stores/pipeline.ts';
 import type { ConnectorDefinition } from './connectors/sdk/contract.ts';
 import type { Envelope, Keyring } from './connectors/sdk/crypto.ts';
 import type { Db } from './db/database.ts';
@@ -165,10 +166,13 @@ export function verbsOf(modules: readonly ServiceModule[]): CliVerb[] {
   return modules.flatMap((module) => module.verbs ?? []);
 }
 
-/** The evidence store this configuration selects: today the `local` one (the only back-end built). */
-export function selectEvidenceStore(modules: readonly ServiceModule[], config: Config): EvidenceStore {
+/**
+ * The evidence pipeline this configuration describes: the store it selects (today the `local` one, the only
+ * back-end built), the virus scanner (`CLAMAV_URL`), the size limit and the staging directory.
+ */
+export function evidencePipelineOf(modules: readonly ServiceModule[], config: Config): EvidencePipeline {
   const kinds = modules.flatMap((module) => module.evidenceStores ?? []);
   const chosen = kinds.find((kind) => kind.kind === 'local');
   if (!chosen) throw new Error(`no evidence store "local" among the modules (${kinds.map((kind) => kind.kind).join(', ') || 'none'})`);
-  return chosen.create(config);
+  return pipelineFromConfig(chosen.create(config), config);
 }

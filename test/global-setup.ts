@@ -4,7 +4,8 @@
  * (`createTestDatabase()`), so files run in parallel without seeing each other's rows.
  *
  * Also the run's temp root (`projectx-test-run-*`): tests put their files under it (test/support/temp.ts) and
- * the teardown removes it, so a run leaves nothing in the temp directory.
+ * the teardown removes it, so a run leaves nothing in the temp directory. And a real clamd (test/servers/clamd.ts)
+ * on the committed EICAR-only signatures, for the virus-scan tests.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import { JOBS_SCHEMA } from '../src/jobs/runtime.ts';
 import { createLogger } from '../src/logger.ts';
+import { startClamd } from './servers/clamd.ts';
 import { databaseUrl } from './support/database-url.ts';
 
 declare module 'vitest' {
@@ -24,6 +26,8 @@ declare module 'vitest' {
     postgres: { adminUrl: string; template: string; prefix: string };
     /** The run's temp root, removed when the run ends. */
     tempRoot: string;
+    /** The run's clamd: `tcp://127.0.0.1:<port>`. */
+    clamav: { url: string };
   }
 }
 
@@ -34,6 +38,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // Open to others (mkdtemp makes it 0700): as root, the embedded server's postgres user must enter it.
   const tempRoot = await mkdtemp(path.join(tmpdir(), 'projectx-test-run-'));
   await chmod(tempRoot, 0o755);
+  // First, so a machine without clamd learns it before PostgreSQL is started (and left running).
+  const clamd = await startClamd(path.join(tempRoot, 'clamd'));
   let adminUrl = process.env.DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!adminUrl) {
@@ -56,6 +62,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   project.provide('postgres', { adminUrl, template, prefix });
   project.provide('tempRoot', tempRoot);
+  project.provide('clamav', { url: clamd.url });
 
   return async () => {
     await admin(adminUrl, async (client) => {
@@ -63,6 +70,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       for (const { datname } of rows) await client.query(`drop database if exists "${datname}" with (force)`);
     });
     await stopEmbedded();
+    await clamd.stop();
     await rm(tempRoot, { recursive: true, force: true });
   };
 }

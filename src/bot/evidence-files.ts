@@ -2,7 +2,7 @@
  * One evidence file sent from a chat, fetched and ingested: the part the Slack upload job and the Teams upload
  * job share. The file is downloaded only from an address the caller allows (and a redirect followed only to
  * one), with a time limit; refused by its declared size before a byte is read; streamed through the evidence
- * ingest (type by content, the 10 MB limit, SHA-256 while storing, recorded against its control or task); and
+ * ingest (type by content, the EVIDENCE_MAX_BYTES limit, the virus scan, SHA-256 while storing, recorded against its control or task); and
  * the outcome returned as the line the uploader reads in the confirmation.
  *
  * Download addresses carry credentials (Teams' `downloadUrl` holds a token in its query string; Slack's needs
@@ -15,8 +15,8 @@ import type { Actor } from '../domain/actor.ts';
 import type { Clock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
-import { MAX_EVIDENCE_BYTES, formatBytes, ingestEvidence } from '../connectors/evidence-stores/ingest.ts';
-import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
+import { formatBytes, ingestEvidence } from '../connectors/evidence-stores/ingest.ts';
+import type { EvidencePipeline } from '../connectors/evidence-stores/pipeline.ts';
 
 /** Redirects followed (each to an allowed address) before a download is given up. */
 const MAX_REDIRECTS = 3;
@@ -26,7 +26,7 @@ export interface EvidenceFileDeps {
   db: Db;
   events: EventSink;
   clock: Clock;
-  evidenceStore: EvidenceStore;
+  evidence: EvidencePipeline;
   logger: Logger;
 }
 
@@ -59,7 +59,7 @@ export interface EvidenceFile {
  */
 export async function ingestEvidenceFile(deps: EvidenceFileDeps, file: EvidenceFile): Promise<string> {
   const refused = (why: string) => `• ${file.name}: refused, ${why}`;
-  if ((file.declaredBytes ?? 0) > MAX_EVIDENCE_BYTES) return refused(`larger than the ${formatBytes(MAX_EVIDENCE_BYTES)} limit`);
+  if ((file.declaredBytes ?? 0) > deps.evidence.maxBytes) return refused(`larger than the ${formatBytes(deps.evidence.maxBytes)} limit`);
   const first = URL.canParse(file.url) ? new URL(file.url) : undefined;
   if (!first || !file.allowed(first)) {
     deps.logger.warn({ source: file.source, host: first?.host }, 'refused to download an evidence file from a host that is not allowed');
@@ -89,20 +89,20 @@ export async function ingestEvidenceFile(deps: EvidenceFileDeps, file: EvidenceF
       return refused(`the file could not be downloaded (HTTP ${response.status}); send it again`);
     }
     const length = Number(response.headers.get('content-length') ?? Number.NaN);
-    if (Number.isFinite(length) && length > MAX_EVIDENCE_BYTES) {
+    if (Number.isFinite(length) && length > deps.evidence.maxBytes) {
       await response.body.cancel();
-      return refused(`larger than the ${formatBytes(MAX_EVIDENCE_BYTES)} limit`);
+      return refused(`larger than the ${formatBytes(deps.evidence.maxBytes)} limit`);
     }
-    const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidenceStore, file.actor, {
+    const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidence, file.actor, {
       content: Readable.fromWeb(response.body),
       fileName: file.name,
       source: file.source,
       controlIds: file.controlId ? [file.controlId] : [],
       taskIds: file.taskId ? [file.taskId] : [],
     });
-    return result.ok
-      ? `• ${file.name}: stored, SHA-256 \`${result.value.sha256}\`${result.value.stored ? '' : ' (identical content was already stored)'}`
-      : refused(result.refusal.message);
+    if (!result.ok) return refused(result.refusal.message);
+    if (result.value.outcome === 'held') return `• ${file.name}: held, ${result.value.message}`;
+    return `• ${file.name}: stored, SHA-256 \`${result.value.sha256}\`${result.value.stored ? '' : ' (identical content was already stored)'}${result.value.scanStatus === 'clean' ? ', scanned clean' : ', not scanned for viruses'}`;
   }
 }
 

@@ -335,6 +335,43 @@ export interface EvidenceTable {
   uploaded_by: string | null;
   retention_until: NullableTimestamp;
   created_at: Timestamp;
+  scan_status: ColumnType<EvidenceScanStatus, EvidenceScanStatus | undefined, EvidenceScanStatus>;
+  scanned_at: NullableTimestamp;
+}
+
+/** `clean`: clamd found nothing; `unscanned`: no scanner configured; `released`: let out of quarantine by an operator. */
+export type EvidenceScanStatus = 'clean' | 'unscanned' | 'released';
+export type QuarantineReason = 'infected' | 'scanner_unavailable' | 'scan_limit_exceeded' | 'scan_required';
+
+export interface EvidenceQuarantineTable {
+  id: Generated<string>;
+  status: ColumnType<'held' | 'recorded' | 'deleted', 'held' | 'recorded' | 'deleted' | undefined, 'held' | 'recorded' | 'deleted'>;
+  reason: QuarantineReason;
+  signature: string | null;
+  sha256: string;
+  size_bytes: ColumnType<string, number | string, number | string>;
+  media_type: string;
+  original_name: string | null;
+  source: string;
+  uploaded_by: string | null;
+  /** The uploader as the audit log names them (`user:…`, `system:jira`). */
+  uploader: string;
+  control_ids: ColumnType<string[], string[] | undefined, string[]>;
+  task_ids: ColumnType<string[], string[] | undefined, string[]>;
+  retention_until: NullableTimestamp;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: NullableTimestamp;
+  last_error: string | null;
+  evidence_id: string | null;
+  created_at: Timestamp;
+  resolved_at: NullableTimestamp;
+  resolved_by: string | null;
+}
+
+export interface EvidenceQuarantineChunksTable {
+  quarantine_id: string;
+  seq: number;
+  data: Buffer;
 }
 
 export interface EvidenceLinksTable {
@@ -609,6 +646,8 @@ export interface Database {
   approval_decisions: ApprovalDecisionsTable;
   evidence: EvidenceTable;
   evidence_links: EvidenceLinksTable;
+  evidence_quarantine: EvidenceQuarantineTable;
+  evidence_quarantine_chunks: EvidenceQuarantineChunksTable;
   notification_rules: NotificationRulesTable;
   notifications: NotificationsTable;
   audit_log: AuditLogTable;

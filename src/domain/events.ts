@@ -25,6 +25,8 @@ export type DomainEventType =
   | 'evidence.recorded'
   | 'partner.alert'
   | 'security.webhook_signature_failures'
+  /** A virus scan found something in an evidence file: refused and quarantined (routed to the security channel). */
+  | 'security.evidence_infected'
   | 'integration.degraded'
   | 'integration.recovered'
   | 'integration.record_rejected'

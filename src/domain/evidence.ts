@@ -3,7 +3,7 @@
  * stored once: recording it again, for the same or another control, links the existing evidence.
  */
 import type { Kysely } from 'kysely';
-import type { Database } from '../db/schema.ts';
+import type { Database, EvidenceScanStatus } from '../db/schema.ts';
 import { type Actor, isOperator } from './actor.ts';
 import { appendAudit, auditRefusal } from './audit.ts';
 import type { DomainDeps } from './deps.ts';
@@ -22,6 +22,8 @@ export interface EvidenceInput {
   retentionUntil?: Date | undefined;
   controlIds?: readonly string[] | undefined;
   taskIds?: readonly string[] | undefined;
+  /** How the pipeline scanned it (default `unscanned`); a clean scan upgrades identical content recorded unscanned. */
+  scanStatus?: EvidenceScanStatus | undefined;
 }
 
 export interface EvidenceRecord {
@@ -81,12 +83,17 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
         original_name: input.originalName ?? null,
         uploaded_by: actor.user?.id ?? null,
         retention_until: input.retentionUntil ?? null,
+        scan_status: input.scanStatus ?? 'unscanned',
+        scanned_at: input.scanStatus === 'clean' ? now : null,
         created_at: now,
       })
       .onConflict((oc) => oc.column('sha256').doNothing())
       .returningAll()
       .executeTakeFirst();
-    const row = inserted ?? (await trx.selectFrom('evidence').selectAll().where('sha256', '=', input.sha256).executeTakeFirstOrThrow());
+    let row = inserted ?? (await trx.selectFrom('evidence').selectAll().where('sha256', '=', input.sha256).executeTakeFirstOrThrow());
+    if (!inserted && input.scanStatus === 'clean' && row.scan_status !== 'clean') {
+      row = await trx.updateTable('evidence').set({ scan_status: 'clean', scanned_at: now }).where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
+    }
     const links = [
       ...controlIds.map((target) => ({ kind: 'control' as const, target })),
       ...taskIds.map((target) => ({ kind: 'task' as const, target })),
@@ -105,7 +112,7 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
       objectId: row.sha256,
       outcome: 'success',
       at: now,
-      detail: { stored: Boolean(inserted), newLinks, source: input.source, sizeBytes: Number(row.size_bytes) },
+      detail: { stored: Boolean(inserted), newLinks, source: input.source, sizeBytes: Number(row.size_bytes), scanStatus: row.scan_status },
     });
     if (newLinks.length > 0) {
       await deps.events.emit(

@@ -4,7 +4,7 @@
  */
 import type { IntegrationHealth } from '../bot/commands/context.ts';
 import type { Notifier, Rerenderer } from '../bot/notifier.ts';
-import type { EvidenceStore } from '../connectors/evidence-stores/store.ts';
+import type { EvidencePipeline } from '../connectors/evidence-stores/pipeline.ts';
 import type { ConnectorDefinition } from '../connectors/sdk/contract.ts';
 import type { Keyring } from '../connectors/sdk/crypto.ts';
 import type { Clock } from '../clock.ts';
@@ -30,7 +30,7 @@ export interface JobDeps {
   /** Surfaces that re-render the messages they posted about a task or incident when it changes. */
   rerenderers: readonly Rerenderer[];
   /** Where evidence files go. */
-  evidenceStore: EvidenceStore;
+  evidence: EvidencePipeline;
   /** Credentials at rest (undefined with a real database and no PROJECTX_ENCRYPTION_KEY). */
   keyring?: Keyring | undefined;
   /** Every connector of the service's modules. */

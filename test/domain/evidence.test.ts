@@ -5,8 +5,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ingestEvidence } from '../../src/connectors/evidence-stores/ingest.ts';
+import { type Recorded, ingestEvidence } from '../../src/connectors/evidence-stores/ingest.ts';
 import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
+import { type EvidencePipeline, evidencePipeline } from '../../src/connectors/evidence-stores/pipeline.ts';
+import type { Result } from '../../src/domain/result.ts';
 import { SNIFF_BYTES } from '../../src/connectors/evidence-stores/media-type.ts';
 import type { Actor } from '../../src/domain/actor.ts';
 import { type DomainFixture, auditRows, domainFixture, eventsFor } from '../support/domain.ts';
@@ -22,7 +24,7 @@ const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR
 describe('ingestEvidence with the local store', () => {
   let fixture: DomainFixture;
   let base: string;
-  let store: LocalEvidenceStore;
+  let shared: EvidencePipeline;
   let contributor: Actor;
   let viewer: Actor;
   let controlA: string;
@@ -31,7 +33,7 @@ describe('ingestEvidence with the local store', () => {
   beforeAll(async () => {
     fixture = await domainFixture();
     base = await mkdtemp(path.join(tmpdir(), 'projectx-evidence-'));
-    store = new LocalEvidenceStore(path.join(base, 'shared'));
+    shared = evidencePipeline(new LocalEvidenceStore(path.join(base, 'shared')), { stagingDir: path.join(base, 'staging') });
     contributor = { surface: 'slack', user: await fixture.user({ roles: ['contributor'] }) };
     viewer = { surface: 'slack', user: await fixture.user({ roles: ['viewer'] }) };
     controlA = await fixture.control();
@@ -42,22 +44,26 @@ describe('ingestEvidence with the local store', () => {
     await rm(base, { recursive: true, force: true });
   });
 
-  /** A store of the test's own, so "nothing was written" can be checked on the whole directory. */
+  /** A store of the test's own, its staging directory inside, so "nothing was written" can be checked on the whole directory. */
   const freshStore = async () => {
     const root = await mkdtemp(path.join(base, 'store-'));
-    return { root, store: new LocalEvidenceStore(root) };
+    return { root, store: evidencePipeline(new LocalEvidenceStore(root), { stagingDir: path.join(root, 'staging') }) };
   };
   /** Every file under `root` (including its tmp dir), relative to it. */
   const filesIn = async (root: string) =>
     (await readdir(root, { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile()).map((entry) => path.relative(root, path.join(entry.parentPath, entry.name)));
-  const ingest = (bytes: Buffer | Readable, options: { fileName?: string; controlIds?: string[]; maxBytes?: number; actor?: Actor; into?: LocalEvidenceStore } = {}) =>
-    ingestEvidence(fixture.deps, options.into ?? store, options.actor ?? contributor, {
+  /** No scanner here (test/connectors/evidence-stores has the scan step): every accepted file is recorded unscanned. */
+  const ingest = async (bytes: Buffer | Readable, options: { fileName?: string; controlIds?: string[]; maxBytes?: number; actor?: Actor; into?: EvidencePipeline } = {}): Promise<Result<Recorded>> => {
+    const pipeline = options.into ?? shared;
+    const result = await ingestEvidence(fixture.deps, options.maxBytes ? { ...pipeline, maxBytes: options.maxBytes } : pipeline, options.actor ?? contributor, {
       content: Buffer.isBuffer(bytes) ? Readable.from([bytes]) : bytes,
       source: 'slack',
       fileName: options.fileName,
       controlIds: options.controlIds ?? [controlA],
-      maxBytes: options.maxBytes,
     });
+    if (result.ok && result.value.outcome !== 'recorded') throw new Error(`held without a scanner: ${result.value.message}`);
+    return result as Result<Recorded>;
+  };
   const evidenceRows = (sha: string) => fixture.tdb.db.selectFrom('evidence').selectAll().where('sha256', '=', sha).execute();
   const evidenceCount = async () => Number((await fixture.tdb.db.selectFrom('evidence').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
 
@@ -67,10 +73,10 @@ describe('ingestEvidence with the local store', () => {
       const result = await ingest(bytes, { fileName });
       expect(result.ok, JSON.stringify(result)).toBe(true);
       if (!result.ok) return;
-      expect(result.value).toMatchObject({ sha256: sha256(bytes), sizeBytes: bytes.length, mediaType, stored: true, newLinks: [`control:${controlA}`], fileName });
+      expect(result.value).toMatchObject({ sha256: sha256(bytes), sizeBytes: bytes.length, mediaType, stored: true, newLinks: [`control:${controlA}`], fileName, outcome: 'recorded', scanStatus: 'unscanned' });
       expect(result.value.storageUri).toMatch(/^file:\/\//);
       expect(await readFile(fileURLToPath(result.value.storageUri))).toEqual(bytes);
-      expect(await evidenceRows(sha256(bytes))).toMatchObject([{ id: result.value.id, media_type: mediaType, size_bytes: String(bytes.length), original_name: fileName, uploaded_by: contributor.user?.id }]);
+      expect(await evidenceRows(sha256(bytes))).toMatchObject([{ id: result.value.id, media_type: mediaType, size_bytes: String(bytes.length), original_name: fileName, uploaded_by: contributor.user?.id, scan_status: 'unscanned', scanned_at: null }]);
     }
   });
 

@@ -5,14 +5,13 @@ import { type DomainEvent, type DomainEventType, newEvent } from '../../src/doma
 import { ok, refuse } from '../../src/domain/result.ts';
 import { type RoutedTarget, addRule, removeRule, routeEvent, ruleMatches } from '../../src/domain/routing.ts';
 import { createEventSink, routeDomainEvent } from '../../src/jobs/domain-events.ts';
-import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
 import { serviceConnectors, serviceJobs } from '../support/jobs.ts';
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import { type JobRuntime, startJobRuntime } from '../../src/jobs/runtime.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { type DomainFixture, domainFixture } from '../support/domain.ts';
 import { type CapturedLogs, captureLogs } from '../support/logs.ts';
-import { tempPath } from '../support/temp.ts';
+import { localEvidencePipeline } from '../support/temp.ts';
 
 const event = (type: DomainEventType, extra: Partial<Omit<DomainEvent, 'id' | 'occurredAt' | 'type'>> = {}) =>
   newEvent({ type, subject: { kind: 'incident', id: '7', label: 'INC0007' }, summary: `${type} happened`, ...extra }, new Date('2026-11-22T09:00:00Z'));
@@ -106,7 +105,7 @@ async function startWorkers(fixture: DomainFixture, notifiers: Notifier[], logs:
   // The real jobs, with retries due at once and polling every 0.5 s, so a retried delivery takes no 10-20 s.
   const fast = serviceJobs.map((job) => ({ ...job, policy: { ...job.policy, retryDelaySeconds: 0, retryBackoff: false, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 } }));
   const runtime = await startJobRuntime({ connectionString: fixture.tdb.url, definitions: fast, logger: logs.logger, metrics: createMetrics({ defaultMetrics: false }), supervise: true });
-  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, metrics: createMetrics({ defaultMetrics: false }), config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [], evidenceStore: new LocalEvidenceStore(tempPath('routing-evidence')), connectors: serviceConnectors, integrations: () => Promise.resolve([]) };
+  const deps: JobDeps = { db: fixture.tdb.db, logger: logs.logger, clock: fixture.clock, metrics: createMetrics({ defaultMetrics: false }), config: config.config, jobs: runtime, events: createEventSink(runtime), notifiers, rerenderers: [], evidence: localEvidencePipeline('routing-evidence'), connectors: serviceConnectors, integrations: () => Promise.resolve([]) };
   await runtime.work(deps);
   return runtime;
 }

@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../../src/config.ts';
-import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
 import type { JobDeps } from '../../src/jobs/job-deps.ts';
 import type { Role } from '../../src/db/schema.ts';
 import { CLI_ACTOR } from '../../src/domain/actor.ts';
@@ -19,7 +18,7 @@ import { createMetrics } from '../../src/metrics.ts';
 import { type ManualClock, manualClock } from './clock.ts';
 import { type TestDatabase, createTestDatabase } from './database.ts';
 import { captureLogs } from './logs.ts';
-import { tempPath } from './temp.ts';
+import { localEvidencePipeline } from './temp.ts';
 
 export interface DomainFixture {
   tdb: TestDatabase;
@@ -99,7 +98,7 @@ export function fixtureJobDeps(fixture: DomainFixture, overrides: Partial<JobDep
     rerenderers: [],
     connectors: serviceConnectors,
     integrations: () => Promise.resolve([]),
-    evidenceStore: new LocalEvidenceStore(tempPath('evidence')),
+    evidence: localEvidencePipeline('evidence'),
     ...overrides,
   };
 }

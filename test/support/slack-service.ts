@@ -5,6 +5,7 @@
  */
 import type { Role } from '../../src/db/schema.ts';
 import { loadConfig } from '../../src/config.ts';
+import { tempPath } from './temp.ts';
 import { createUser, linkIdentity } from '../../src/domain/users.ts';
 import { serviceJobs } from './jobs.ts';
 import { type Service, startService } from '../../src/main.ts';
@@ -30,7 +31,7 @@ export interface SlackService {
 export async function startSlackService(logger: Logger, env: Record<string, string> = {}): Promise<SlackService> {
   const tdb = await createTestDatabase();
   const fake = await startFakeSlack();
-  const config = loadConfig({ DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0', SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: fake.botToken, SLACK_API_URL: fake.apiUrl, ...env });
+  const config = loadConfig({ DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0', PROJECTX_DATA_DIR: tempPath('slack-service-data'), SLACK_SIGNING_SECRET: SIGNING_SECRET, SLACK_BOT_TOKEN: fake.botToken, SLACK_API_URL: fake.apiUrl, ...env });
   if (!config.ok) throw new Error(config.problems.join('; '));
   const service = await startService({ config: config.config, role: 'all', logger, jobs: fastJobs });
   return {

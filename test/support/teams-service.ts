@@ -85,6 +85,7 @@ export async function startTeamsService(logger: Logger, options: { env?: Record<
     DATABASE_URL: tdb.url,
     HOST: '127.0.0.1',
     PORT: '0',
+    PROJECTX_DATA_DIR: tempPath('teams-service-data'),
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_BOT_TOKEN: slack.botToken,
     SLACK_API_URL: slack.apiUrl,

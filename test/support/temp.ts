@@ -8,8 +8,20 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { inject } from 'vitest';
+import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
+import { type EvidencePipeline, evidencePipeline } from '../../src/connectors/evidence-stores/pipeline.ts';
 
 /** A fresh path under the run's temp root, not created (for what makes its own directory or file). */
 export function tempPath(prefix: string, extension = ''): string {
   return path.join(inject('tempRoot'), `${prefix}-${randomBytes(4).toString('hex')}${extension}`);
+}
+
+/**
+ * An evidence pipeline into a fresh local store under the run's temp root (no scanner unless given).
+ *
+ * @example
+ * const pipeline = localEvidencePipeline('evidence', { scanner: clamdScanner(inject('clamav').url) });
+ */
+export function localEvidencePipeline(prefix: string, options: Omit<Parameters<typeof evidencePipeline>[1], 'stagingDir'> = {}): EvidencePipeline {
+  return evidencePipeline(new LocalEvidenceStore(tempPath(prefix)), { stagingDir: tempPath(`${prefix}-staging`), ...options });
 }

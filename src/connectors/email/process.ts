@@ -129,14 +129,14 @@ async function recordAttachments(deps: JobDeps, row: Row, mailbox: Extract<Mailb
   const refused: { name: string; code: string; message: string }[] = [];
   for (const [index, file] of files.entries()) {
     const name = file.filename?.trim() || `attachment-${index + 1}`;
-    const result = await ingestEvidence(domain, deps.evidenceStore, actor, {
+    const result = await ingestEvidence(domain, deps.evidence, actor, {
       content: Readable.from([file.content]),
       fileName: name,
       source: EMAIL_SOURCE,
       controlIds: targets.value.controlIds,
       taskIds: targets.value.taskIds,
     });
-    if (result.ok) stored.push({ name, evidence: result.value.id, sha256: result.value.sha256, links: result.value.newLinks });
+    if (result.ok) stored.push(result.value.outcome === 'recorded' ? { name, evidence: result.value.id, sha256: result.value.sha256, links: result.value.newLinks } : { name, held: result.value.reason, quarantine: result.value.quarantineId, sha256: result.value.sha256 });
     else refused.push({ name, code: result.refusal.code, message: result.refusal.message });
   }
   if (stored.length === 0) {

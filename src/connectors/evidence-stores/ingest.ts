@@ -1,19 +1,28 @@
 /**
- * One evidence file in: check its type by content, stream it into the store while hashing (refusing it past
- * the size limit), and record it against its controls and tasks. Identical content is stored once and linked.
- * Used by every way evidence arrives: the CLI, the Slack upload job, email, webhooks, connectors.
+ * One evidence file in, whatever its source (the CLI, Slack and Teams uploads, email, webhooks, connectors):
+ * who may send it and where it goes → type by content → spooled to staging while hashed (SHA-256) and held to
+ * the size limit → virus scan → store → record and link to its controls and tasks (evidence.recorded notifies).
+ * Identical content is stored once and linked.
+ *
+ * A file that may not be recorded yet is never half-stored nor dropped: infected, the scanner unreachable or
+ * over its stream limit, or a scan required with no scanner → it waits in quarantine (quarantine.ts; an
+ * infected file is refused to the sender and raises `security.evidence_infected`; the others are retried). A
+ * file refused for its type or size is refused with why. Every outcome is audited.
  */
 import type { Readable } from 'node:stream';
 import type { Actor } from '../../domain/actor.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
 import { auditRefusal } from '../../domain/audit.ts';
-import { type EvidenceRecord, checkEvidenceTargets, recordEvidence } from '../../domain/evidence.ts';
-import { type Result, refuse } from '../../domain/result.ts';
+import { checkEvidenceTargets } from '../../domain/evidence.ts';
+import { type Result, ok, refuse } from '../../domain/result.ts';
+import type { EvidenceScanStatus, QuarantineReason } from '../../db/schema.ts';
+import { ScannerUnavailableError } from './clamd.ts';
 import { SNIFF_BYTES, peek, sniffMediaType } from './media-type.ts';
-import { type EvidenceStore, EvidenceTooLargeError } from './store.ts';
+import { type EvidencePipeline, type IngestOutcome, type PipelineFile, type StagedFile, scanStaged, stageFile, storeAndRecord } from './pipeline.ts';
 
-/** The per-file limit the runbook sets for uploads. */
-export const MAX_EVIDENCE_BYTES = 10 * 1024 * 1024;
+export type { Held, IngestOutcome, Recorded } from './pipeline.ts';
+import { quarantineStaged } from './quarantine.ts';
+import { EvidenceTooLargeError } from './store.ts';
 
 export interface IngestInput {
   content: Readable;
@@ -21,17 +30,17 @@ export interface IngestInput {
   source: string;
   controlIds?: readonly string[] | undefined;
   taskIds?: readonly string[] | undefined;
-  maxBytes?: number | undefined;
   retentionUntil?: Date | undefined;
 }
 
-export async function ingestEvidence(deps: DomainDeps, store: EvidenceStore, actor: Actor, input: IngestInput): Promise<Result<EvidenceRecord & { fileName?: string }>> {
+export async function ingestEvidence(deps: DomainDeps, pipeline: EvidencePipeline, actor: Actor, input: IngestInput): Promise<Result<IngestOutcome>> {
+  const name = input.fileName ?? 'the file';
   const refused = async (code: string, message: string) => {
     input.content.destroy(); // release the upload's socket or file handle
     await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: input.fileName, at: deps.clock.now(), code, message });
-    return refuse<EvidenceRecord & { fileName?: string }>(code, message);
+    return refuse<IngestOutcome>(code, message);
   };
-  // Who and where first: a refused upload must not leave a file in the store.
+  // Who and where first: a refused upload must not leave a file anywhere.
   const targets = await checkEvidenceTargets(deps, actor, { controlIds: input.controlIds, taskIds: input.taskIds, objectId: input.fileName });
   if (!targets.ok) {
     input.content.destroy();
@@ -39,28 +48,56 @@ export async function ingestEvidence(deps: DomainDeps, store: EvidenceStore, act
   }
   const { head, stream } = await peek(input.content, SNIFF_BYTES);
   const mediaType = await sniffMediaType(head, input.fileName);
-  if (!mediaType.ok) return refused(mediaType.refusal.code, `${input.fileName ?? 'the file'}: ${mediaType.refusal.message}`);
-  let stored;
+  if (!mediaType.ok) return refused(mediaType.refusal.code, `${name}: ${mediaType.refusal.message}`);
+  let staged: StagedFile;
   try {
-    stored = await store.put(stream, { maxBytes: input.maxBytes ?? MAX_EVIDENCE_BYTES });
+    staged = await stageFile(stream, { stagingDir: pipeline.stagingDir, maxBytes: pipeline.maxBytes });
   } catch (error) {
-    if (error instanceof EvidenceTooLargeError) return refused(error.code, `${input.fileName ?? 'the file'} is larger than the ${formatBytes(error.limitBytes)} limit`);
+    if (error instanceof EvidenceTooLargeError) return refused(error.code, `${name} is larger than the ${formatBytes(error.limitBytes)} limit`);
     input.content.destroy();
     throw error;
   }
-  const recorded = await recordEvidence(deps, actor, {
-    sha256: stored.sha256,
-    sizeBytes: stored.sizeBytes,
-    mediaType: mediaType.value,
-    storageUri: stored.uri,
-    source: input.source,
-    originalName: input.fileName,
-    retentionUntil: input.retentionUntil,
-    controlIds: targets.value.controlIds,
-    taskIds: targets.value.taskIds,
-  });
-  if (!recorded.ok) return recorded;
-  return input.fileName ? { ok: true, value: { ...recorded.value, fileName: input.fileName } } : recorded;
+  try {
+    const file: PipelineFile = { staged, mediaType: mediaType.value, originalName: input.fileName, source: input.source, controlIds: targets.value.controlIds, taskIds: targets.value.taskIds, retentionUntil: input.retentionUntil };
+    return await scanStoreRecord(deps, pipeline, actor, file);
+  } finally {
+    await staged.discard();
+  }
+}
+
+/**
+ * Scan → store → record, for a file already staged. An infected file is quarantined and refused; one that
+ * cannot be scanned yet is quarantined and held.
+ */
+export async function scanStoreRecord(deps: DomainDeps, pipeline: EvidencePipeline, actor: Actor, file: PipelineFile): Promise<Result<IngestOutcome>> {
+  const name = file.originalName ?? 'the file';
+  let scanStatus: EvidenceScanStatus = 'unscanned';
+  let hold: { reason: Exclude<QuarantineReason, 'infected'>; error: string } | undefined;
+  if (pipeline.scanner) {
+    try {
+      const verdict = await scanStaged(pipeline.scanner, file.staged);
+      if (!verdict.clean) {
+        const quarantineId = await quarantineStaged(deps, { file, actor, reason: 'infected', signature: verdict.signature });
+        const message = `${name} was refused: the virus scanner found ${verdict.signature} in it. It is quarantined and the security team has been told.`;
+        await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: file.staged.sha256, at: deps.clock.now(), code: 'evidence_infected', message, detail: { quarantineId, signature: verdict.signature, source: file.source } });
+        return refuse('evidence_infected', message, { permanent: true });
+      }
+      scanStatus = 'clean';
+    } catch (error) {
+      if (!(error instanceof ScannerUnavailableError)) throw error;
+      hold = { reason: error.code, error: error.message };
+    }
+  } else if (pipeline.scanRequired) {
+    hold = { reason: 'scan_required', error: 'no virus scanner is configured (CLAMAV_URL) and EVIDENCE_SCAN_REQUIRED=true' };
+  }
+  if (hold) {
+    const quarantineId = await quarantineStaged(deps, { file, actor, reason: hold.reason, error: hold.error });
+    const message = hold.reason === 'scan_required'
+      ? `${name} is held until a virus scanner is configured; it will be recorded once scanned.`
+      : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
+    return ok({ outcome: 'held', quarantineId, reason: hold.reason, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, mediaType: file.mediaType, ...(file.originalName ? { fileName: file.originalName } : {}), message });
+  }
+  return storeAndRecord(deps, pipeline, actor, file, scanStatus);
 }
 
 export function formatBytes(bytes: number): string {

@@ -26,6 +26,10 @@ export class EvidenceTooLargeError extends Error {
 
 export interface EvidenceStore {
   readonly kind: string;
-  put(content: Readable, options: { maxBytes: number }): Promise<StoredObject>;
+  /**
+   * `sha256` and `sizeBytes`, when given, are what the pipeline measured while staging the file: a store may
+   * use them (a content-addressed key, a checksum the server verifies) and must still hash what it writes.
+   */
+  put(content: Readable, options: { maxBytes: number; sha256?: string; sizeBytes?: number }): Promise<StoredObject>;
   open(uri: string): Promise<Readable>;
 }

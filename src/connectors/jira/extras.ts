@@ -18,6 +18,7 @@ import { defineJob } from '../../jobs/define-job.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import type { Logger } from '../../logger.ts';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
+import { outcomeFields } from '../evidence-stores/pipeline.ts';
 import type { ConnectorDefinition } from '../sdk/contract.ts';
 import type { JiraClient, JiraSettings } from './client.ts';
 import { issueTarget, plainText } from './mapper.ts';
@@ -74,8 +75,8 @@ export const jiraIssueExtras = defineJob({
         for (const file of files.filter((candidate) => !known.has(candidate.id))) {
           const download = await client.send<Buffer>({ method: 'GET', path: `/attachment/content/${file.id}`, query: { redirect: 'false' }, binary: true });
           if (!download.ok) throw Object.assign(new Error(`Jira attachment ${file.id} could not be downloaded (${download.failure.code})`), { code: download.failure.code });
-          const result = await ingestEvidence(domain, deps.evidenceStore, actor, { content: Readable.from([download.value.body]), fileName: file.filename, source: 'jira', taskIds: [task.task_id] });
-          const outcome = result.ok ? { evidenceId: result.value.id, sha256: result.value.sha256 } : { refused: result.refusal.code, reason: result.refusal.message };
+          const result = await ingestEvidence(domain, deps.evidence, actor, { content: Readable.from([download.value.body]), fileName: file.filename, source: 'jira', taskIds: [task.task_id] });
+          const outcome = result.ok ? outcomeFields(result.value) : { refused: result.refusal.code, reason: result.refusal.message };
           if (result.ok) mirrored++;
           else refused++;
           await deps.db

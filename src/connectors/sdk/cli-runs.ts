@@ -14,7 +14,7 @@ import { type CliVerb, type Io, defineVerb } from '../../cli/verb.ts';
 import { connectorReconcile, connectorSync, enqueueSync, syncKey } from '../../jobs/connector-sync.ts';
 import type { JobDeps } from '../../jobs/job-deps.ts';
 import { createMetrics } from '../../metrics.ts';
-import { selectEvidenceStore } from '../../module.ts';
+import { evidencePipelineOf } from '../../module.ts';
 import type { ConnectorDefinition } from './contract.ts';
 import { ensureInstanceFromEnv, listInstances } from './instances.ts';
 
@@ -54,7 +54,7 @@ function workerDeps(ctx: OperatorContext): JobDeps {
     events: ctx.domain.events,
     notifiers: [],
     rerenderers: [],
-    evidenceStore: selectEvidenceStore(ctx.modules, ctx.config),
+    evidence: evidencePipelineOf(ctx.modules, ctx.config),
     keyring: ctx.keyring,
     connectors: ctx.connectors,
     integrations: ctx.integrations,

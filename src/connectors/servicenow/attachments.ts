@@ -12,6 +12,7 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { ingestEvidence } from '../evidence-stores/ingest.ts';
+import { outcomeFields } from '../evidence-stores/pipeline.ts';
 import { SYSTEM_ACTOR } from '../../domain/actor.ts';
 import { withConnectorInstance } from '../../jobs/connector-context.ts';
 import { defineJob } from '../../jobs/define-job.ts';
@@ -49,8 +50,8 @@ export const servicenowAttachments = defineJob({
       for (const file of files.filter((candidate) => !known.has(candidate.sys_id))) {
         const download = await client.http.send<Buffer>({ method: 'GET', path: `/api/now/attachment/${file.sys_id}/file`, binary: true });
         if (!download.ok) throw Object.assign(new Error(`ServiceNow attachment ${file.sys_id} could not be downloaded (${download.failure.code})`), { code: download.failure.code });
-        const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidenceStore, { ...SYSTEM_ACTOR, via: 'servicenow' }, { content: Readable.from([download.value.body]), fileName: file.file_name, source: 'servicenow', taskIds: tasks });
-        const outcome = result.ok ? { evidenceId: result.value.id, sha256: result.value.sha256 } : { refused: result.refusal.code, reason: result.refusal.message };
+        const result = await ingestEvidence({ db: deps.db, events: deps.events, clock: deps.clock }, deps.evidence, { ...SYSTEM_ACTOR, via: 'servicenow' }, { content: Readable.from([download.value.body]), fileName: file.file_name, source: 'servicenow', taskIds: tasks });
+        const outcome = result.ok ? outcomeFields(result.value) : { refused: result.refusal.code, reason: result.refusal.message };
         if (result.ok) mirrored++;
         else refused++;
         await deps.db

@@ -11,7 +11,6 @@
  */
 import { z } from 'zod';
 import { CONTROL_ID } from '../../domain/controls.ts';
-import { MAX_EVIDENCE_BYTES } from '../evidence-stores/ingest.ts';
 import type { WebhookScheme } from '../../db/schema.ts';
 import { storableDeep } from '../../db/storable.ts';
 
@@ -35,8 +34,8 @@ export const actionSchemas = {
   attach_evidence: z
     .object({
       name: z.string().trim().min(1).max(255),
-      // Inline (base64); the request body limit bounds it first, then the evidence limit when it is stored.
-      content_base64: z.base64().max(Math.ceil(MAX_EVIDENCE_BYTES / 3) * 4, 'at most 10 MB of content'),
+      // Inline (base64); the request body limit bounds it first, then the evidence limit (EVIDENCE_MAX_BYTES) when it is staged.
+      content_base64: z.base64(),
       control_ids: controlIds.optional(),
       task_ref: taskRef.optional(),
     })

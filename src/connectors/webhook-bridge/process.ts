@@ -186,7 +186,7 @@ async function perform(deps: JobDeps, partner: PartnerMapping, deliveryId: strin
         const allowed = await mayActOnTask(domain, actor, system, taskId, meaning.tasks, 'evidence.record');
         if (!allowed.ok) return allowed;
       }
-      const stored = await ingestEvidence(domain, deps.evidenceStore, actor, {
+      const stored = await ingestEvidence(domain, deps.evidence, actor, {
         content: Readable.from([Buffer.from(input.content_base64, 'base64')]),
         fileName: input.name,
         source: system,
@@ -194,7 +194,7 @@ async function perform(deps: JobDeps, partner: PartnerMapping, deliveryId: strin
         taskIds: taskId ? [taskId] : undefined,
       });
       if (!stored.ok) return stored;
-      return ok({ action: 'attach_evidence', evidence: stored.value.id, sha256: stored.value.sha256, links: stored.value.newLinks });
+      return ok(stored.value.outcome === 'recorded' ? { action: 'attach_evidence', evidence: stored.value.id, sha256: stored.value.sha256, links: stored.value.newLinks } : { action: 'attach_evidence', held: stored.value.reason, quarantine: stored.value.quarantineId, sha256: stored.value.sha256 });
     }
     case 'comment_task': {
       const input = meaning.input as ActionInput<'comment_task'>;

@@ -23,6 +23,7 @@ import * as teamsEvidence from './20261207_1400_teams_evidence.ts';
 import * as auditChainedAtCommit from './20261207_1500_audit_chained_at_commit.ts';
 import * as auditCorrelationIndex from './20261207_1600_audit_correlation_index.ts';
 import * as jira from './20261207_1700_jira.ts';
+import * as evidenceQuarantine from './20261208_0100_evidence_quarantine.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -45,4 +46,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1500_audit_chained_at_commit': auditChainedAtCommit,
   '20261207_1600_audit_correlation_index': auditCorrelationIndex,
   '20261207_1700_jira': jira,
+  '20261208_0100_evidence_quarantine': evidenceQuarantine,
 };

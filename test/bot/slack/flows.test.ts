@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { isSlackFileUrl } from '../../../src/bot/slack/evidence-upload.ts';
 import { CLI_ACTOR } from '../../../src/domain/actor.ts';
 import { createControl } from '../../../src/domain/controls.ts';
@@ -35,7 +35,7 @@ describe('Slack flows', () => {
   let env: SlackService;
   beforeAll(async () => {
     evidenceDir = await mkdtemp(path.join(tmpdir(), 'projectx-slack-evidence-'));
-    env = await startSlackService(logs.logger, { EVIDENCE_LOCAL_DIR: evidenceDir });
+    env = await startSlackService(logs.logger, { EVIDENCE_LOCAL_DIR: evidenceDir, EVIDENCE_MAX_BYTES: String(10 * 1024 * 1024), CLAMAV_URL: inject('clamav').url });
     ({ tdb, fake, service } = env);
     uploaderId = await env.linkedUser({ email: 'uma@example.test', name: 'Uma Uploader', roles: ['contributor', 'approver'], slackId: 'WUMA' });
     await createControl(tdb.db, { id: 'AC-2', title: 'Account management' });
@@ -75,8 +75,8 @@ describe('Slack flows', () => {
     // Downloaded with the bot token; the oversized file was refused from files.info's size, before any download.
     expect(fake.downloads.filter((download) => download.authorized).map((download) => download.fileId).sort()).toEqual(['FEXE0001', 'FPDF0001', 'FPNG0001']);
     const confirmation = fake.messages(dm.channel_id!)[0]!.text;
-    expect(confirmation).toContain(`access-review.pdf: stored, SHA-256 \`${sha(PDF)}\``);
-    expect(confirmation).toContain(`diagram.png: stored, SHA-256 \`${sha(PNG)}\``);
+    expect(confirmation).toContain(`access-review.pdf: stored, SHA-256 \`${sha(PDF)}\`, scanned clean`);
+    expect(confirmation).toContain(`diagram.png: stored, SHA-256 \`${sha(PNG)}\`, scanned clean`);
     expect(confirmation).toMatch(/tool\.pdf: refused, .*not accepted as evidence/);
     expect(confirmation).toContain('huge.pdf: refused, larger than the 10 MB limit');
   });

@@ -11,7 +11,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { isTeamsFileUrl } from '../../../src/bot/teams/evidence-upload.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { createControl } from '../../../src/domain/controls.ts';
@@ -53,7 +53,7 @@ describe('Teams evidence files', () => {
     await new Promise<void>((resolve) => files.listen(0, '127.0.0.1', resolve));
     const { port } = files.address() as AddressInfo;
     origin = `http://127.0.0.1:${port}`;
-    env = await startTeamsService(logs.logger, { env: { TEAMS_FILE_HOSTS: `127.0.0.1:${port}`, EVIDENCE_LOCAL_DIR: tempPath('teams-evidence') } });
+    env = await startTeamsService(logs.logger, { env: { TEAMS_FILE_HOSTS: `127.0.0.1:${port}`, EVIDENCE_LOCAL_DIR: tempPath('teams-evidence'), EVIDENCE_MAX_BYTES: String(10 * 1024 * 1024), CLAMAV_URL: inject('clamav').url } });
     megan = await env.person({ email: 'megan@example.test', name: 'Megan Bowen', roles: ['contributor'] });
     for (const [id, title] of [['AC-2', 'Account management'], ['AC-3', 'Access enforcement']] as const) {
       const control = await createControl(env.tdb.db, { id, title });
@@ -110,8 +110,8 @@ describe('Teams evidence files', () => {
     const confirmation = (await confirmationOf(delivery.id))!;
     expect(confirmation.split('\n')).toEqual([
       'Evidence for control AC-2:',
-      `• access-review.pdf: stored, SHA-256 \`${sha(PDF)}\``,
-      `• diagram.png: stored, SHA-256 \`${sha(PNG)}\``,
+      `• access-review.pdf: stored, SHA-256 \`${sha(PDF)}\`, scanned clean`,
+      `• diagram.png: stored, SHA-256 \`${sha(PNG)}\`, scanned clean`,
       '• huge.pdf: refused, huge.pdf is larger than the 10 MB limit',
       expect.stringMatching(/^• tool\.pdf: refused, .*not accepted as evidence/),
       "• stolen.pdf: refused, the download address is not your organisation's SharePoint or OneDrive",
@@ -157,7 +157,7 @@ describe('Teams evidence files', () => {
     await env.post(message);
     await expect.poll(() => textsSince(chat, count), { timeout: 20_000 }).toContain("Checking 1 file for control AC-3. I will confirm here with each file's SHA-256.");
     const delivery = await deliveryOf(message);
-    await expect.poll(() => confirmationOf(delivery.id), { timeout: 30_000 }).toBe(`Evidence for control AC-3:\n• policy.pdf: stored, SHA-256 \`${sha(policy)}\``);
+    await expect.poll(() => confirmationOf(delivery.id), { timeout: 30_000 }).toBe(`Evidence for control AC-3:\n• policy.pdf: stored, SHA-256 \`${sha(policy)}\`, scanned clean`);
     expect(textsSince(chat, count)).toHaveLength(2);
     expect(await linksTo('AC-3')).toEqual([`${sha(policy)}:teams`]);
     // Used up by the upload.
@@ -204,7 +204,7 @@ describe('Teams evidence files', () => {
     const second = await env.post(env.click(megan, 'evidence_target', { delivery: delivery.id, control: 'AC-3' }, chat));
     expect(((await second.json()) as { value: { body: { text: string }[] } }).value.body[0]!.text).toBe('Those files are already on their way as evidence for control AC-2; I will confirm here.');
 
-    await expect.poll(() => confirmationOf(delivery.id), { timeout: 30_000 }).toBe(`Evidence for control AC-2:\n• login-log.pdf: stored, SHA-256 \`${sha(log)}\``);
+    await expect.poll(() => confirmationOf(delivery.id), { timeout: 30_000 }).toBe(`Evidence for control AC-2:\n• login-log.pdf: stored, SHA-256 \`${sha(log)}\`, scanned clean`);
     expect(await linksTo('AC-2')).toContain(`${sha(log)}:teams`);
     expect(await linksTo('AC-3')).not.toContain(`${sha(log)}:teams`);
     expect(requests.filter((request) => request.path === '/login-log.pdf')).toHaveLength(1);

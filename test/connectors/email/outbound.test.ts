@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
-import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { createEmailNotifier } from '../../../src/connectors/email/notifier.ts';
 import { type MailSender, createMailSender } from '../../../src/connectors/email/transport.ts';
 import { CLI_ACTOR } from '../../../src/domain/actor.ts';
@@ -24,7 +23,7 @@ import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
 import { type SlackService, startSlackService } from '../../support/slack-service.ts';
 import { type SmtpSink, startSmtpSink } from './smtp-sink.ts';
-import { tempPath } from '../../support/temp.ts';
+import { localEvidencePipeline, tempPath } from '../../support/temp.ts';
 
 const USERNAME = 'projectx-relay';
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
@@ -172,7 +171,7 @@ describe('email out: the retry schedule of the runbook', () => {
       events: createEventSink(workers),
       notifiers: [createEmailNotifier(fixture.tdb.db, mail)],
       rerenderers: [],
-      evidenceStore: new LocalEvidenceStore(tempPath('email-retry-evidence')),
+      evidence: localEvidencePipeline('email-retry-evidence'),
       connectors: [],
       integrations: () => Promise.resolve([]),
     };

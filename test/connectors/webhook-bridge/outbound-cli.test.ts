@@ -12,7 +12,6 @@ import type { Logger } from '../../../src/logger.ts';
 import { usageLine } from '../../../src/cli/verb.ts';
 import { verbsOf } from '../../../src/module.ts';
 import { modules } from '../../../src/modules.ts';
-import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { DecryptionError, Keyring, isEnvelope } from '../../../src/connectors/sdk/crypto.ts';
 import { createSubscriptionsVerb, subscriptionsVerb } from '../../../src/connectors/webhook-bridge/outbound/cli.ts';
 import { deliverWebhook, enqueueSubscriptionDeliveries } from '../../../src/connectors/webhook-bridge/outbound/deliver.ts';
@@ -29,7 +28,7 @@ import { killAll, spawnCli } from '../../support/cli.ts';
 import { type DomainFixture, auditRows, domainFixture } from '../../support/domain.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { tempPath } from '../../support/temp.ts';
+import { localEvidencePipeline } from '../../support/temp.ts';
 
 const key = randomBytes(32);
 const keyring = new Keyring([{ id: 'k1', key }]);
@@ -63,7 +62,7 @@ function outboundDeps(logger: Logger, evidenceDir: string): OutboundJobDeps {
     events: createEventSink(fixture.jobs),
     notifiers: [],
     rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(tempPath(evidenceDir)),
+    evidence: localEvidencePipeline(evidenceDir),
     keyring,
     connectors: [],
     integrations: () => Promise.resolve([]),

@@ -8,7 +8,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
-import { LocalEvidenceStore } from '../../../src/connectors/evidence-stores/local.ts';
 import { Keyring } from '../../../src/connectors/sdk/crypto.ts';
 import { MAX_ATTEMPTS, RETRY_SCHEDULE_SECONDS, deliverWebhook, enqueueSubscriptionDeliveries, webhookBody, webhookMessageId } from '../../../src/connectors/webhook-bridge/outbound/deliver.ts';
 import { type OutboundTransport, type Resolver, createOutboundTransport } from '../../../src/connectors/webhook-bridge/outbound/destination.ts';
@@ -22,7 +21,7 @@ import { createMetrics } from '../../../src/metrics.ts';
 import { type ReceivedWebhook, type WebhookReceiver, startWebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { type DomainFixture, domainFixture } from '../../support/domain.ts';
 import { captureLogs } from '../../support/logs.ts';
-import { tempPath } from '../../support/temp.ts';
+import { localEvidencePipeline } from '../../support/temp.ts';
 
 const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }]);
 const logs = captureLogs();
@@ -89,7 +88,7 @@ function deps(options: { allowed?: readonly string[]; resolve?: Resolver; timeou
     events: createEventSink(fx.jobs),
     notifiers: [],
     rerenderers: [],
-    evidenceStore: new LocalEvidenceStore(tempPath('outbound-evidence')),
+    evidence: localEvidencePipeline('outbound-evidence'),
     keyring,
     connectors: [],
     integrations: () => Promise.resolve([]),

@@ -37,6 +37,7 @@ export const SUBSCRIBABLE_EVENT_TYPES = [
   'integration.recovered',
   'integration.sprint_closed',
   'partner.alert',
+  'security.evidence_infected',
   'security.webhook_signature_failures',
   'task.approval_recorded',
   'task.approval_requested',
