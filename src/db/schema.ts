@@ -266,6 +266,8 @@ export interface ControlsTable {
   owner_id: string | null;
   program_id: string | null;
   created_at: Timestamp;
+  /** How long evidence for it stays valid (days); null: it does not expire. */
+  renewal_days: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface IncidentsTable {
@@ -359,6 +361,7 @@ export interface EvidenceQuarantineTable {
   control_ids: ColumnType<string[], string[] | undefined, string[]>;
   task_ids: ColumnType<string[], string[] | undefined, string[]>;
   retention_until: NullableTimestamp;
+  valid_until: NullableTimestamp;
   attempts: ColumnType<number, number | undefined, number>;
   next_attempt_at: NullableTimestamp;
   last_error: string | null;
@@ -381,7 +384,23 @@ export interface EvidenceLinksTable {
   linked_by: string | null;
   source: string;
   created_at: Timestamp;
+  /** For a control: until when the evidence counts for it (renewal); null: no expiry. */
+  valid_until: NullableTimestamp;
 }
+
+export interface EvidenceRenewalsTable {
+  evidence_id: string;
+  control_id: string;
+  task_id: string;
+  valid_until: Timestamp;
+  stage: RenewalStage;
+  reminded_at: Timestamp;
+  closed_at: NullableTimestamp;
+  closed_by_evidence: string | null;
+}
+
+/** The reminders of a renewal, in order: 30, 7 and 1 days before the evidence expires, then overdue. */
+export type RenewalStage = '30' | '7' | '1' | 'overdue';
 
 export type TargetKind = 'channel' | 'assignee_dm' | 'approvers_dm' | 'email';
 
@@ -647,6 +666,7 @@ export interface Database {
   evidence: EvidenceTable;
   evidence_links: EvidenceLinksTable;
   evidence_quarantine: EvidenceQuarantineTable;
+  evidence_renewals: EvidenceRenewalsTable;
   evidence_quarantine_chunks: EvidenceQuarantineChunksTable;
   notification_rules: NotificationRulesTable;
   notifications: NotificationsTable;

@@ -11,15 +11,16 @@ export interface Control {
 
 export const CONTROL_ID = /^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9.()]+)+$/;
 
-export async function createControl(db: Db, input: { id: string; title: string; ownerId?: string | undefined; programId?: string | undefined }): Promise<Result<Control>> {
+export async function createControl(db: Db, input: { id: string; title: string; ownerId?: string | undefined; programId?: string | undefined; renewalDays?: number | undefined }): Promise<Result<Control>> {
   const id = input.id.trim().toUpperCase();
   if (!CONTROL_ID.test(id)) return refuse('invalid_control_id', `"${input.id}" is not a control id (like AC-2 or ISO-A.5.1)`);
+  if (input.renewalDays !== undefined && (!Number.isInteger(input.renewalDays) || input.renewalDays < 1 || input.renewalDays > 3650)) return refuse('invalid_renewal_period', 'the renewal period is a whole number of days from 1 to 3650');
   if (input.programId) {
     await db.insertInto('programs').values({ id: input.programId, name: input.programId }).onConflict((oc) => oc.doNothing()).execute();
   }
   const row = await db
     .insertInto('controls')
-    .values({ id, title: input.title.trim(), owner_id: input.ownerId ?? null, program_id: input.programId ?? null })
+    .values({ id, title: input.title.trim(), owner_id: input.ownerId ?? null, program_id: input.programId ?? null, renewal_days: input.renewalDays ?? null })
     .onConflict((oc) => oc.doNothing())
     .returningAll()
     .executeTakeFirst();

@@ -23,6 +23,10 @@ export type DomainEventType =
   /** A sprint of a connected system closed (Jira): its programme's owners hear of the remediation left open. */
   | 'integration.sprint_closed'
   | 'evidence.recorded'
+  /** An evidence file for a control was refused or is held in quarantine: its owners hear of it. */
+  | 'evidence.ingest_failed'
+  /** Evidence for a control expires soon (30, 7, 1 days) or has: the renewal task's assignee is reminded. */
+  | 'evidence.renewal_due'
   | 'partner.alert'
   | 'security.webhook_signature_failures'
   /** A virus scan found something in an evidence file: refused and quarantined (routed to the security channel). */

@@ -9,6 +9,7 @@ import { appendAudit, auditRefusal } from './audit.ts';
 import type { DomainDeps } from './deps.ts';
 import { newEvent } from './events.ts';
 import { can } from './permissions.ts';
+import { closeRenewals, controlOwners, validUntilFor } from './renewals.ts';
 import { type Result, ok, refuse } from './result.ts';
 
 export interface EvidenceInput {
@@ -22,6 +23,8 @@ export interface EvidenceInput {
   retentionUntil?: Date | undefined;
   controlIds?: readonly string[] | undefined;
   taskIds?: readonly string[] | undefined;
+  /** Until when it counts for its controls; unset: each control's renewal period from now (none: no expiry). */
+  validUntil?: Date | undefined;
   /** How the pipeline scanned it (default `unscanned`); a clean scan upgrades identical content recorded unscanned. */
   scanStatus?: EvidenceScanStatus | undefined;
 }
@@ -71,7 +74,8 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
   if (!checked.ok) return checked;
   const { controlIds, taskIds } = checked.value;
 
-  return deps.db.transaction().execute(async (trx) => {
+  const validity = await validUntilFor(deps.db, controlIds, now, input.validUntil);
+  const recorded = await deps.db.transaction().execute(async (trx) => {
     const inserted = await trx
       .insertInto('evidence')
       .values({
@@ -95,8 +99,8 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
       row = await trx.updateTable('evidence').set({ scan_status: 'clean', scanned_at: now }).where('id', '=', row.id).returningAll().executeTakeFirstOrThrow();
     }
     const links = [
-      ...controlIds.map((target) => ({ kind: 'control' as const, target })),
-      ...taskIds.map((target) => ({ kind: 'task' as const, target })),
+      ...controlIds.map((target) => ({ kind: 'control' as const, target, valid_until: validity.get(target) ?? null })),
+      ...taskIds.map((target) => ({ kind: 'task' as const, target, valid_until: null })),
     ];
     const added = await trx
       .insertInto('evidence_links')
@@ -123,6 +127,8 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
             subject: { kind: 'evidence', id: row.id, label: row.original_name ?? row.sha256.slice(0, 12) },
             summary: `evidence ${row.original_name ?? ''} (sha256 ${row.sha256.slice(0, 12)}…) linked to ${newLinks.join(', ')}`.replace('  ', ' '),
             controlIds,
+            // The owners of the controls it now counts for hear of it (routing: approvers_dm).
+            approverIds: await controlOwners(trx, added.filter((link) => link.kind === 'control').map((link) => link.target)),
             data: { sha256: row.sha256, links: newLinks },
           },
           now,
@@ -131,6 +137,12 @@ export async function recordEvidence(deps: DomainDeps, actor: Actor, input: Evid
     }
     return ok({ id: row.id, sha256: row.sha256, sizeBytes: Number(row.size_bytes), mediaType: row.media_type, storageUri: row.storage_uri, stored: Boolean(inserted), newLinks });
   });
+  // New evidence for a control closes the renewals of what it replaces (the daily job does too, should this fail).
+  if (recorded.ok) {
+    const renewed = recorded.value.newLinks.filter((link) => link.startsWith('control:')).map((link) => link.slice('control:'.length));
+    if (renewed.length > 0) await closeRenewals(deps, renewed, recorded.value.id);
+  }
+  return recorded;
 }
 
 async function missingTargets(db: Kysely<Database>, controlIds: string[], taskIds: string[]): Promise<string[]> {

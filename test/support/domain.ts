@@ -26,7 +26,7 @@ export interface DomainFixture {
   clock: ManualClock;
   jobs: JobRuntime;
   user(overrides?: { email?: string; name?: string; roles?: Role[] }): Promise<User>;
-  control(overrides?: { id?: string; title?: string; ownerId?: string }): Promise<string>;
+  control(overrides?: { id?: string; title?: string; ownerId?: string; renewalDays?: number }): Promise<string>;
   task(overrides?: Partial<CreateTaskInput>): Promise<Task>;
   close(): Promise<void>;
 }
@@ -55,7 +55,7 @@ export async function domainFixture(): Promise<DomainFixture> {
       return result.value;
     },
     async control(overrides = {}) {
-      const result = await createControl(tdb.db, { id: overrides.id ?? `AC-${unique()}`, title: overrides.title ?? 'A control', ownerId: overrides.ownerId });
+      const result = await createControl(tdb.db, { id: overrides.id ?? `AC-${unique()}`, title: overrides.title ?? 'A control', ownerId: overrides.ownerId, renewalDays: overrides.renewalDays });
       if (!result.ok) throw new Error(result.refusal.message);
       return result.value.id;
     },

@@ -12,16 +12,18 @@ export const controlsVerb = defineVerb({
   commands: [
     {
       name: 'add',
-      usage: 'controls add <id> --title "<title>" [--owner <email>] [--program <id>]',
-      summary: 'Ids look like AC-2 or ISO-A.5.1.',
+      usage: 'controls add <id> --title "<title>" [--owner <email>] [--program <id>] [--renewal-days <n>]',
+      summary: 'Ids look like AC-2 or ISO-A.5.1. --renewal-days: how long evidence for it stays valid (its owner is asked to renew it 30, 7 and 1 days before).',
       async run(ctx, args, io) {
-        const { values, positionals } = parse(args, { title: { type: 'string' }, owner: { type: 'string' }, program: { type: 'string' } });
+        const { values, positionals } = parse(args, { title: { type: 'string' }, owner: { type: 'string' }, program: { type: 'string' }, 'renewal-days': { type: 'string' } });
         const title = one(values.title);
         const id = oneArgument(positionals, 'control id');
         if (!title) throw new UsageError('--title is required');
         const owner = values.owner ? await userByEmail(ctx, one(values.owner), '--owner') : undefined;
-        const control = must(await createControl(ctx.db, { id, title, ownerId: owner?.id, programId: one(values.program) }));
-        await audit(ctx, 'control.create', 'control', control.id, { owner: owner?.email ?? null });
+        const renewal = one(values['renewal-days']);
+        if (renewal !== undefined && !/^\d+$/.test(renewal)) throw new UsageError('--renewal-days takes a whole number of days');
+        const control = must(await createControl(ctx.db, { id, title, ownerId: owner?.id, programId: one(values.program), renewalDays: renewal === undefined ? undefined : Number(renewal) }));
+        await audit(ctx, 'control.create', 'control', control.id, { owner: owner?.email ?? null, renewalDays: renewal === undefined ? null : Number(renewal) });
         io.out(`added control ${control.id} ${control.title}${owner ? ` (owner ${owner.email})` : ''}`);
         return 0;
       },

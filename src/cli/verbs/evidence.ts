@@ -19,12 +19,15 @@ export const evidenceVerb = defineVerb({
   commands: [
     {
       name: 'add',
-      usage: 'evidence add --as <email> (--control <id> | --task <id>)... <file>...',
+      usage: 'evidence add --as <email> (--control <id> | --task <id>)... [--valid-until <YYYY-MM-DD>] <file>...',
       summary: 'Each file is checked by content, hashed (SHA-256), stored and linked; exit 1 if any file was refused.',
       async run(ctx, args, io) {
-        const { values, positionals } = parse(args, { as: { type: 'string' }, control: { type: 'string', multiple: true }, task: { type: 'string', multiple: true } });
+        const { values, positionals } = parse(args, { as: { type: 'string' }, control: { type: 'string', multiple: true }, task: { type: 'string', multiple: true }, 'valid-until': { type: 'string' } });
         if (positionals.length === 0) throw new UsageError('evidence add needs at least one file');
         if (strings(values.control).length === 0 && strings(values.task).length === 0) throw new UsageError('give the control (--control <id>) or task (--task <id>) the evidence is for');
+        const validText = one(values['valid-until']);
+        const validUntil = validText === undefined ? undefined : new Date(`${validText}T00:00:00Z`);
+        if (validText !== undefined && (!/^\d{4}-\d{2}-\d{2}$/.test(validText) || Number.isNaN(validUntil!.getTime()))) throw new UsageError('--valid-until takes a date like 2027-06-30');
         const user = await userByEmail(ctx, one(values.as));
         const pipeline = evidencePipelineOf(ctx.modules, ctx.config);
         const taskIds = strings(values.task).map((id) => id.replace(/^t-?/i, ''));
@@ -42,6 +45,7 @@ export const evidenceVerb = defineVerb({
             source: 'cli',
             controlIds: strings(values.control),
             taskIds,
+            validUntil,
           });
           if (!result.ok) {
             io.err(`${file}: ${result.refusal.message}`);

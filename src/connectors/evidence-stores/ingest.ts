@@ -14,6 +14,8 @@ import type { Actor } from '../../domain/actor.ts';
 import type { DomainDeps } from '../../domain/deps.ts';
 import { auditRefusal } from '../../domain/audit.ts';
 import { checkEvidenceTargets } from '../../domain/evidence.ts';
+import { newEvent } from '../../domain/events.ts';
+import { controlOwners } from '../../domain/renewals.ts';
 import { type Result, ok, refuse } from '../../domain/result.ts';
 import type { EvidenceScanStatus, QuarantineReason } from '../../db/schema.ts';
 import { ScannerUnavailableError } from './clamd.ts';
@@ -31,6 +33,8 @@ export interface IngestInput {
   controlIds?: readonly string[] | undefined;
   taskIds?: readonly string[] | undefined;
   retentionUntil?: Date | undefined;
+  /** Until when it counts for its controls; unset: each control's renewal period. */
+  validUntil?: Date | undefined;
 }
 
 export async function ingestEvidence(deps: DomainDeps, pipeline: EvidencePipeline, actor: Actor, input: IngestInput): Promise<Result<IngestOutcome>> {
@@ -46,19 +50,23 @@ export async function ingestEvidence(deps: DomainDeps, pipeline: EvidencePipelin
     input.content.destroy();
     return targets;
   }
+  const failed = async (code: string, message: string) => {
+    await notifyIngestFailed(deps, targets.value.controlIds, { name, source: input.source, code, message });
+    return refused(code, message);
+  };
   const { head, stream } = await peek(input.content, SNIFF_BYTES);
   const mediaType = await sniffMediaType(head, input.fileName);
-  if (!mediaType.ok) return refused(mediaType.refusal.code, `${name}: ${mediaType.refusal.message}`);
+  if (!mediaType.ok) return failed(mediaType.refusal.code, `${name}: ${mediaType.refusal.message}`);
   let staged: StagedFile;
   try {
     staged = await stageFile(stream, { stagingDir: pipeline.stagingDir, maxBytes: pipeline.maxBytes });
   } catch (error) {
-    if (error instanceof EvidenceTooLargeError) return refused(error.code, `${name} is larger than the ${formatBytes(error.limitBytes)} limit`);
+    if (error instanceof EvidenceTooLargeError) return failed(error.code, `${name} is larger than the ${formatBytes(error.limitBytes)} limit`);
     input.content.destroy();
     throw error;
   }
   try {
-    const file: PipelineFile = { staged, mediaType: mediaType.value, originalName: input.fileName, source: input.source, controlIds: targets.value.controlIds, taskIds: targets.value.taskIds, retentionUntil: input.retentionUntil };
+    const file: PipelineFile = { staged, mediaType: mediaType.value, originalName: input.fileName, source: input.source, controlIds: targets.value.controlIds, taskIds: targets.value.taskIds, retentionUntil: input.retentionUntil, validUntil: input.validUntil };
     return await scanStoreRecord(deps, pipeline, actor, file);
   } finally {
     await staged.discard();
@@ -80,6 +88,7 @@ export async function scanStoreRecord(deps: DomainDeps, pipeline: EvidencePipeli
         const quarantineId = await quarantineStaged(deps, { file, actor, reason: 'infected', signature: verdict.signature });
         const message = `${name} was refused: the virus scanner found ${verdict.signature} in it. It is quarantined and the security team has been told.`;
         await auditRefusal(deps.db, { actor, action: 'evidence.record', objectType: 'evidence', objectId: file.staged.sha256, at: deps.clock.now(), code: 'evidence_infected', message, detail: { quarantineId, signature: verdict.signature, source: file.source } });
+        await notifyIngestFailed(deps, file.controlIds, { name, source: file.source, code: 'evidence_infected', message, quarantineId });
         return refuse('evidence_infected', message, { permanent: true });
       }
       scanStatus = 'clean';
@@ -95,9 +104,36 @@ export async function scanStoreRecord(deps: DomainDeps, pipeline: EvidencePipeli
     const message = hold.reason === 'scan_required'
       ? `${name} is held until a virus scanner is configured; it will be recorded once scanned.`
       : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
+    await notifyIngestFailed(deps, file.controlIds, { name, source: file.source, code: hold.reason, message, quarantineId });
     return ok({ outcome: 'held', quarantineId, reason: hold.reason, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, mediaType: file.mediaType, ...(file.originalName ? { fileName: file.originalName } : {}), message });
   }
   return storeAndRecord(deps, pipeline, actor, file, scanStatus);
+}
+
+/**
+ * Tells the owners of the controls a file was for that it was not recorded (refused, or held in quarantine):
+ * `evidence.ingest_failed`, routed to their DMs. Nothing to tell for a file meant for tasks only.
+ */
+async function notifyIngestFailed(deps: DomainDeps, controlIds: readonly string[], failure: { name: string; source: string; code: string; message: string; quarantineId?: string }): Promise<void> {
+  if (controlIds.length === 0) return;
+  const now = deps.clock.now();
+  await deps.db.transaction().execute(async (trx) => {
+    const owners = await controlOwners(trx, controlIds);
+    await deps.events.emit(
+      trx,
+      newEvent(
+        {
+          type: 'evidence.ingest_failed',
+          subject: { kind: 'evidence', id: failure.quarantineId ?? `${failure.source}:${failure.name}`, label: failure.name },
+          summary: `Evidence for ${controlIds.join(', ')} from ${failure.source} was not recorded: ${failure.message}`,
+          controlIds: [...controlIds],
+          approverIds: owners,
+          data: { code: failure.code, source: failure.source, ...(failure.quarantineId ? { quarantineId: failure.quarantineId } : {}) },
+        },
+        now,
+      ),
+    );
+  });
 }
 
 export function formatBytes(bytes: number): string {

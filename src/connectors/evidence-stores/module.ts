@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { defineModule } from '../../module.ts';
-import { evidenceQuarantineRetry } from './jobs.ts';
+import { evidenceQuarantineRetry, evidenceRenewals } from './jobs.ts';
 import { LocalEvidenceStore } from './local.ts';
 
 export const evidenceStoresModule = defineModule({
@@ -13,6 +13,6 @@ export const evidenceStoresModule = defineModule({
   title: 'Evidence store (local files)',
   kind: 'store',
   configuredBy: [],
-  jobs: [evidenceQuarantineRetry],
+  jobs: [evidenceQuarantineRetry, evidenceRenewals],
   evidenceStores: [{ kind: 'local', create: (config) => new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')) }],
 });

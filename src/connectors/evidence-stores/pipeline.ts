@@ -115,6 +115,8 @@ export interface PipelineFile {
   controlIds: string[];
   taskIds: string[];
   retentionUntil: Date | undefined;
+  /** Until when it counts for its controls (unset: their renewal periods). */
+  validUntil?: Date | undefined;
 }
 
 /** Store → record: the last steps, also for a file an operator releases from quarantine. */
@@ -129,6 +131,7 @@ export async function storeAndRecord(deps: DomainDeps, pipeline: EvidencePipelin
     source: file.source,
     originalName: file.originalName,
     retentionUntil: file.retentionUntil,
+    validUntil: file.validUntil,
     controlIds: file.controlIds,
     taskIds: file.taskIds,
     scanStatus,

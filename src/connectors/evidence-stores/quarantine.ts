@@ -55,6 +55,7 @@ export async function quarantineStaged(deps: DomainDeps, input: { file: Pipeline
         control_ids: file.controlIds,
         task_ids: file.taskIds,
         retention_until: file.retentionUntil ?? null,
+        valid_until: file.validUntil ?? null,
         next_attempt_at: input.reason === 'infected' ? null : new Date(now.getTime() + RETRY_FIRST_SECONDS * 1000),
         last_error: input.error ?? null,
         created_at: now,
@@ -149,6 +150,7 @@ const pipelineFile = (row: NonNullable<QuarantineRow>, staged: StagedFile): Pipe
   controlIds: row.control_ids,
   taskIds: row.task_ids,
   retentionUntil: row.retention_until ?? undefined,
+  validUntil: row.valid_until ?? undefined,
 });
 
 async function markRecorded(deps: DomainDeps, id: string, evidenceId: string, by: string): Promise<void> {

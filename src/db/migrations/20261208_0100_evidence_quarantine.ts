@@ -31,6 +31,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('control_ids', sql`text[]`, (col) => col.notNull().defaultTo(sql`'{}'`))
     .addColumn('task_ids', sql`text[]`, (col) => col.notNull().defaultTo(sql`'{}'`))
     .addColumn('retention_until', 'timestamptz')
+    .addColumn('valid_until', 'timestamptz')
     .addColumn('attempts', 'integer', (col) => col.notNull().defaultTo(0))
     .addColumn('next_attempt_at', 'timestamptz')
     .addColumn('last_error', 'text')

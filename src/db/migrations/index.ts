@@ -24,6 +24,7 @@ import * as auditChainedAtCommit from './20261207_1500_audit_chained_at_commit.t
 import * as auditCorrelationIndex from './20261207_1600_audit_correlation_index.ts';
 import * as jira from './20261207_1700_jira.ts';
 import * as evidenceQuarantine from './20261208_0100_evidence_quarantine.ts';
+import * as evidenceRenewal from './20261208_0200_evidence_renewal.ts';
 
 export const migrations: Record<string, Migration> = {
   '20261122_0130_foundation': foundation,
@@ -47,4 +48,5 @@ export const migrations: Record<string, Migration> = {
   '20261207_1600_audit_correlation_index': auditCorrelationIndex,
   '20261207_1700_jira': jira,
   '20261208_0100_evidence_quarantine': evidenceQuarantine,
+  '20261208_0200_evidence_renewal': evidenceRenewal,
 };

@@ -93,7 +93,7 @@ describe('the evidence pipeline with a real clamd', () => {
       expect((await chunks(row.id)).equals(bytes)).toBe(true);
       expect((await auditRows(fixture, row.id)).map((entry) => [entry.action, entry.outcome])).toEqual([['evidence.quarantine', 'success']]);
       expect((await auditRows(fixture, sha256(bytes))).map((entry) => [entry.action, entry.outcome, (entry.detail as { code?: string }).code])).toEqual([['evidence.record', 'refused', 'evidence_infected']]);
-      expect(await eventsFor(fixture, row.id)).toEqual(['security.evidence_infected']);
+      expect(await eventsFor(fixture, row.id)).toEqual(['evidence.ingest_failed', 'security.evidence_infected']);
     }
     // The alert is routed like any security event: to #security-alerts (seeded rule `security.*`).
     const row = await quarantineRow(sha256(EICAR));
@@ -135,7 +135,7 @@ describe('the evidence pipeline with a real clamd', () => {
     const row = await quarantineRow(sha256(bytes));
     expect(row).toMatchObject({ status: 'held', reason: 'infected', signature: expect.stringMatching(/^Test\.EICAR\.Custom-NDB/), next_attempt_at: null });
     expect(await evidenceRow(sha256(bytes))).toBeUndefined();
-    expect(await eventsFor(fixture, row.id)).toEqual(['security.evidence_infected']);
+    expect(await eventsFor(fixture, row.id)).toEqual(['evidence.ingest_failed', 'security.evidence_infected']);
     // Infected files wait for an operator: never retried.
     fixture.clock.advance(3_600_000);
     expect(await retryQuarantined(fixture.deps, scanning)).toEqual({ recorded: 0, infected: 0, held: 0 });

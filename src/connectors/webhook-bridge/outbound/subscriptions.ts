@@ -25,7 +25,9 @@ import { newWebhookSecret } from '../signatures.ts';
  * type that is not listed here: list it, and subscribers can ask for it by name.
  */
 export const SUBSCRIBABLE_EVENT_TYPES = [
+  'evidence.ingest_failed',
   'evidence.recorded',
+  'evidence.renewal_due',
   'incident.acknowledged',
   'incident.created',
   'incident.updated',
