@@ -282,8 +282,19 @@ const schema = z.object({
   })),
   /** true: without a scanner (CLAMAV_URL unset) files wait in quarantine instead of being recorded unscanned. */
   EVIDENCE_SCAN_REQUIRED: optional(z.enum(['true', 'false'], { message: 'must be true or false' })).transform((value) => value === 'true'),
+  /** Where evidence files are stored: `local` (default), `s3`; `sharepoint` and `gdrive` are not built yet. */
+  EVIDENCE_STORE: withDefault(z.enum(['local', 's3', 'sharepoint', 'gdrive'], { message: 'must be local, s3, sharepoint or gdrive' }), 'local'),
   EVIDENCE_S3_BUCKET: text,
-  AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, { message: 'must be an IAM role ARN' })),
+  AWS_REGION: text,
+  /** An S3-compatible server (path-style addressing), e.g. http://127.0.0.1:7480; unset: AWS. */
+  EVIDENCE_S3_ENDPOINT: optional(z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' })),
+  /** Object Lock retention of each evidence object, in days, when the bucket has Object Lock. */
+  EVIDENCE_RETENTION_DAYS: optional(wholeNumber(1, 36_500, 'must be a whole number of days from 1 to 36500')),
+  EVIDENCE_S3_OBJECT_LOCK_MODE: withDefault(z.enum(['COMPLIANCE', 'GOVERNANCE'], { message: 'must be COMPLIANCE or GOVERNANCE' }), 'COMPLIANCE'),
+  /** SSE-KMS key (id, alias or ARN) for evidence objects; unset: the bucket's default encryption. */
+  EVIDENCE_S3_KMS_KEY_ID: text,
+  // An IAM role (the account may be empty for S3-compatible servers' STS).
+  AWS_ROLE_ARN: optional(z.string().regex(/^arn:aws[a-z-]*:iam::(\d{12})?:role\/.+$/, { message: 'must be an IAM role ARN' })),
   AWS_EXTERNAL_ID: secret,
   SHAREPOINT_SITE_ID: text,
   SHAREPOINT_LIBRARY_ID: text,
@@ -333,6 +344,10 @@ function inconsistencies(config: Config): string[] {
   const oauthInUse = jiraOAuth && config.JIRA_AUTH_MODE !== 'pat';
   if (oauthInUse && config.JIRA_BASE_URL !== undefined && config.PUBLIC_URL === undefined) problems.push('PUBLIC_URL: is required with Jira OAuth (the consent comes back to <PUBLIC_URL>/oauth/callback/jira)');
   if (config.JIRA_USER_EMAIL !== undefined && config.JIRA_PAT === undefined) problems.push('JIRA_USER_EMAIL: is only used with JIRA_PAT (a Cloud API token); set JIRA_PAT too');
+  // The evidence store: a store named must be fully described (and built).
+  if (config.EVIDENCE_STORE === 's3' && config.EVIDENCE_S3_BUCKET === undefined) problems.push('EVIDENCE_S3_BUCKET: is required with EVIDENCE_STORE=s3');
+  if (config.EVIDENCE_STORE === 'sharepoint' || config.EVIDENCE_STORE === 'gdrive') problems.push(`EVIDENCE_STORE: ${config.EVIDENCE_STORE} is not built in this version (local or s3)`);
+  if (config.AWS_EXTERNAL_ID !== undefined && config.AWS_ROLE_ARN === undefined) problems.push('AWS_EXTERNAL_ID: is only used with AWS_ROLE_ARN (the role it is presented to); set AWS_ROLE_ARN too');
   return problems;
 }
 

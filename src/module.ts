@@ -167,12 +167,12 @@ export function verbsOf(modules: readonly ServiceModule[]): CliVerb[] {
 }
 
 /**
- * The evidence pipeline this configuration describes: the store it selects (today the `local` one, the only
- * back-end built), the virus scanner (`CLAMAV_URL`), the size limit and the staging directory.
+ * The evidence pipeline this configuration describes: the store it selects (`EVIDENCE_STORE`), the virus
+ * scanner (`CLAMAV_URL`), the size limit and the staging directory.
  */
 export function evidencePipelineOf(modules: readonly ServiceModule[], config: Config): EvidencePipeline {
   const kinds = modules.flatMap((module) => module.evidenceStores ?? []);
-  const chosen = kinds.find((kind) => kind.kind === 'local');
-  if (!chosen) throw new Error(`no evidence store "local" among the modules (${kinds.map((kind) => kind.kind).join(', ') || 'none'})`);
+  const chosen = kinds.find((kind) => kind.kind === config.EVIDENCE_STORE);
+  if (!chosen) throw new Error(`no evidence store "${config.EVIDENCE_STORE}" among the modules (${kinds.map((kind) => kind.kind).join(', ') || 'none'})`);
   return pipelineFromConfig(chosen.create(config), config);
 }

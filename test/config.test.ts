@@ -102,6 +102,16 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...jira, JIRA_PAT: 'jira-api-token', JIRA_USER_EMAIL: 'bot@acme.test' }).ok).toBe(true);
   });
 
+  it('refuses an evidence store or scanner that is half described, or not built', () => {
+    expect(loadConfig({ EVIDENCE_STORE: 's3' })).toEqual({ ok: false, problems: ['EVIDENCE_S3_BUCKET: is required with EVIDENCE_STORE=s3'] });
+    expect(loadConfig({ EVIDENCE_STORE: 'sharepoint' })).toEqual({ ok: false, problems: ['EVIDENCE_STORE: sharepoint is not built in this version (local or s3)'] });
+    expect(loadConfig({ EVIDENCE_STORE: 's3', EVIDENCE_S3_BUCKET: 'evidence', AWS_EXTERNAL_ID: 'partner-id' })).toEqual({ ok: false, problems: ['AWS_EXTERNAL_ID: is only used with AWS_ROLE_ARN (the role it is presented to); set AWS_ROLE_ARN too'] });
+    expect(loadConfig({ CLAMAV_URL: 'http://clamd:3310' })).toMatchObject({ ok: false, problems: [expect.stringMatching(/^CLAMAV_URL: .*must be tcp:\/\/host:port, unix:\/\/\/path\/to\/socket or an absolute socket path/)] });
+    expect(loadConfig({ EVIDENCE_MAX_BYTES: '0' })).toMatchObject({ ok: false, problems: [expect.stringMatching(/^EVIDENCE_MAX_BYTES: /)] });
+    const s3 = loadConfig({ EVIDENCE_STORE: 's3', EVIDENCE_S3_BUCKET: 'evidence', AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/projectx-evidence', AWS_EXTERNAL_ID: 'partner-id', CLAMAV_URL: 'unix:///run/clamav/clamd.ctl', EVIDENCE_RETENTION_DAYS: '2555' });
+    expect(s3).toMatchObject({ ok: true, config: { EVIDENCE_STORE: 's3', EVIDENCE_S3_OBJECT_LOCK_MODE: 'COMPLIANCE', EVIDENCE_RETENTION_DAYS: 2555, EVIDENCE_MAX_BYTES: 25 * 1024 * 1024, EVIDENCE_SCAN_REQUIRED: false } });
+  });
+
   it('parses a rotatable encryption key list, the first key current', () => {
     const k1 = Buffer.alloc(32, 1).toString('base64');
     const k0 = Buffer.alloc(32, 2).toString('base64');

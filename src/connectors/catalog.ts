@@ -20,7 +20,6 @@ export interface NotBuilt {
 
 export const NOT_BUILT: readonly NotBuilt[] = [
   { id: 'onetrust', title: 'OneTrust', variables: ['ONETRUST_BASE_URL', 'ONETRUST_API_TOKEN', 'ONETRUST_REGION', 'ONETRUST_TIMEOUT_SECONDS'] },
-  { id: 'evidence-s3', title: 'Evidence store: S3', variables: ['EVIDENCE_S3_BUCKET', 'AWS_ROLE_ARN', 'AWS_EXTERNAL_ID'] },
   { id: 'evidence-sharepoint', title: 'Evidence store: SharePoint', variables: ['SHAREPOINT_SITE_ID', 'SHAREPOINT_LIBRARY_ID'] },
   { id: 'evidence-google-drive', title: 'Evidence store: Google Drive', variables: ['EVIDENCE_GOOGLE_DRIVE_FOLDER_ID'] },
 ];

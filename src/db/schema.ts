@@ -343,7 +343,16 @@ export interface EvidenceTable {
 
 /** `clean`: clamd found nothing; `unscanned`: no scanner configured; `released`: let out of quarantine by an operator. */
 export type EvidenceScanStatus = 'clean' | 'unscanned' | 'released';
-export type QuarantineReason = 'infected' | 'scanner_unavailable' | 'scan_limit_exceeded' | 'scan_required';
+export type QuarantineReason = 'infected' | 'scanner_unavailable' | 'scan_limit_exceeded' | 'scan_required' | 'store_unavailable' | 'store_quota_exceeded' | 'store_access_denied' | 'store_integrity_failed';
+
+export interface EvidenceStoreStateTable {
+  store: string;
+  paused_at: NullableTimestamp;
+  reason: string | null;
+  message: string | null;
+  access_task_id: string | null;
+  updated_at: Timestamp;
+}
 
 export interface EvidenceQuarantineTable {
   id: Generated<string>;
@@ -667,6 +676,7 @@ export interface Database {
   evidence_links: EvidenceLinksTable;
   evidence_quarantine: EvidenceQuarantineTable;
   evidence_renewals: EvidenceRenewalsTable;
+  evidence_store_state: EvidenceStoreStateTable;
   evidence_quarantine_chunks: EvidenceQuarantineChunksTable;
   notification_rules: NotificationRulesTable;
   notifications: NotificationsTable;

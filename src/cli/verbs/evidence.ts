@@ -1,21 +1,23 @@
 /** `projectx evidence …`: upload files as a user (the same checks, hashing and audit as a chat upload), and list what is stored. */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ingestEvidence } from '../../connectors/evidence-stores/ingest.ts';
 import { deleteQuarantined, listQuarantine, releaseQuarantined } from '../../connectors/evidence-stores/quarantine.ts';
+import { resumeStore, storePause } from '../../connectors/evidence-stores/store-health.ts';
 import { CLI_ACTOR } from '../../domain/actor.ts';
 import { listEvidence } from '../../domain/evidence.ts';
 import { parseTaskRef } from '../../domain/tasks.ts';
 import { evidencePipelineOf } from '../../module.ts';
-import { UsageError, limitOption, must, one, oneArgument, parse, strings } from '../args.ts';
+import { UsageError, fail, limitOption, must, one, oneArgument, parse, strings } from '../args.ts';
 import { userByEmail } from '../context.ts';
 import { printList } from '../output.ts';
 import { defineVerb } from '../verb.ts';
 
 export const evidenceVerb = defineVerb({
   name: 'evidence',
-  summary: 'Evidence files: upload them for a control or task, list them, deal with quarantined ones',
+  summary: 'Evidence files: upload them for a control or task, list, show and verify them, deal with quarantined ones and the store',
   commands: [
     {
       name: 'add',
@@ -79,6 +81,108 @@ export const evidenceVerb = defineVerb({
           json: (row) => ({ ...row }),
           empty: 'no evidence',
         });
+        return 0;
+      },
+    },
+    {
+      name: 'show',
+      usage: 'evidence show <id or sha256>',
+      summary: 'One evidence file: what it is, where it is stored, how it was scanned, what it counts for and until when.',
+      async run(ctx, args, io) {
+        const { positionals } = parse(args, {});
+        const key = oneArgument(positionals, 'evidence id or sha256').toLowerCase();
+        const column = /^[0-9a-f]{64}$/.test(key) ? 'sha256' : /^[0-9a-f-]{36}$/.test(key) ? 'id' : undefined;
+        if (!column) throw new UsageError(`"${key}" is neither an evidence id (a UUID) nor a SHA-256`);
+        const row = await ctx.db.selectFrom('evidence').leftJoin('users', 'users.id', 'evidence.uploaded_by').selectAll('evidence').select('users.email').where(`evidence.${column}`, '=', key).executeTakeFirst();
+        if (!row) fail(`no evidence ${key}`);
+        const links = await ctx.db.selectFrom('evidence_links').selectAll().where('evidence_id', '=', row.id).orderBy('created_at').execute();
+        const lines = [
+          `evidence ${row.id}`,
+          `  name        ${row.original_name ?? '-'}`,
+          `  type, size  ${row.media_type}, ${row.size_bytes} bytes`,
+          `  sha256      ${row.sha256}`,
+          `  stored at   ${row.storage_uri}`,
+          `  scan        ${row.scan_status}${row.scanned_at ? ` (${row.scanned_at.toISOString()})` : ''}`,
+          `  from        ${row.source}${row.email ? ` by ${row.email}` : ''}, ${row.created_at.toISOString()}`,
+          ...links.map((link) => `  ${link.kind === 'control' ? 'control' : 'task   '}     ${link.kind === 'task' ? `T-${link.target}` : link.target}${link.valid_until ? `, valid until ${link.valid_until.toISOString().slice(0, 10)}` : ''}`),
+        ];
+        for (const line of lines) io.out(line);
+        return 0;
+      },
+    },
+    {
+      name: 'verify',
+      usage: 'evidence verify [--limit <n>]',
+      summary: 'Re-reads each stored file of the configured store and compares its SHA-256 and size with the record; exit 1 if any differs or is missing.',
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { limit: { type: 'string' } });
+        if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+        const { store } = evidencePipelineOf(ctx.modules, ctx.config);
+        const rows = await ctx.db.selectFrom('evidence').select(['id', 'sha256', 'size_bytes', 'storage_uri', 'original_name']).orderBy('created_at').orderBy('id').limit(limitOption(values.limit, 1000, 1_000_000)).execute();
+        let bad = 0;
+        let elsewhere = 0;
+        for (const row of rows) {
+          const name = `${row.id} (${row.original_name ?? row.sha256.slice(0, 12)})`;
+          let content;
+          try {
+            content = await store.open(row.storage_uri);
+          } catch (error) {
+            if (error instanceof Error && error.message === 'that evidence is not in this store') {
+              elsewhere++;
+              continue;
+            }
+            bad++;
+            io.err(`${name}: cannot be read: ${error instanceof Error ? error.message : String(error)}`);
+            continue;
+          }
+          const hash = createHash('sha256');
+          let size = 0;
+          try {
+            for await (const chunk of content) {
+              hash.update(chunk as Buffer);
+              size += (chunk as Buffer).length;
+            }
+          } catch (error) {
+            bad++;
+            io.err(`${name}: cannot be read: ${error instanceof Error ? error.message : String(error)}`);
+            continue;
+          }
+          const actual = hash.digest('hex');
+          if (actual !== row.sha256 || size !== Number(row.size_bytes)) {
+            bad++;
+            io.err(`${name}: MISMATCH: the record says sha256 ${row.sha256} (${row.size_bytes} bytes), the store holds sha256 ${actual} (${size} bytes)`);
+          }
+        }
+        const checked = rows.length - elsewhere;
+        io.out(`${checked} file${checked === 1 ? '' : 's'} verified in the ${store.kind} store: ${checked - bad} intact, ${bad} not${elsewhere > 0 ? `; ${elsewhere} stored elsewhere (another store) not checked` : ''}`);
+        return bad > 0 ? 1 : 0;
+      },
+    },
+    {
+      name: 'store status',
+      usage: 'evidence store status',
+      summary: 'The configured store, and whether ingestion into it is paused (out of space).',
+      async run(ctx, args, io) {
+        const { positionals } = parse(args, {});
+        if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+        const { store } = evidencePipelineOf(ctx.modules, ctx.config);
+        const pause = await storePause(ctx.db, store);
+        io.out(pause ? `${store.kind}: PAUSED since ${pause.since.toISOString()}: ${pause.message}` : `${store.kind}: taking files`);
+        return 0;
+      },
+    },
+    {
+      name: 'store resume',
+      usage: 'evidence store resume --reason "<why>"',
+      summary: 'Ends a pause after space was freed; held files are stored on their next retry. Audited.',
+      async run(ctx, args, io) {
+        const { values, positionals } = parse(args, { reason: { type: 'string' } });
+        if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+        const reason = one(values.reason)?.trim();
+        if (!reason) throw new UsageError('say why ingestion may resume (--reason "…"): it is audited');
+        const { store } = evidencePipelineOf(ctx.modules, ctx.config);
+        if (!(await resumeStore(ctx.domain, store, CLI_ACTOR, reason))) fail(`the ${store.kind} store is not paused`);
+        io.out(`the ${store.kind} store takes files again; held files are stored on their next retry (within a minute or so)`);
         return 0;
       },
     },

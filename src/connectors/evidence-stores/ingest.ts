@@ -24,7 +24,8 @@ import { type EvidencePipeline, type IngestOutcome, type PipelineFile, type Stag
 
 export type { Held, IngestOutcome, Recorded } from './pipeline.ts';
 import { quarantineStaged } from './quarantine.ts';
-import { EvidenceTooLargeError } from './store.ts';
+import { onStoreFailure, storePause } from './store-health.ts';
+import { EvidenceStoreError, EvidenceTooLargeError } from './store.ts';
 
 export interface IngestInput {
   content: Readable;
@@ -99,15 +100,30 @@ export async function scanStoreRecord(deps: DomainDeps, pipeline: EvidencePipeli
   } else if (pipeline.scanRequired) {
     hold = { reason: 'scan_required', error: 'no virus scanner is configured (CLAMAV_URL) and EVIDENCE_SCAN_REQUIRED=true' };
   }
-  if (hold) {
+  if (!hold) {
+    // Scanned (or no scan wanted): into the store, unless it is paused (out of space) or fails now.
+    const pause = await storePause(deps.db, pipeline.store);
+    if (pause) hold = { reason: 'store_quota_exceeded', error: `the ${pipeline.store.kind} store is paused since ${pause.since.toISOString()}: ${pause.message}` };
+    else {
+      try {
+        return await storeAndRecord(deps, pipeline, actor, file, scanStatus);
+      } catch (error) {
+        if (!(error instanceof EvidenceStoreError)) throw error;
+        await onStoreFailure(deps, pipeline.store, error);
+        hold = { reason: error.code, error: error.message };
+      }
+    }
+  }
+  {
     const quarantineId = await quarantineStaged(deps, { file, actor, reason: hold.reason, error: hold.error });
     const message = hold.reason === 'scan_required'
       ? `${name} is held until a virus scanner is configured; it will be recorded once scanned.`
-      : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
+      : hold.reason.startsWith('store_')
+        ? `${name} is held: the evidence store could not take it (${hold.error}). It will be stored once it can.`
+        : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
     await notifyIngestFailed(deps, file.controlIds, { name, source: file.source, code: hold.reason, message, quarantineId });
     return ok({ outcome: 'held', quarantineId, reason: hold.reason, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, mediaType: file.mediaType, ...(file.originalName ? { fileName: file.originalName } : {}), message });
   }
-  return storeAndRecord(deps, pipeline, actor, file, scanStatus);
 }
 
 /**

@@ -16,6 +16,7 @@ import type { DomainDeps } from '../../domain/deps.ts';
 import { type EvidenceRecord, recordEvidence } from '../../domain/evidence.ts';
 import { type Result, ok } from '../../domain/result.ts';
 import { type EvidenceScanner, type ScanVerdict, clamdScanner } from './clamd.ts';
+import { onStoreSuccess } from './store-health.ts';
 import { type EvidenceStore, EvidenceTooLargeError } from './store.ts';
 
 export interface EvidencePipeline {
@@ -66,6 +67,8 @@ export async function scanStaged(scanner: EvidenceScanner, staged: Pick<StagedFi
 export interface StagedFile {
   path: string;
   sha256: string;
+  /** Base64, as `Content-MD5` carries it (S3 checks it). */
+  md5Base64: string;
   sizeBytes: number;
   /** Removes the spooled file (idempotent). */
   discard(): Promise<void>;
@@ -80,6 +83,7 @@ export async function stageFile(content: AsyncIterable<Buffer | Uint8Array> & Pa
   const file = path.join(options.stagingDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
   const discard = () => rm(file, { force: true });
   const hash = createHash('sha256');
+  const md5 = createHash('md5');
   let size = 0;
   const handle = await open(file, 'wx', 0o600);
   try {
@@ -88,6 +92,7 @@ export async function stageFile(content: AsyncIterable<Buffer | Uint8Array> & Pa
       size += buffer.length;
       if (size > options.maxBytes) throw new EvidenceTooLargeError(options.maxBytes);
       hash.update(buffer);
+      md5.update(buffer);
       await handle.write(buffer);
     }
   } catch (error) {
@@ -97,7 +102,7 @@ export async function stageFile(content: AsyncIterable<Buffer | Uint8Array> & Pa
     throw error;
   }
   await handle.close();
-  return { path: file, sha256: hash.digest('hex'), sizeBytes: size, discard };
+  return { path: file, sha256: hash.digest('hex'), md5Base64: md5.digest('base64'), sizeBytes: size, discard };
 }
 
 /** Recorded (scanned clean, or unscanned when no scanner is configured). */
@@ -121,7 +126,8 @@ export interface PipelineFile {
 
 /** Store → record: the last steps, also for a file an operator releases from quarantine. */
 export async function storeAndRecord(deps: DomainDeps, pipeline: EvidencePipeline, actor: Actor, file: PipelineFile, scanStatus: EvidenceScanStatus): Promise<Result<Recorded>> {
-  const stored = await pipeline.store.put(createReadStream(file.staged.path), { maxBytes: Number.MAX_SAFE_INTEGER, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes });
+  const stored = await pipeline.store.put(createReadStream(file.staged.path), { maxBytes: Number.MAX_SAFE_INTEGER, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, md5Base64: file.staged.md5Base64 });
+  if (stored.written) await onStoreSuccess(deps, pipeline.store);
   if (stored.sha256 !== file.staged.sha256) throw Object.assign(new Error(`the ${pipeline.store.kind} store hashed ${file.originalName ?? 'a file'} differently from the staged copy`), { code: 'evidence_hash_mismatch' });
   const recorded = await recordEvidence(deps, actor, {
     sha256: stored.sha256,

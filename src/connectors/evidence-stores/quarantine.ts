@@ -24,6 +24,8 @@ import { newEvent } from '../../domain/events.ts';
 import { type Result, ok, refuse } from '../../domain/result.ts';
 import { findUserById } from '../../domain/users.ts';
 import { ScannerUnavailableError } from './clamd.ts';
+import { onStoreFailure, storePause } from './store-health.ts';
+import { EvidenceStoreError } from './store.ts';
 import { type EvidencePipeline, type PipelineFile, type StagedFile, scanStaged, storeAndRecord } from './pipeline.ts';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -108,6 +110,7 @@ async function stageFromQuarantine(db: Db, pipeline: EvidencePipeline, id: strin
   const file = path.join(pipeline.stagingDir, `q-${Date.now()}-${randomBytes(8).toString('hex')}`);
   const discard = () => rm(file, { force: true });
   const hash = createHash('sha256');
+  const md5 = createHash('md5');
   let size = 0;
   const handle = await open(file, 'wx', 0o600);
   try {
@@ -116,6 +119,7 @@ async function stageFromQuarantine(db: Db, pipeline: EvidencePipeline, id: strin
       const row = await db.selectFrom('evidence_quarantine_chunks').select('data').where('quarantine_id', '=', id).where('seq', '=', seq).executeTakeFirst();
       if (!row) break;
       hash.update(row.data);
+      md5.update(row.data);
       size += row.data.length;
       await handle.write(row.data);
     }
@@ -130,7 +134,7 @@ async function stageFromQuarantine(db: Db, pipeline: EvidencePipeline, id: strin
     await discard();
     throw Object.assign(new Error(`quarantined file ${id} no longer matches its hash`), { code: 'quarantine_corrupt' });
   }
-  return { path: file, sha256, sizeBytes: size, discard };
+  return { path: file, sha256, md5Base64: md5.digest('base64'), sizeBytes: size, discard };
 }
 
 type QuarantineRow = Awaited<ReturnType<typeof loadRow>>;
@@ -173,11 +177,14 @@ export interface RetrySummary {
  */
 export async function retryQuarantined(deps: DomainDeps, pipeline: EvidencePipeline, options: { limit?: number } = {}): Promise<RetrySummary> {
   const now = deps.clock.now();
+  // A paused store (out of space) gets one file a run: the probe that ends the pause when it succeeds.
+  const paused = await storePause(deps.db, pipeline.store);
+  const limit = paused ? 1 : (options.limit ?? 20);
   const claimed = await sql<{ id: string; attempts: number }>`
     update evidence_quarantine q set attempts = q.attempts + 1,
       next_attempt_at = ${now}::timestamptz + make_interval(secs => least(${RETRY_MAX_SECONDS}, ${RETRY_FIRST_SECONDS} * power(2, q.attempts)))
     where q.id in (select id from evidence_quarantine where status = 'held' and reason <> 'infected' and next_attempt_at <= ${now}
-                   order by next_attempt_at limit ${options.limit ?? 20} for update skip locked)
+                   order by next_attempt_at limit ${limit} for update skip locked)
     returning q.id, q.attempts`.execute(deps.db);
   const summary: RetrySummary = { recorded: 0, infected: 0, held: 0 };
   for (const { id } of claimed.rows) {
@@ -220,7 +227,15 @@ async function retryOne(deps: DomainDeps, pipeline: EvidencePipeline, id: string
       }
     }
     // Clean, or no scanner configured any more and none required: recorded as what it is.
-    const recorded = await storeAndRecord(deps, pipeline, actor, pipelineFile(row, staged), pipeline.scanner ? 'clean' : 'unscanned');
+    let recorded;
+    try {
+      recorded = await storeAndRecord(deps, pipeline, actor, pipelineFile(row, staged), pipeline.scanner ? 'clean' : 'unscanned');
+    } catch (error) {
+      if (!(error instanceof EvidenceStoreError)) throw error;
+      await onStoreFailure(deps, pipeline.store, error);
+      await deps.db.updateTable('evidence_quarantine').set({ reason: error.code, last_error: error.message }).where('id', '=', id).execute();
+      return 'held';
+    }
     if (!recorded.ok) {
       await deps.db.updateTable('evidence_quarantine').set({ last_error: recorded.refusal.message }).where('id', '=', id).execute();
       return 'held';

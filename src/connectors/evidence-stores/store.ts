@@ -24,12 +24,26 @@ export class EvidenceTooLargeError extends Error {
   }
 }
 
+/**
+ * The store could not take or give a file: `store_quota_exceeded` (out of space), `store_access_denied` (our
+ * credentials may not), `store_unavailable` (network, 5xx, throttled), `store_integrity_failed` (the server
+ * refused the bytes as not matching their checksum, or holds other bytes under a content key).
+ */
+export class EvidenceStoreError extends Error {
+  readonly code: 'store_quota_exceeded' | 'store_access_denied' | 'store_unavailable' | 'store_integrity_failed';
+  constructor(code: EvidenceStoreError['code'], message: string) {
+    super(message);
+    this.name = 'EvidenceStoreError';
+    this.code = code;
+  }
+}
+
 export interface EvidenceStore {
   readonly kind: string;
   /**
    * `sha256` and `sizeBytes`, when given, are what the pipeline measured while staging the file: a store may
    * use them (a content-addressed key, a checksum the server verifies) and must still hash what it writes.
    */
-  put(content: Readable, options: { maxBytes: number; sha256?: string; sizeBytes?: number }): Promise<StoredObject>;
+  put(content: Readable, options: { maxBytes: number; sha256?: string; sizeBytes?: number; md5Base64?: string }): Promise<StoredObject>;
   open(uri: string): Promise<Readable>;
 }

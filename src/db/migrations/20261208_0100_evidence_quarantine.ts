@@ -19,7 +19,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .createTable('evidence_quarantine')
     .addColumn('id', 'uuid', (col) => col.primaryKey().defaultTo(sql`gen_random_uuid()`))
     .addColumn('status', 'text', (col) => col.notNull().defaultTo('held').check(sql`status in ('held', 'recorded', 'deleted')`))
-    .addColumn('reason', 'text', (col) => col.notNull().check(sql`reason in ('infected', 'scanner_unavailable', 'scan_limit_exceeded', 'scan_required')`))
+    .addColumn('reason', 'text', (col) => col.notNull().check(sql`reason in ('infected', 'scanner_unavailable', 'scan_limit_exceeded', 'scan_required', 'store_unavailable', 'store_quota_exceeded', 'store_access_denied', 'store_integrity_failed')`))
     .addColumn('signature', 'text')
     .addColumn('sha256', 'text', (col) => col.notNull().check(sql`sha256 ~ '^[0-9a-f]{64}$'`))
     .addColumn('size_bytes', 'bigint', (col) => col.notNull())
@@ -49,9 +49,21 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('data', 'bytea', (col) => col.notNull())
     .addPrimaryKeyConstraint('evidence_quarantine_chunks_pkey', ['quarantine_id', 'seq'])
     .execute();
+
+  // A store that is out of space pauses ingestion into it until an operator resumes it or a retry succeeds.
+  await db.schema
+    .createTable('evidence_store_state')
+    .addColumn('store', 'text', (col) => col.primaryKey())
+    .addColumn('paused_at', 'timestamptz')
+    .addColumn('reason', 'text')
+    .addColumn('message', 'text')
+    .addColumn('access_task_id', 'bigint', (col) => col.references('tasks.id').onDelete('set null'))
+    .addColumn('updated_at', 'timestamptz', (col) => col.notNull())
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropTable('evidence_store_state').execute();
   await db.schema.dropTable('evidence_quarantine_chunks').execute();
   await db.schema.dropTable('evidence_quarantine').execute();
   await db.schema.alterTable('evidence').dropColumn('scanned_at').dropColumn('scan_status').execute();

@@ -97,9 +97,9 @@ describe('the evidence pipeline with a real clamd', () => {
     }
     // The alert is routed like any security event: to #security-alerts (seeded rule `security.*`).
     const row = await quarantineRow(sha256(EICAR));
-    const [job] = await fixture.jobs.boss.findJobs<{ payload: Parameters<typeof routeDomainEvent.handler>[0] }>(routeDomainEvent.name, { data: { payload: { subject: { id: row.id } } } });
+    const [job] = await fixture.jobs.boss.findJobs<{ payload: Parameters<typeof routeDomainEvent.handler>[0] }>(routeDomainEvent.name, { data: { payload: { type: 'security.evidence_infected', subject: { id: row.id } } } });
     await routeDomainEvent.handler(job!.data.payload, { deps: fixtureJobDeps(fixture), logger: captureLogs().logger, signal: new AbortController().signal, job: { id: job!.id, name: routeDomainEvent.name, retryCount: 0 } });
-    expect(await fixture.tdb.db.selectFrom('notifications').select(['target', 'event_type']).where('subject_id', '=', row.id).execute()).toEqual([{ target: 'security-alerts', event_type: 'security.evidence_infected' }]);
+    expect(await fixture.tdb.db.selectFrom('notifications').select(['target', 'event_type']).where('subject_id', '=', row.id).where('event_type', '=', 'security.evidence_infected').execute()).toEqual([{ target: 'security-alerts', event_type: 'security.evidence_infected' }]);
   });
 
   it('holds a file while the scanner is down (never recorded clean), and records it once a retry scans it clean', async () => {
