@@ -27,7 +27,7 @@ const READY_WITHIN_MS = 20_000;
  * it answers PING. `streamMaxLength` (clamd's syntax, e.g. `1M`) defaults to 26M: above our 25 MB
  * EVIDENCE_MAX_BYTES default, so only a test that lowers it sees clamd's size limit.
  */
-export async function startClamd(dir: string, options: { streamMaxLength?: string } = {}): Promise<Clamd> {
+export async function startClamd(dir: string, options: { streamMaxLength?: string; maxFileSize?: string } = {}): Promise<Clamd> {
   const binary = await findClamd();
   await mkdir(dir, { recursive: true });
   const logFile = path.join(dir, 'clamd.log');
@@ -43,6 +43,9 @@ export async function startClamd(dir: string, options: { streamMaxLength?: strin
       `LocalSocket ${socketPath}`,
       'Foreground yes',
       `StreamMaxLength ${options.streamMaxLength ?? '26M'}`,
+      // What clamd scans of a file: all of what it may be sent (their defaults, 25M and 100M, would cut it short).
+      `MaxFileSize ${options.maxFileSize ?? options.streamMaxLength ?? '26M'}`,
+      `MaxScanSize ${options.maxFileSize ?? options.streamMaxLength ?? '26M'}`,
       // Without it, content past MaxFileSize/MaxScanSize passes unscanned as OK.
       'AlertExceedsMax yes',
       `TemporaryDirectory ${dir}`,

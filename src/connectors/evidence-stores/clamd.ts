@@ -119,6 +119,9 @@ export function clamdScanner(url: string, options: { timeoutMs?: number } = {}):
       const complete = await connection.send(Buffer.alloc(4));
       const { text, error } = await connection.reply;
       const found = /^stream: (.+) FOUND$/.exec(text);
+      // With AlertExceedsMax, clamd reports a file it could not scan whole (past MaxFileSize, MaxScanSize or a
+      // recursion limit) as Heuristics.Limits.Exceeded.*: not a virus, not clean either.
+      if (found?.[1]?.startsWith('Heuristics.Limits.Exceeded')) throw new ScannerUnavailableError('scan_limit_exceeded', `clamd at ${describe} could not scan it whole (${found[1]}): raise its MaxFileSize and MaxScanSize to at least EVIDENCE_MAX_BYTES`);
       if (found) return { clean: false, signature: found[1]! };
       // Clean only once clamd has read it all: an OK before the end would be about part of the file.
       if (text === 'stream: OK' && complete) return { clean: true };

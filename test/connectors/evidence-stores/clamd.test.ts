@@ -128,6 +128,20 @@ describe('a file over clamd\'s StreamMaxLength', () => {
   });
 });
 
+describe('a file over clamd\'s MaxFileSize (within its StreamMaxLength)', () => {
+  let cut: Clamd;
+  beforeAll(async () => {
+    cut = await startClamd(tempPath('clamd-maxfile'), { streamMaxLength: '4M', maxFileSize: '1M' });
+  });
+  afterAll(() => cut.stop());
+
+  it('is refused as scan_limit_exceeded (Heuristics.Limits.Exceeded is neither clean nor a virus)', async () => {
+    const error = await failure(clamdScanner(cut.url).scan(Readable.from(randomBytes(2 * MB))));
+    expect(error.code).toBe('scan_limit_exceeded');
+    expect(error.message).toMatch(/could not scan it whole \(Heuristics\.Limits\.Exceeded\.Max\w+\): raise its MaxFileSize and MaxScanSize/);
+  });
+});
+
 describe('clamd over its Unix socket, and once it is stopped', () => {
   let own: Clamd;
   beforeAll(async () => {
