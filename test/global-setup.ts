@@ -5,7 +5,8 @@
  *
  * Also the run's temp root (`projectx-test-run-*`): tests put their files under it (test/support/temp.ts) and
  * the teardown removes it, so a run leaves nothing in the temp directory. And a real clamd (test/servers/clamd.ts)
- * on the committed EICAR-only signatures, for the virus-scan tests.
+ * on the committed EICAR-only signatures, for the virus-scan tests, and a real S3 server (Ceph RGW,
+ * test/servers/rgw.ts) for the evidence-store tests.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { migrateToLatest } from '../src/db/migrate.ts';
 import { JOBS_SCHEMA } from '../src/jobs/runtime.ts';
 import { createLogger } from '../src/logger.ts';
 import { startClamd } from './servers/clamd.ts';
+import { type Rgw, assertRgwInstalled, startRgw } from './servers/rgw.ts';
 import { databaseUrl } from './support/database-url.ts';
 
 declare module 'vitest' {
@@ -28,6 +30,11 @@ declare module 'vitest' {
     tempRoot: string;
     /** The run's clamd: `tcp://127.0.0.1:<port>`. */
     clamav: { url: string };
+    /**
+     * The run's S3 server (Ceph RGW): the test user's keys, a role it may assume, and the cluster's ceph.conf
+     * for `setBucketQuota(adminConf, …)` (test/servers/rgw.ts).
+     */
+    s3: Pick<Rgw, 'endpoint' | 'region' | 'accessKeyId' | 'secretAccessKey' | 'roleArn' | 'adminConf'>;
   }
 }
 
@@ -38,8 +45,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // Open to others (mkdtemp makes it 0700): as root, the embedded server's postgres user must enter it.
   const tempRoot = await mkdtemp(path.join(tmpdir(), 'projectx-test-run-'));
   await chmod(tempRoot, 0o755);
-  // First, so a machine without clamd learns it before PostgreSQL is started (and left running).
+  // First, so a machine without clamd or Ceph RGW learns it before PostgreSQL is started (and left running).
+  await assertRgwInstalled();
   const clamd = await startClamd(path.join(tempRoot, 'clamd'));
+  // RGW's one-node cluster comes up (about 2 s) while PostgreSQL does; its failure is thrown further down.
+  const rgwStarting = startRgw(path.join(tempRoot, 'rgw'));
+  rgwStarting.catch(() => {});
   let adminUrl = process.env.DATABASE_URL;
   let stopEmbedded = async () => {};
   if (!adminUrl) {
@@ -59,10 +70,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const boss = new PgBoss({ connectionString: templateUrl, schema: JOBS_SCHEMA, supervise: false, schedule: false, max: 2 });
   await boss.start();
   await boss.stop({ graceful: false, close: true });
+  const rgw = await rgwStarting.catch(async (error: unknown) => {
+    await stopEmbedded();
+    await clamd.stop();
+    throw error;
+  });
 
   project.provide('postgres', { adminUrl, template, prefix });
   project.provide('tempRoot', tempRoot);
   project.provide('clamav', { url: clamd.url });
+  const { endpoint, region, accessKeyId, secretAccessKey, roleArn, adminConf } = rgw;
+  project.provide('s3', { endpoint, region, accessKeyId, secretAccessKey, roleArn, adminConf });
 
   return async () => {
     await admin(adminUrl, async (client) => {
@@ -70,7 +88,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       for (const { datname } of rows) await client.query(`drop database if exists "${datname}" with (force)`);
     });
     await stopEmbedded();
-    await clamd.stop();
+    await Promise.all([clamd.stop(), rgw.stop()]);
     await rm(tempRoot, { recursive: true, force: true });
   };
 }
