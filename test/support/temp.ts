@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { inject } from 'vitest';
+import { clamdScanner } from '../../src/connectors/evidence-stores/clamd.ts';
 import { LocalEvidenceStore } from '../../src/connectors/evidence-stores/local.ts';
 import { type EvidencePipeline, evidencePipeline } from '../../src/connectors/evidence-stores/pipeline.ts';
 
@@ -17,11 +18,13 @@ export function tempPath(prefix: string, extension = ''): string {
 }
 
 /**
- * An evidence pipeline into a fresh local store under the run's temp root (no scanner unless given).
+ * An evidence pipeline into a fresh local store under the run's temp root, scanning with the run's clamd
+ * (test/global-setup.ts) unless `scanner` is given (`scanner: undefined`: no scanner).
  *
  * @example
- * const pipeline = localEvidencePipeline('evidence', { scanner: clamdScanner(inject('clamav').url) });
+ * const unscanned = localEvidencePipeline('evidence', { scanner: undefined });
  */
 export function localEvidencePipeline(prefix: string, options: Omit<Parameters<typeof evidencePipeline>[1], 'stagingDir'> = {}): EvidencePipeline {
-  return evidencePipeline(new LocalEvidenceStore(tempPath(prefix)), { stagingDir: tempPath(`${prefix}-staging`), ...options });
+  const scanner = 'scanner' in options ? options.scanner : clamdScanner(inject('clamav').url);
+  return evidencePipeline(new LocalEvidenceStore(tempPath(prefix)), { stagingDir: tempPath(`${prefix}-staging`), ...options, scanner });
 }

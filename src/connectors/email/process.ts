@@ -136,7 +136,7 @@ async function recordAttachments(deps: JobDeps, row: Row, mailbox: Extract<Mailb
       controlIds: targets.value.controlIds,
       taskIds: targets.value.taskIds,
     });
-    if (result.ok) stored.push(result.value.outcome === 'recorded' ? { name, evidence: result.value.id, sha256: result.value.sha256, links: result.value.newLinks } : { name, held: result.value.reason, quarantine: result.value.quarantineId, sha256: result.value.sha256 });
+    if (result.ok) stored.push(result.value.outcome === 'recorded' ? { name, evidence: result.value.id, sha256: result.value.sha256, links: result.value.newLinks, scan: result.value.scanStatus } : { name, held: result.value.reason, quarantine: result.value.quarantineId, sha256: result.value.sha256 });
     else refused.push({ name, code: result.refusal.code, message: result.refusal.message });
   }
   if (stored.length === 0) {

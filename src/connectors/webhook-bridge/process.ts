@@ -194,7 +194,7 @@ async function perform(deps: JobDeps, partner: PartnerMapping, deliveryId: strin
         taskIds: taskId ? [taskId] : undefined,
       });
       if (!stored.ok) return stored;
-      return ok(stored.value.outcome === 'recorded' ? { action: 'attach_evidence', evidence: stored.value.id, sha256: stored.value.sha256, links: stored.value.newLinks } : { action: 'attach_evidence', held: stored.value.reason, quarantine: stored.value.quarantineId, sha256: stored.value.sha256 });
+      return ok(stored.value.outcome === 'recorded' ? { action: 'attach_evidence', evidence: stored.value.id, sha256: stored.value.sha256, links: stored.value.newLinks, scan: stored.value.scanStatus } : { action: 'attach_evidence', held: stored.value.reason, quarantine: stored.value.quarantineId, sha256: stored.value.sha256 });
     }
     case 'comment_task': {
       const input = meaning.input as ActionInput<'comment_task'>;

@@ -12,7 +12,7 @@ import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { createTransport } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { OperatorContext } from '../../../src/cli/context.ts';
 import { emailVerb } from '../../../src/connectors/email/cli.ts';
 import { operatorContext, runOperator } from '../../support/operator.ts';
@@ -56,6 +56,7 @@ describe('email in', () => {
       PORT: '0',
       SMTP_INBOUND_PORT: '0',
       EVIDENCE_LOCAL_DIR: evidenceDir,
+      CLAMAV_URL: inject('clamav').url,
       GENERIC_WEBHOOK_SECRET: GENERIC_SECRET,
       PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}`,
     });
@@ -118,7 +119,7 @@ describe('email in', () => {
     const row = await settled(queuedId(sent.response));
     expect(row).toMatchObject({ source: 'email', kind: 'evidence', status: 'processed', error: null, headers: { 'envelope-from': 'cora@example.test', 'envelope-to': `evidence+ac-2@${DOMAIN}`, 'remote-address': '127.0.0.1' } });
     expect((await bodyOf(row.id)).equals(raw)).toBe(true);
-    expect(row.result).toMatchObject({ from: 'cora@example.test', evidence: [{ name: 'access-review.pdf', sha256: sha256(PDF), links: ['control:AC-2'] }, { name: 'group.png', sha256: sha256(PNG), links: ['control:AC-2'] }] });
+    expect(row.result).toMatchObject({ from: 'cora@example.test', evidence: [{ name: 'access-review.pdf', sha256: sha256(PDF), links: ['control:AC-2'], scan: 'clean' }, { name: 'group.png', sha256: sha256(PNG), links: ['control:AC-2'], scan: 'clean' }] });
     const audited = await tdb.db.selectFrom('audit_log').select(['actor', 'outcome']).where('action', '=', 'evidence.record').where('object_id', 'in', [sha256(PDF), sha256(PNG)]).execute();
     expect(audited).toEqual([
       { actor: `user:${coraId}`, outcome: 'success' },

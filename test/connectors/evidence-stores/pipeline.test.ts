@@ -151,13 +151,13 @@ describe('the evidence pipeline with a real clamd', () => {
 
   it('without a scanner records files unscanned, or holds them when EVIDENCE_SCAN_REQUIRED, until a scanner scans them', async () => {
     const unscanned = text('no scanner');
-    expect(await ingest(localEvidencePipeline('no-scanner'), unscanned, 'plain.txt')).toMatchObject({ ok: true, value: { outcome: 'recorded', scanStatus: 'unscanned' } });
+    expect(await ingest(localEvidencePipeline('no-scanner', { scanner: undefined }), unscanned, 'plain.txt')).toMatchObject({ ok: true, value: { outcome: 'recorded', scanStatus: 'unscanned' } });
     expect(await evidenceRow(sha256(unscanned))).toMatchObject({ scan_status: 'unscanned', scanned_at: null });
     // The same content scanned clean later: the record says so.
     expect(await ingest(scanning, unscanned, 'plain.txt')).toMatchObject({ ok: true, value: { outcome: 'recorded', scanStatus: 'clean', stored: false } });
     expect(await evidenceRow(sha256(unscanned))).toMatchObject({ scan_status: 'clean' });
 
-    const required = localEvidencePipeline('scan-required', { scanRequired: true });
+    const required = localEvidencePipeline('scan-required', { scanner: undefined, scanRequired: true });
     const bytes = text('must be scanned');
     const held = await ingest(required, bytes, 'required.txt');
     expect(held).toMatchObject({ ok: true, value: { outcome: 'held', reason: 'scan_required', message: 'required.txt is held until a virus scanner is configured; it will be recorded once scanned.' } });

@@ -71,8 +71,8 @@ describe('Jira comments and attachments', () => {
     const task = (await fx.tdb.db.selectFrom('task_links').select('task_id').where('target', '=', issueTarget('default', issue.id)).executeTakeFirstOrThrow()).task_id;
     const comments = await fx.tdb.db.selectFrom('audit_log').select('detail').where('action', '=', 'task.comment').where('object_id', '=', `T-${task}`).orderBy('seq').execute();
     expect(comments.map((row) => (row.detail as { text: string }).text)).toEqual([expect.stringContaining('in Jira: Export attached, reviewed by the system owner.'), expect.stringContaining('in Jira: Second reviewer signed off.')]);
-    const evidence = await fx.tdb.db.selectFrom('evidence').innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id').select(['evidence.source', 'evidence.original_name', 'evidence.media_type', 'evidence_links.target']).where('evidence.source', '=', 'jira').where('evidence_links.kind', '=', 'task').execute();
-    expect(evidence).toEqual([expect.objectContaining({ source: 'jira', original_name: 'access-review-q4.pdf', media_type: 'application/pdf', target: task })]);
+    const evidence = await fx.tdb.db.selectFrom('evidence').innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id').select(['evidence.source', 'evidence.original_name', 'evidence.media_type', 'evidence.scan_status', 'evidence_links.target']).where('evidence.source', '=', 'jira').where('evidence_links.kind', '=', 'task').execute();
+    expect(evidence).toEqual([expect.objectContaining({ source: 'jira', original_name: 'access-review-q4.pdf', media_type: 'application/pdf', scan_status: 'clean', target: task })]);
     const refused = await fx.tdb.db.selectFrom('external_records').select(['number', 'content_hash']).where('config_id', '=', instanceId).where('model', '=', 'attachment').orderBy('number').execute();
     expect(refused).toEqual([
       { number: 'access-review-q4.pdf', content_hash: expect.stringMatching(/^[0-9a-f]{64}$/) },

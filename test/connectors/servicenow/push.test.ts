@@ -95,8 +95,8 @@ describe('a new P1 incident', () => {
     const run = () => servicenowAttachments.handler(servicenowAttachments.schema.parse(mirror[0]!.data.payload), jobContext(servicenowAttachments.name));
     expect(await run()).toEqual({ listed: 2, mirrored: 1, refused: 1 });
     expect(await run()).toEqual({ listed: 2, mirrored: 0, refused: 0 });
-    const evidence = await fx.tdb.db.selectFrom('evidence').innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id').select(['evidence.source', 'evidence.original_name', 'evidence.sha256', 'evidence_links.kind', 'evidence_links.target']).where('evidence.source', '=', 'servicenow').execute();
-    expect(evidence).toEqual([{ source: 'servicenow', original_name: 'timeline.pdf', sha256: createHash('sha256').update(pdf).digest('hex'), kind: 'task', target: tasks[0]!.id }]);
+    const evidence = await fx.tdb.db.selectFrom('evidence').innerJoin('evidence_links', 'evidence_links.evidence_id', 'evidence.id').select(['evidence.source', 'evidence.original_name', 'evidence.sha256', 'evidence.scan_status', 'evidence_links.kind', 'evidence_links.target']).where('evidence.source', '=', 'servicenow').execute();
+    expect(evidence).toEqual([{ source: 'servicenow', original_name: 'timeline.pdf', sha256: createHash('sha256').update(pdf).digest('hex'), scan_status: 'clean', kind: 'task', target: tasks[0]!.id }]);
     await fx.tdb.db.updateTable('integration_configs').set({ settings: JSON.stringify({ baseUrl: sn.url, clientId: 'be3aeb583ace210011c15b24a43e25d8' }) }).where('id', '=', instanceId).execute();
   });
 });

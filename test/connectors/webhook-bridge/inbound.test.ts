@@ -6,7 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { Webhook } from 'standardwebhooks';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { addPartner, rotatePartnerSecret } from '../../../src/connectors/webhook-bridge/partners.ts';
 import { signHubSignature, signStandardWebhook, verifyStandardWebhook } from '../../../src/connectors/webhook-bridge/signatures.ts';
@@ -16,6 +16,7 @@ import { type Service, startService } from '../../../src/main.ts';
 import { type TestDatabase, createTestDatabase } from '../../support/database.ts';
 import { captureLogs } from '../../support/logs.ts';
 import { fastJobs } from '../../support/slack-service.ts';
+import { tempPath } from '../../support/temp.ts';
 
 const KEY = randomBytes(32);
 const GENERIC_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
@@ -29,7 +30,7 @@ describe('partner webhooks in', () => {
 
   beforeAll(async () => {
     tdb = await createTestDatabase();
-    const config = loadConfig({ DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0', GENERIC_WEBHOOK_SECRET: GENERIC_SECRET, PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}` });
+    const config = loadConfig({ DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0', GENERIC_WEBHOOK_SECRET: GENERIC_SECRET, PROJECTX_ENCRYPTION_KEY: `k1:${KEY.toString('base64')}`, PROJECTX_DATA_DIR: tempPath('webhook-data'), CLAMAV_URL: inject('clamav').url });
     if (!config.ok) throw new Error(config.problems.join('; '));
     // No sweep within these tests: every delivery reaches its job through the accept's poke of the relay.
     service = await startService({ config: config.config, role: 'all', logger: logs.logger, jobs: fastJobs, outboxSweepMs: 3_600_000 });
@@ -265,7 +266,7 @@ describe('partner webhooks in', () => {
     const pdf = Buffer.from('%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n');
     const evidence = await send('evidence.attach', { name: 'access-review.pdf', content_base64: pdf.toString('base64'), control_ids: ['AC-2'], task_ref: task });
     const { createHash } = await import('node:crypto');
-    expect(evidence).toMatchObject({ action: 'attach_evidence', sha256: createHash('sha256').update(pdf).digest('hex') });
+    expect(evidence).toMatchObject({ action: 'attach_evidence', sha256: createHash('sha256').update(pdf).digest('hex'), scan: 'clean' });
 
     const alert = await send('notification.raise', { title: 'Vendor outage', text: 'Payments API down', severity: 'critical' });
     await expect
