@@ -17,7 +17,6 @@ import { captureLogs } from '../support/logs.ts';
 const UNBUILT_ENV = {
   ONETRUST_BASE_URL: 'https://app.onetrust.com',
   ONETRUST_API_TOKEN: 'a-onetrust-token',
-  EVIDENCE_S3_BUCKET: 'acme-evidence',
   SHAREPOINT_SITE_ID: 'site',
   SHAREPOINT_LIBRARY_ID: 'library',
   EVIDENCE_GOOGLE_DRIVE_FOLDER_ID: 'folder',
@@ -63,7 +62,9 @@ describe('integration status', () => {
       for (const entry of NOT_BUILT) expect(text).toContain(`${entry.title}: not built in this version`);
       expect(text).not.toMatch(/(OneTrust|S3|SharePoint|Google Drive)[^\n]*: (configured|healthy|unknown)/);
       expect(text).toContain('Slack: not configured (set SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN)');
-      expect(text).toContain('Evidence store (local files): configured');
+      expect(text).toContain('Evidence store: configured');
+      // Whether evidence is scanned for viruses is said too.
+      expect(text).toContain('Evidence virus scan: not configured (set CLAMAV_URL; evidence is NOT scanned for viruses (CLAMAV_URL is unset): files are recorded as unscanned)');
     });
   });
 
@@ -83,7 +84,8 @@ describe('integration status', () => {
       service = await startService({ config: configFor({ ...UNBUILT_ENV, DATABASE_URL: tdb.url, HOST: '127.0.0.1', PORT: '0' }), role: 'web', logger: logs.logger });
       const messages = logs.lines().map((line) => String(line.msg));
       expect(messages).toContain('OneTrust: not built in this version (ONETRUST_BASE_URL, ONETRUST_API_TOKEN ignored)');
-      expect(messages).toContain('Evidence store: S3: not built in this version (EVIDENCE_S3_BUCKET ignored)');
+      expect(messages).toContain('Evidence store: SharePoint: not built in this version (SHAREPOINT_SITE_ID, SHAREPOINT_LIBRARY_ID ignored)');
+      expect(messages).toContain('Evidence virus scan: set CLAMAV_URL; evidence is NOT scanned for viruses (CLAMAV_URL is unset): files are recorded as unscanned');
       for (const entry of NOT_BUILT) expect(messages, entry.id).not.toContain(`${entry.title}: configured`);
     });
   });

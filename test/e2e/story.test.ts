@@ -12,6 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, killAll, spawnCli } from '../support/cli.ts';
 import { type TestDatabase, createTestDatabase } from '../support/database.ts';
 
+/**
+ * Fourteen real `projectx` processes one after another, each about 2 s to start on a 2-core machine (it loads every
+ * module; botbuilder alone takes 0.65 s to import): the default 30 s per test is too tight for this one.
+ */
+const STORY_TIMEOUT_MS = 120_000;
+
 describe('a terminal story', () => {
   let tdb: TestDatabase;
   let dir: string;
@@ -82,7 +88,7 @@ describe('a terminal story', () => {
         { action: 'evidence.record', outcome: 'success' },
       ]),
     );
-  });
+  }, STORY_TIMEOUT_MS);
 
   it('presses buttons in `projectx shell`, asking for a reason on Deny', async () => {
     await run('users', 'add', 'dee@example.test', '--name', 'Dee Decider', '--role', 'approver');

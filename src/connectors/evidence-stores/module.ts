@@ -8,7 +8,7 @@ import path from 'node:path';
 import { defineModule } from '../../module.ts';
 import { evidenceQuarantineRetry, evidenceRenewals } from './jobs.ts';
 import { LocalEvidenceStore } from './local.ts';
-import { s3StoreFromConfig } from './s3.ts';
+import { lazyStore } from './store.ts';
 
 export const evidenceStoresModule = defineModule({
   id: 'evidence-stores',
@@ -18,6 +18,6 @@ export const evidenceStoresModule = defineModule({
   jobs: [evidenceQuarantineRetry, evidenceRenewals],
   evidenceStores: [
     { kind: 'local', create: (config) => new LocalEvidenceStore(config.EVIDENCE_LOCAL_DIR ?? path.join(config.PROJECTX_DATA_DIR, 'evidence')) },
-    { kind: 's3', create: (config) => s3StoreFromConfig(config) },
+    { kind: 's3', create: (config) => lazyStore('s3', async () => (await import('./s3.ts')).s3StoreFromConfig(config)) },
   ],
 });

@@ -47,3 +47,17 @@ export interface EvidenceStore {
   put(content: Readable, options: { maxBytes: number; sha256?: string; sizeBytes?: number; md5Base64?: string }): Promise<StoredObject>;
   open(uri: string): Promise<Readable>;
 }
+
+/**
+ * A store loaded on first use: the S3 store's SDK (about 150 ms to import) is loaded only by a process that stores
+ * or reads evidence, not by every CLI command.
+ */
+export function lazyStore(kind: string, load: () => Promise<EvidenceStore>): EvidenceStore {
+  let loaded: Promise<EvidenceStore> | undefined;
+  const store = () => (loaded ??= load());
+  return {
+    kind,
+    put: async (content, options) => (await store()).put(content, options),
+    open: async (uri) => (await store()).open(uri),
+  };
+}
