@@ -6,7 +6,7 @@ import { ScannerUnavailableError, clamdScanner, parseClamavUrl } from '../../../
 import { type Clamd, startClamd } from '../../servers/clamd.ts';
 import { tempPath } from '../../support/temp.ts';
 import { EICAR } from '../../support/eicar.ts';
-import { zipFiles } from '../../support/zip.ts';
+import { zipArchive } from '../../../src/bot/teams/manifest-zip.ts';
 
 const MB = 1024 * 1024;
 
@@ -64,7 +64,7 @@ describe('clamdScanner against a real clamd (INSTREAM)', () => {
   });
 
   it('finds EICAR inside a DEFLATE-compressed zip, next to a harmless file', async () => {
-    const zip = zipFiles([{ name: 'access-review.txt', data: Buffer.from('reviewed by ann\n'.repeat(500)) }, { name: 'tools/eicar.com', data: EICAR }]);
+    const zip = zipArchive([{ name: 'access-review.txt', data: Buffer.from('reviewed by ann\n'.repeat(500)) }, { name: 'tools/eicar.com', data: EICAR }], { deflate: true });
     expect(zip.includes(Buffer.from('EICAR-STANDARD'))).toBe(false);
     const verdict = await scanner.scan(inChunks(zip, [7, 100]));
     expect(verdict).toEqual({ clean: false, signature: expect.stringMatching(/Test\.EICAR\.Custom/) });

@@ -25,7 +25,7 @@ import { type DomainFixture, auditRows, domainFixture, eventsFor, fixtureJobDeps
 import { EICAR } from '../../support/eicar.ts';
 import { operatorContext, runOperator } from '../../support/operator.ts';
 import { localEvidencePipeline, tempPath } from '../../support/temp.ts';
-import { zipFiles } from '../../support/zip.ts';
+import { zipArchive } from '../../../src/bot/teams/manifest-zip.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const text = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`);
@@ -78,7 +78,7 @@ describe('the evidence pipeline with a real clamd', () => {
   });
 
   it('refuses EICAR, also inside a zip: quarantined with its bytes, never stored, audited, and the security channel told', async () => {
-    const zipped = zipFiles([{ name: 'readme.txt', data: text('inside the zip') }, { name: 'tools/eicar.com', data: EICAR }]);
+    const zipped = zipArchive([{ name: 'readme.txt', data: text('inside the zip') }, { name: 'tools/eicar.com', data: EICAR }], { deflate: true });
     for (const [bytes, name] of [[EICAR, 'eicar.txt'], [zipped, 'evidence.zip']] as const) {
       const before = await storedFiles();
       const result = await ingest(scanning, bytes, name);
