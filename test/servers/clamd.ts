@@ -2,7 +2,7 @@
  * A real clamd for the tests, on 127.0.0.1 (and a Unix socket) with the committed two-signature database in
  * test/servers/clamav (EICAR only: no signatures can be downloaded here, and clamd refuses to start without
  * any). test/global-setup.ts starts one per run; a test may start its own (another StreamMaxLength, or one to
- * stop). Debian's clamav-daemon provides the binary: `sudo test/servers/install.sh`.
+ * stop). Debian's clamav-daemon provides the binary (see the README's first section).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:fs';
@@ -10,6 +10,7 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../support/fleet.ts';
 
 export interface Clamd {
   /** `tcp://127.0.0.1:<port>` */
@@ -74,17 +75,7 @@ async function findClamd(): Promise<string> {
   for (const candidate of candidates) {
     if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
   }
-  throw new Error('clamd is not installed (the tests scan files with a real clamd): run `sudo test/servers/install.sh` (see README)');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+  throw new Error('clamd is not installed (the tests scan files with a real clamd): install the Debian packages clamav and clamav-daemon (as in .ci/run: `sudo apt-get install -y --no-install-recommends clamav clamav-daemon ceph-mon ceph-osd radosgw`)');
 }
 
 /** Polls `zPING` until `PONG`; or how clamd failed (exited, or not ready in time). */

@@ -2,15 +2,15 @@
  * A real S3 server for the tests: Ceph RGW (Debian's radosgw) on a one-node cluster, a monitor and one
  * RAM-only (memstore) OSD, all on 127.0.0.1, with its config, logs, sockets and data in one directory.
  * S3 and STS answer on the same port; SSE-KMS uses RGW's built-in test key store. test/global-setup.ts starts
- * one per run (about 2 s); Debian's ceph-mon, ceph-osd and radosgw provide the binaries: `sudo test/servers/install.sh`.
+ * one per run (about 2 s); Debian's ceph-mon, ceph-osd and radosgw provide the binaries (see the README's first section).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../support/fleet.ts';
 
 export interface Rgw {
   /** `http://127.0.0.1:<port>` (S3 and STS on the same port) */
@@ -215,7 +215,7 @@ async function findBinaries(): Promise<Binaries> {
   if (await access('/usr/bin/setpriv', constants.X_OK).then(() => true, () => false)) found.setpriv = '/usr/bin/setpriv';
   const missing = BINARIES.filter((name) => !found[name]);
   if (missing.length) {
-    throw new Error(`Ceph RGW is not installed (the tests use a real S3 server; missing ${missing.join(', ')}): run \`sudo test/servers/install.sh\` (see README)`);
+    throw new Error(`Ceph RGW is not installed (the tests use a real S3 server; missing ${missing.join(', ')}): install Debian's ceph-mon, ceph-osd and radosgw (as in .ci/run: \`sudo apt-get install -y --no-install-recommends clamav clamav-daemon ceph-mon ceph-osd radosgw\`)`);
   }
   return found as Binaries;
 }
@@ -285,16 +285,6 @@ function listBuckets(port: number): Promise<boolean> {
     });
     request.on('timeout', () => request.destroy());
     request.on('error', () => resolve(false));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
   });
 }
 

@@ -114,16 +114,15 @@ export async function scanStoreRecord(deps: DomainDeps, pipeline: EvidencePipeli
       }
     }
   }
-  {
-    const quarantineId = await quarantineStaged(deps, { file, actor, reason: hold.reason, error: hold.error });
-    const message = hold.reason === 'scan_required'
-      ? `${name} is held until a virus scanner is configured; it will be recorded once scanned.`
-      : hold.reason.startsWith('store_')
-        ? `${name} is held: the evidence store could not take it (${hold.error}). It will be stored once it can.`
-        : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
-    await notifyIngestFailed(deps, file.controlIds, { name, source: file.source, code: hold.reason, message, quarantineId });
-    return ok({ outcome: 'held', quarantineId, reason: hold.reason, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, mediaType: file.mediaType, ...(file.originalName ? { fileName: file.originalName } : {}), message });
-  }
+  // Held: kept in quarantine and retried; nothing is lost.
+  const quarantineId = await quarantineStaged(deps, { file, actor, reason: hold.reason, error: hold.error });
+  const message = hold.reason === 'scan_required'
+    ? `${name} is held until a virus scanner is configured; it will be recorded once scanned.`
+    : hold.reason.startsWith('store_')
+      ? `${name} is held: the evidence store could not take it (${hold.error}). It will be stored once it can.`
+      : `${name} is held: the virus scanner could not scan it (${hold.error}). It will be scanned again and recorded once clean.`;
+  await notifyIngestFailed(deps, file.controlIds, { name, source: file.source, code: hold.reason, message, quarantineId });
+  return ok({ outcome: 'held', quarantineId, reason: hold.reason, sha256: file.staged.sha256, sizeBytes: file.staged.sizeBytes, mediaType: file.mediaType, ...(file.originalName ? { fileName: file.originalName } : {}), message });
 }
 
 /**

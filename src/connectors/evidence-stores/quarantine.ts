@@ -11,9 +11,6 @@
  * Every step is audited (`evidence.quarantine`, `evidence.quarantine.release`, `evidence.quarantine.delete`).
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { createHash, randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { sql } from 'kysely';
 import type { Db } from '../../db/database.ts';
 import type { QuarantineReason } from '../../db/schema.ts';
@@ -26,7 +23,7 @@ import { findUserById } from '../../domain/users.ts';
 import { ScannerUnavailableError } from './clamd.ts';
 import { onStoreFailure, storePause } from './store-health.ts';
 import { EvidenceStoreError } from './store.ts';
-import { type EvidencePipeline, type PipelineFile, type StagedFile, scanStaged, storeAndRecord } from './pipeline.ts';
+import { type EvidencePipeline, type PipelineFile, type StagedFile, scanStaged, stageFile, storeAndRecord } from './pipeline.ts';
 
 const CHUNK_BYTES = 1024 * 1024;
 /** A held file is scanned again after a minute, then backing off to at most an hour. */
@@ -104,37 +101,22 @@ async function copyIn(trx: Db, id: string, file: string): Promise<void> {
   }
 }
 
-/** The quarantined bytes back in a staging file, checked against the hash recorded when they were kept. */
+/** The quarantined bytes back in a staging file (the pipeline's own staging), checked against the hash kept with them. */
 async function stageFromQuarantine(db: Db, pipeline: EvidencePipeline, id: string, sha256: string): Promise<StagedFile> {
-  await mkdir(pipeline.stagingDir, { recursive: true, mode: 0o700 });
-  const file = path.join(pipeline.stagingDir, `q-${Date.now()}-${randomBytes(8).toString('hex')}`);
-  const discard = () => rm(file, { force: true });
-  const hash = createHash('sha256');
-  const md5 = createHash('md5');
-  let size = 0;
-  const handle = await open(file, 'wx', 0o600);
-  try {
-    // One chunk at a time (keyset on seq): memory stays at a chunk whatever the file's size.
+  // One chunk at a time (by seq): memory stays at a chunk whatever the file's size.
+  async function* chunks() {
     for (let seq = 0; ; seq++) {
       const row = await db.selectFrom('evidence_quarantine_chunks').select('data').where('quarantine_id', '=', id).where('seq', '=', seq).executeTakeFirst();
-      if (!row) break;
-      hash.update(row.data);
-      md5.update(row.data);
-      size += row.data.length;
-      await handle.write(row.data);
+      if (!row) return;
+      yield row.data;
     }
-  } catch (error) {
-    await handle.close();
-    await discard();
-    throw error;
   }
-  await handle.close();
-  const actual = hash.digest('hex');
-  if (actual !== sha256) {
-    await discard();
+  const staged = await stageFile(chunks(), { stagingDir: pipeline.stagingDir, maxBytes: Number.MAX_SAFE_INTEGER });
+  if (staged.sha256 !== sha256) {
+    await staged.discard();
     throw Object.assign(new Error(`quarantined file ${id} no longer matches its hash`), { code: 'quarantine_corrupt' });
   }
-  return { path: file, sha256, md5Base64: md5.digest('base64'), sizeBytes: size, discard };
+  return staged;
 }
 
 type QuarantineRow = Awaited<ReturnType<typeof loadRow>>;

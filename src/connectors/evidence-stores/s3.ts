@@ -16,7 +16,6 @@
  * Failures are coded (EvidenceStoreError): `store_quota_exceeded` (S3 `QuotaExceeded`), `store_access_denied`,
  * `store_unavailable` (network, 5xx, throttling), `store_integrity_failed`.
  */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, GetObjectLockConfigurationCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
@@ -126,19 +125,6 @@ export class S3EvidenceStore implements EvidenceStore {
     } catch (error) {
       throw storeError(error, `reading ${uri}`);
     }
-  }
-
-  /** Re-reads the object and hashes it: is it still exactly the content its key names? */
-  async verify(uri: string): Promise<{ ok: boolean; sha256: string; sizeBytes: number }> {
-    const body = await this.open(uri);
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const chunk of body) {
-      hash.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-    const actual = hash.digest('hex');
-    return { ok: this.#keyFromUri(uri).endsWith(`/${actual}`), sha256: actual, sizeBytes: size };
   }
 
   close(): void {

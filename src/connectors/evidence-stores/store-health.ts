@@ -23,7 +23,7 @@ export async function storePause(db: Db, store: Pick<EvidenceStore, 'kind'>): Pr
   return row?.paused_at ? { since: row.paused_at, message: row.message ?? '' } : undefined;
 }
 
-export async function onStoreFailure(deps: DomainDeps, store: EvidenceStore & { describe?: string }, error: EvidenceStoreError): Promise<void> {
+export async function onStoreFailure(deps: DomainDeps, store: Pick<EvidenceStore, 'kind'>, error: EvidenceStoreError): Promise<void> {
   const now = deps.clock.now();
   if (error.code === 'store_quota_exceeded') {
     await deps.db.transaction().execute(async (trx) => {

@@ -7,6 +7,7 @@ import { type Clamd, startClamd } from '../../servers/clamd.ts';
 import { tempPath } from '../../support/temp.ts';
 import { EICAR } from '../../support/eicar.ts';
 import { zipArchive } from '../../../src/bot/teams/manifest-zip.ts';
+import { freePort } from '../../support/fleet.ts';
 
 const MB = 1024 * 1024;
 
@@ -25,15 +26,6 @@ async function failure(promise: Promise<unknown>): Promise<ScannerUnavailableErr
   const error = await promise.then(() => undefined, (caught: unknown) => caught);
   expect(error).toBeInstanceOf(ScannerUnavailableError);
   return error as ScannerUnavailableError;
-}
-
-/** A port nothing listens on: the kernel gave it to us, and we closed it. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A clamd impostor on 127.0.0.1: `onConnection` decides what it answers. */
@@ -169,7 +161,7 @@ describe('clamd over its Unix socket, and once it is stopped', () => {
 
 describe('clamdScanner fails closed', () => {
   it('on a port nothing listens on, without waiting for its timeout', async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const scanner = clamdScanner(`tcp://127.0.0.1:${port}`);
     const error = await failure(scanner.scan(Readable.from([EICAR])));
     expect(error).toMatchObject({ code: 'scanner_unavailable', message: `clamd at tcp://127.0.0.1:${port} refused the connection` });

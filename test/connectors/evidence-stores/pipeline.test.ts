@@ -8,7 +8,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
-import net from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clamdScanner } from '../../../src/connectors/evidence-stores/clamd.ts';
@@ -26,18 +25,10 @@ import { EICAR } from '../../support/eicar.ts';
 import { operatorContext, runOperator } from '../../support/operator.ts';
 import { localEvidencePipeline, tempPath } from '../../support/temp.ts';
 import { zipArchive } from '../../../src/bot/teams/manifest-zip.ts';
+import { freePort } from '../../support/fleet.ts';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const text = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`);
-
-/** A port nothing listens on: the kernel gave it to us, and we closed it. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('the evidence pipeline with a real clamd', () => {
   let fixture: DomainFixture;
@@ -54,7 +45,7 @@ describe('the evidence pipeline with a real clamd', () => {
     control = await fixture.control();
     storeDir = tempPath('scanned-store');
     scanning = evidencePipeline(new LocalEvidenceStore(storeDir), { stagingDir: tempPath('scanned-staging'), scanner: clamdScanner(inject('clamav').url) });
-    down = localEvidencePipeline('scanner-down', { scanner: clamdScanner(`tcp://127.0.0.1:${await deadPort()}`) });
+    down = localEvidencePipeline('scanner-down', { scanner: clamdScanner(`tcp://127.0.0.1:${await freePort()}`) });
     small = await startClamd(tempPath('clamd-1m'), { streamMaxLength: '1M' });
   });
   afterAll(async () => {
